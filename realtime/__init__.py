@@ -1,0 +1,1 @@
+"""realtime: secure, real-time in-app messages."""

@@ -1,0 +1,161 @@
+"""What logging in, staying logged in and managing users mean."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from typing import Any
+from uuid import UUID
+
+from realtime import crypto
+from realtime.config import Settings
+from realtime.db import Connection, Database
+from realtime.errors import Conflict, NotFound, RateLimited, Unauthenticated
+from realtime.models import AuthContext, NewSession, User
+from realtime.store import sessions as session_store
+from realtime.store import throttle
+from realtime.store import users as user_store
+
+FIRST_ADMIN = "admin"
+_WRONG_PAIR = "wrong username or password"
+
+
+def generate_account_password() -> str:
+    """A password for a new account: 16 URL-safe characters, about 96 bits."""
+    return secrets.token_urlsafe(12)
+
+
+class Accounts:
+    """Users, their sessions, and the login throttle."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+
+    async def login(self, username: str, password: str, client_address: str) -> NewSession:
+        """Open a session for a right pair; the same 401, in the same time, for any wrong one."""
+        keys = [f"user:{username.lower()}", f"addr:{client_address}"]
+        limits = [self._settings.login_max_failures, self._settings.login_max_failures_per_address]
+        window = self._settings.login_lockout
+        async with self._db.connection() as conn:
+            wait = await throttle.seconds_locked(conn, keys, limits, window)
+            if wait:
+                raise RateLimited(wait, "too many failed logins, try again later")
+            found = await user_store.get_credentials(conn, username)
+        password_hash = found.password_hash if found else crypto.DECOY_PASSWORD_HASH
+        matches = await asyncio.to_thread(crypto.verify_password, password, password_hash)
+        async with self._db.transaction() as conn:
+            if found is None or not matches or found.user.disabled:
+                await throttle.record_failure(conn, keys, window)
+                raise Unauthenticated(_WRONG_PAIR)
+            await throttle.clear_failures(conn, keys[0])
+            return await self._open_session(conn, found.user)
+
+    async def _open_session(self, conn: Connection, user: User) -> NewSession:
+        token = crypto.new_token()
+        session_id = uuid.uuid4()
+        expires_at = await session_store.insert_session(
+            conn,
+            session_id=session_id,
+            token_hash=crypto.token_digest(token),
+            user_id=user.id,
+            lifetime=self._settings.session_lifetime,
+        )
+        return NewSession(token, session_id, user, expires_at)
+
+    async def authenticate(self, token: str) -> AuthContext:
+        """The user and session a token speaks for; Unauthenticated when it is not live."""
+        async with self._db.connection() as conn:
+            found = await session_store.find_live_session(
+                conn, crypto.token_digest(token), self._settings.session_idle_timeout
+            )
+        if found is None:
+            raise Unauthenticated("the session has ended, log in again")
+        session_id, user = found
+        return AuthContext(user, session_id)
+
+    async def logout(self, session_id: UUID) -> None:
+        async with self._db.connection() as conn:
+            await session_store.delete_session(conn, session_id)
+
+    async def get_user(self, user_id: UUID) -> User:
+        async with self._db.connection() as conn:
+            user = await user_store.get_user(conn, user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def list_users(self) -> list[User]:
+        async with self._db.connection() as conn:
+            return await user_store.list_users(conn)
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        display_name: str | None = None,
+        is_admin: bool = False,
+        can_send: bool = True,
+        can_attach: bool = True,
+    ) -> User:
+        password_hash = await asyncio.to_thread(crypto.hash_password, password)
+        async with self._db.connection() as conn:
+            return await user_store.insert_user(
+                conn,
+                user_id=uuid.uuid4(),
+                username=username,
+                display_name=display_name or username,
+                password_hash=password_hash,
+                is_admin=is_admin,
+                can_send=can_send,
+                can_attach=can_attach,
+            )
+
+    async def update_user(self, user_id: UUID, changes: dict[str, Any]) -> User:
+        """Change a user; a new password or disabling ends every session of theirs at once.
+
+        The last enabled admin can neither be disabled nor lose the admin flag.
+        """
+        columns = {k: v for k, v in changes.items() if k != "password"}
+        if changes.get("password") is not None:
+            columns["password_hash"] = await asyncio.to_thread(
+                crypto.hash_password, changes["password"]
+            )
+        async with self._db.transaction() as conn:
+            admins = await user_store.lock_admins(conn)
+            demoted = columns.get("is_admin") is False or columns.get("disabled") is True
+            if demoted and admins == [user_id]:
+                raise Conflict("this is the last enabled admin: appoint another one first")
+            user = await user_store.update_user(conn, user_id, columns)
+            if user is None:
+                raise NotFound("no such user")
+            if columns.get("disabled") is True or "password_hash" in columns:
+                await session_store.delete_user_sessions(conn, user_id)
+        return user
+
+    async def ensure_first_admin(self, password: str | None) -> str | None:
+        """Create `admin` when there is no account at all; return its password if generated."""
+        chosen = password or generate_account_password()
+        password_hash = await asyncio.to_thread(crypto.hash_password, chosen)
+        async with self._db.transaction() as conn:
+            if await user_store.count_users_exclusively(conn):
+                return None
+            await user_store.insert_user(
+                conn,
+                user_id=uuid.uuid4(),
+                username=FIRST_ADMIN,
+                display_name="Administrator",
+                password_hash=password_hash,
+                is_admin=True,
+                can_send=True,
+                can_attach=True,
+            )
+        return None if password else chosen
+
+    async def purge_sessions(self) -> int:
+        async with self._db.connection() as conn:
+            return await session_store.purge_expired_sessions(
+                conn, self._settings.session_idle_timeout
+            )

@@ -1,0 +1,83 @@
+"""Logging in and out, and who the caller is."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from realtime.api import schemas
+from realtime.api.http import (
+    SESSION_COOKIE,
+    Call,
+    Operation,
+    check_origin,
+    json_response,
+    no_content,
+)
+from realtime.models import User
+
+
+def me_view(user: User) -> schemas.Me:
+    return schemas.Me(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        is_admin=user.is_admin,
+        can_send=user.can_send,
+        can_attach=user.can_attach,
+    )
+
+
+async def login(call: Call) -> Response:
+    """Check the pair, open a session, and set it as the cookie too."""
+    request = call.request
+    check_origin(request, call.services.settings, required=False)
+    body: schemas.LoginRequest = call.body
+    address = request.client.host if request.client else "unknown"
+    session = await call.services.accounts.login(body.username, body.password, address)
+    response = json_response(schemas.LoginResponse(token=session.token, user=me_view(session.user)))
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        max_age=int(call.services.settings.session_lifetime.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def logout(call: Call) -> Response:
+    assert call.auth is not None
+    await call.services.accounts.logout(call.auth.session_id)
+    response = no_content()
+    response.delete_cookie(
+        SESSION_COOKIE,
+        httponly=True,
+        samesite="strict",
+        secure=call.request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def me(call: Call) -> Response:
+    return json_response(me_view(call.user))
+
+
+OPERATIONS = (
+    Operation(
+        "POST", "/api/auth/login", login, "Log in: a token, and the session cookie",
+        auth=False, body=schemas.LoginRequest,
+        responses={200: schemas.LoginResponse, 400: None, 401: None, 403: None, 413: None,
+                   429: None},
+    ),
+    Operation(
+        "POST", "/api/auth/logout", logout, "End this session everywhere",
+        responses={204: None, 401: None, 403: None},
+    ),
+    Operation(
+        "GET", "/api/me", me, "The caller's account and rights",
+        responses={200: schemas.Me, 401: None},
+    ),
+)

@@ -1,0 +1,261 @@
+"""What every HTTP handler shares: the services, authentication, parsing, and the error shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pydantic
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from realtime import codec
+from realtime.accounts import Accounts
+from realtime.config import Settings
+from realtime.db import Database
+from realtime.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RealtimeError,
+    TooLarge,
+    Unauthenticated,
+)
+from realtime.groups import Groups
+from realtime.messaging import Messaging
+from realtime.models import AuthContext
+
+log = logging.getLogger(__name__)
+SESSION_COOKIE = "session"
+MAX_JSON_BODY = 1024 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+
+@dataclass(frozen=True)
+class Services:
+    """The domain objects the handlers call, built once by the app's lifespan."""
+
+    settings: Settings
+    db: Database
+    accounts: Accounts
+    groups: Groups
+    messaging: Messaging
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request, authenticated and parsed as its operation declares."""
+
+    request: Request
+    services: Services
+    auth: AuthContext | None
+    body: Any
+
+    @property
+    def user(self) -> Any:
+        assert self.auth is not None, "this operation does not authenticate"
+        return self.auth.user
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query parameter, for the OpenAPI document."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One endpoint: how it is reached, what it takes, what it answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: bool = True
+    admin: bool = False
+    body: type[pydantic.BaseModel] | None = None
+    query: tuple[Query, ...] = ()
+    responses: Mapping[int, type[pydantic.BaseModel] | None] = field(default_factory=dict)
+    headers: tuple[Query, ...] = ()
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Serialise a model or plain data with the project's codec."""
+    if isinstance(data, pydantic.BaseModel):
+        data = data.model_dump(mode="python", exclude_none=False)
+    return Response(codec.encode(data), status, headers=headers, media_type="application/json")
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def error_response(exc: RealtimeError) -> Response:
+    """The contract's error shape for any of our errors."""
+    detail: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    headers: dict[str, str] = {}
+    if isinstance(exc, InvalidInput) and exc.fields:
+        detail["fields"] = exc.fields
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return json_response({"error": detail}, exc.status, headers)
+
+
+def http_error_response(exc: HTTPException) -> Response:
+    """Routing errors (no such path, method not allowed) in the contract's shape."""
+    if exc.status_code == 404:
+        return error_response(NotFound("no such endpoint"))
+    code = "method_not_allowed" if exc.status_code == 405 else "http_error"
+    body = {"error": {"code": code, "message": str(exc.detail)}}
+    return json_response(body, exc.status_code, exc.headers)
+
+
+def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
+    """Make the Starlette endpoint: authenticate, parse, call, turn errors into JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            services: Services = request.app.state.services
+            auth = None
+            if operation.auth:
+                auth = await authenticate(request, services)
+                if operation.admin and not auth.user.is_admin:
+                    raise Forbidden("administrators only")
+            body = await read_model(request, operation.body) if operation.body else None
+            return await operation.handler(Call(request, services, auth, body))
+        except RealtimeError as exc:
+            return error_response(exc)
+
+    endpoint.__name__ = operation.handler.__name__
+    return endpoint
+
+
+async def authenticate(request: Request, services: Services) -> AuthContext:
+    """The session behind the bearer header or the cookie; cookie writes need an allowed Origin."""
+    token, by_cookie = _credentials(request)
+    if token is None:
+        raise Unauthenticated("log in first")
+    if by_cookie and request.method not in SAFE_METHODS:
+        check_origin(request, services.settings, required=True)
+    return await services.accounts.authenticate(token)
+
+
+def _credentials(request: Request) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("use Authorization: Bearer <token>")
+        return token.strip(), False
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def check_origin(request: Request, settings: Settings, *, required: bool) -> None:
+    """Refuse a foreign Origin; with `required`, a missing one too. Only exact matches pass."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        if required:
+            raise Forbidden("a request made with the session cookie must carry its Origin")
+        return
+    if origin != own_origin(request) and origin not in settings.allowed_origins:
+        raise Forbidden("requests from this origin are not allowed")
+
+
+def own_origin(request: Request) -> str:
+    host = request.headers.get("host", "")
+    return f"{request.url.scheme}://{host}"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes without reading further."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is over {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_model(request: Request, model: type[ModelT]) -> ModelT:
+    """Parse and validate a JSON body; every fault becomes a 400 naming its field."""
+    content_type = request.headers.get("content-type", "application/json")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise InvalidInput("the body must be JSON (Content-Type: application/json)")
+    raw = await read_body(request, MAX_JSON_BODY)
+    try:
+        return model.model_validate_json(raw or b"null", strict=True)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: pydantic.ValidationError) -> InvalidInput:
+    """Turn pydantic's errors into field errors, never echoing the input."""
+    fields: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        if error["type"] == "json_invalid":
+            return InvalidInput("the body is not valid JSON")
+        location = ".".join(str(part) for part in error["loc"] if not _is_union_tag(part))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        if not location:
+            return InvalidInput(f"the body is not valid: {message}")
+        fields.setdefault(location, message)
+    return InvalidInput("some fields are not valid", fields)
+
+
+def _is_union_tag(part: object) -> bool:
+    """Discriminated unions add the tag (`credential`, ...) to the error location."""
+    return isinstance(part, str) and part in {"credential", "entry", "folder", "file"}
+
+
+def path_id(request: Request, name: str = "id") -> UUID:
+    """An id from the path; anything that is not one names nothing, so 404."""
+    try:
+        return UUID(request.path_params[name])
+    except ValueError:
+        raise NotFound("not found") from None
+
+
+def query_int(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise InvalidInput(f"{name} is not valid", {name: f"a whole number from {low} to {high}"})
+    return int(value)
+
+
+def query_flag(request: Request, name: str, default: bool) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value not in FLAG_VALUES:
+        raise InvalidInput(f"{name} is not valid", {name: "0 or 1"})
+    return value in ("1", "true")
+
+
+FLAG_VALUES = ("0", "1", "true", "false")

@@ -1,0 +1,140 @@
+"""The application: `create_app(settings)`, with a lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from realtime import api, metrics
+from realtime.accounts import Accounts
+from realtime.api.http import Services, error_response, http_error_response
+from realtime.config import Settings, load_settings
+from realtime.db import open_database
+from realtime.errors import RealtimeError
+from realtime.groups import Groups
+from realtime.keyfile import load_keyring
+from realtime.messaging import Messaging
+from realtime.migrate import apply_migrations
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def package_version() -> str:
+    try:
+        return version("realtime")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app; resources are opened by its lifespan, in order, and closed in reverse."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            keyring = load_keyring(settings)
+            db = await stack.enter_async_context(open_database(settings))
+            async with db.connection() as conn:
+                await apply_migrations(conn)
+            accounts = Accounts(db, settings)
+            generated = await accounts.ensure_first_admin(settings.admin_password)
+            if generated is not None:
+                announce_first_admin(generated)
+            app.state.services = Services(
+                settings=settings,
+                db=db,
+                accounts=accounts,
+                groups=Groups(db),
+                messaging=Messaging(db, keyring),
+            )
+            yield
+
+    app = Starlette(
+        routes=api.routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: _http_error,
+            RealtimeError: _realtime_error,
+            Exception: _unexpected_error,
+        },
+    )
+    app.state.settings = settings
+    app.state.openapi = api.openapi_document(package_version())
+    app.add_middleware(ResponseHeaders)
+    return app
+
+
+def announce_first_admin(password: str) -> None:
+    """Show the generated password of the first account once, on the console, never in logs."""
+    print(
+        "\n  Created the first account: username 'admin', password "
+        f"{password}\n  It is shown only now: log in and change it.\n",
+        file=sys.stdout,
+        flush=True,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return http_error_response(exc)
+
+
+async def _realtime_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RealtimeError)
+    if exc.status >= 500:
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+    return error_response(exc)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(RealtimeError())
+
+
+class ResponseHeaders:
+    """Add the security headers to every HTTP response and count it in the metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                present = {name for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.http_requests.labels(path, scope["method"], str(status)).inc()
+            metrics.http_request_seconds.labels(path).observe(time.perf_counter() - started)

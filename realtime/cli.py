@@ -1,0 +1,202 @@
+"""The `realtime` command: serve, migrate, create-user, demo, rotate-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from realtime.accounts import Accounts, generate_account_password
+from realtime.config import Settings, load_settings
+from realtime.crypto import Keyring, generate_master_key
+from realtime.db import Database, open_database
+from realtime.errors import ConfigError, Conflict
+from realtime.groups import Groups
+from realtime.keyfile import key_file_path, load_keyring, read_key_file, write_key_file
+from realtime.migrate import MigrationError, apply_migrations
+from realtime.rotation import rotate_master_key
+
+T = TypeVar("T")
+DEMO_USERS = (("alice", "Alice Archer"), ("bob", "Bob Baker"), ("carol", "Carol Carter"))
+DEMO_GROUP = "ops"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings().with_overrides(
+            host=getattr(args, "host", None), port=getattr(args, "port", None)
+        )
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        result: int = args.command(settings, args)
+        return result
+    except (ConfigError, MigrationError) as exc:
+        print(f"realtime: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realtime", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the server (the embedded database by default)")
+    serve.add_argument("--host", help="address to listen on (REALTIME_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (REALTIME_PORT, 8000)")
+    serve.set_defaults(command=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(command=cmd_migrate)
+
+    create = commands.add_parser("create-user", help="create an account")
+    create.add_argument("username")
+    create.add_argument("--admin", action="store_true", help="make it an administrator")
+    create.add_argument("--display-name", help="the name others see (default: the username)")
+    create.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from standard input instead of generating one",
+    )
+    create.set_defaults(command=cmd_create_user)
+
+    demo = commands.add_parser("demo", help="add users alice, bob, carol and the group ops")
+    demo.set_defaults(command=cmd_demo)
+
+    rotate = commands.add_parser(
+        "rotate-key", help="re-wrap every data key under a new master key"
+    )
+    rotate.add_argument(
+        "--new-key-file", type=Path,
+        help="where to write the new key (needed when the key comes from REALTIME_MASTER_KEY)",
+    )
+    rotate.set_defaults(command=cmd_rotate_key)
+    return parser
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from realtime.app import create_app
+
+    load_keyring(settings)  # fail fast on a bad key, before anything starts
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+        log_level=settings.log_level.lower(),
+        ws_max_size=64 * 1024,
+    )
+    return 0
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_database(settings) as db:
+            async with db.connection() as conn:
+                await apply_migrations(conn)
+            return await work(db)
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> None:
+        return None
+
+    _with_database(settings, work)
+    print("the database is up to date")
+    return 0
+
+
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if len(password) < 8:
+            print("realtime: the password must be at least 8 characters", file=sys.stderr)
+            return 2
+    else:
+        password = generate_account_password()
+
+    async def work(db: Database) -> None:
+        await Accounts(db, settings).create_user(
+            args.username, password, display_name=args.display_name, is_admin=args.admin
+        )
+
+    try:
+        _with_database(settings, work)
+    except Conflict as exc:
+        print(f"realtime: {exc}", file=sys.stderr)
+        return 1
+    role = "administrator" if args.admin else "user"
+    print(f"created {role} {args.username!r}")
+    if not args.password_stdin:
+        print(f"password: {password}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(db: Database) -> list[tuple[str, str | None]]:
+        accounts = Accounts(db, settings)
+        made: list[tuple[str, str | None]] = []
+        ids = []
+        existing = {user.username: user.id for user in await accounts.list_users()}
+        for username, display_name in DEMO_USERS:
+            if username in existing:
+                ids.append(existing[username])
+                made.append((username, None))
+                continue
+            password = generate_account_password()
+            user = await accounts.create_user(username, password, display_name=display_name)
+            ids.append(user.id)
+            made.append((username, password))
+        groups = Groups(db)
+        if not any(group.name == DEMO_GROUP for group in await groups.list_groups()):
+            await groups.create_group(DEMO_GROUP, ids)
+        return made
+
+    for username, password in _with_database(settings, work):
+        shown = password if password else "(exists already, password unchanged)"
+        print(f"{username:<8} {shown}")
+    print(f"group {DEMO_GROUP!r}: alice, bob and carol")
+    return 0
+
+
+def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-wrap every data key under a new master key; the old one opens rows until the end."""
+    old_keys = _current_keys(settings)
+    target = key_file_path(settings) or args.new_key_file
+    if target is None:
+        print(
+            "realtime: the key comes from REALTIME_MASTER_KEY: give --new-key-file PATH",
+            file=sys.stderr,
+        )
+        return 2
+    new_key = generate_master_key()
+    write_key_file(target, [new_key, *old_keys])
+    keyring = Keyring([new_key, *old_keys])
+    count = _with_database(settings, lambda db: rotate_master_key(db, keyring))
+    write_key_file(target, [new_key])
+    print(f"re-wrapped {count} data keys under master key {keyring.current_id}")
+    print(f"the new key is in {target}; restart every node with it")
+    return 0
+
+
+def _current_keys(settings: Settings) -> list[bytes]:
+    path = key_file_path(settings)
+    if path is None:
+        assert settings.master_key is not None
+        return [settings.master_key]
+    load_keyring(settings)  # generates the key file on the embedded default's first use
+    return read_key_file(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

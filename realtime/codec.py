@@ -1,0 +1,62 @@
+"""The one wire format: JSON encoded and decoded by orjson, times in RFC 3339 UTC."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from realtime.errors import InvalidInput
+
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def _fallback(value: Any) -> Any:
+    """What orjson does not know natively: UUID subclasses (asyncpg returns its own)."""
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def encode(value: Any) -> bytes:
+    """Serialise a JSON value; datetimes become RFC 3339 with a `Z`, UUIDs strings."""
+    return orjson.dumps(value, default=_fallback, option=_OPTIONS)
+
+
+def decode(data: bytes | str) -> Any:
+    """Parse JSON, raising InvalidInput for anything that is not."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the body is not valid JSON") from None
+
+
+def format_time(moment: datetime) -> str:
+    """Format a moment as RFC 3339 UTC with a `Z`."""
+    text = moment.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def encode_cursor(parts: list[Any]) -> str:
+    """Pack a list of JSON values into an opaque, URL-safe cursor."""
+    return base64.urlsafe_b64encode(encode(parts)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    """Unpack a cursor made by `encode_cursor`; anything else is InvalidInput."""
+    bad = InvalidInput("the cursor is not valid", {"before": "not a cursor from this server"})
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    try:
+        parts = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad from None
+    if not isinstance(parts, list):
+        raise bad
+    return parts

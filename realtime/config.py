@@ -1,0 +1,178 @@
+"""The frozen settings, read once from the `REALTIME_*` environment variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from realtime.errors import ConfigError
+
+MASTER_KEY_BYTES = 32
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server reads from its environment; secrets stay out of `repr`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(".realtime")
+    master_key: bytes | None = field(default=None, repr=False)
+    master_key_file: Path | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    session_idle_timeout: timedelta = timedelta(hours=12)
+    session_lifetime: timedelta = timedelta(days=7)
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 50
+    login_lockout: timedelta = timedelta(minutes=15)
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+
+    @property
+    def embedded_database(self) -> bool:
+        """Whether the server runs its own PostgreSQL under the data dir."""
+        return self.database_url is None
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """Return a copy with the given fields changed (the CLI flags)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment, failing fast on a bad value."""
+    env = os.environ if environ is None else environ
+    reader = _Reader(env)
+    return Settings(
+        host=reader.text("REALTIME_HOST", "127.0.0.1"),
+        port=reader.integer("REALTIME_PORT", 8000, low=0, high=65535),
+        database_url=reader.optional("REALTIME_DATABASE_URL"),
+        redis_url=reader.optional("REALTIME_REDIS_URL"),
+        data_dir=Path(reader.text("REALTIME_DATA_DIR", ".realtime")),
+        master_key=reader.master_key("REALTIME_MASTER_KEY"),
+        master_key_file=reader.path("REALTIME_MASTER_KEY_FILE"),
+        admin_password=reader.optional("REALTIME_ADMIN_PASSWORD"),
+        allowed_origins=reader.origins("REALTIME_ALLOWED_ORIGINS"),
+        session_idle_timeout=reader.duration("REALTIME_SESSION_IDLE_TIMEOUT", "12h"),
+        session_lifetime=reader.duration("REALTIME_SESSION_LIFETIME", "7d"),
+        login_max_failures=reader.integer("REALTIME_LOGIN_MAX_FAILURES", 5, low=1),
+        login_max_failures_per_address=reader.integer(
+            "REALTIME_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, low=1
+        ),
+        login_lockout=reader.duration("REALTIME_LOGIN_LOCKOUT", "15m"),
+        db_pool_size=reader.integer("REALTIME_DB_POOL_SIZE", 10, low=2, high=1000),
+        log_level=reader.choice(
+            "REALTIME_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+        ),
+    )
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90`, `90s`, `15m`, `12h` or `7d` into a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError("expected a whole number of seconds, or a number with s, m, h or d")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def decode_master_key(text: str) -> bytes:
+    """Decode a base64 master key, insisting on exactly 32 bytes."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("is not valid base64") from exc
+    if len(key) != MASTER_KEY_BYTES:
+        raise ValueError(f"must decode to {MASTER_KEY_BYTES} bytes, not {len(key)}")
+    return key
+
+
+def redact_url(url: str) -> str:
+    """Return the URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class _Reader:
+    """Read typed values from the environment; every error names its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "")
+        return value if value.strip() else None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def path(self, name: str) -> Path | None:
+        value = self.optional(name)
+        return Path(value) if value else None
+
+    def integer(self, name: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            upper = "" if high is None else f" and at most {high}"
+            raise ConfigError(f"{name} must be at least {low}{upper}, got {number}")
+        return number
+
+    def duration(self, name: str, default: str) -> timedelta:
+        value = self.text(name, default)
+        try:
+            duration = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}, got {value!r}") from None
+        if duration <= timedelta(0):
+            raise ConfigError(f"{name} must be longer than zero")
+        return duration
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default).upper()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def master_key(self, name: str) -> bytes | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        try:
+            return decode_master_key(value)
+        except ValueError as exc:
+            hint = "generate one with: openssl rand -base64 32"
+            raise ConfigError(f"{name} {exc} ({hint})") from None
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        value = self.optional(name)
+        if value is None:
+            return ()
+        origins = tuple(item.strip() for item in value.split(",") if item.strip())
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ConfigError(
+                    f"{name} holds {origin!r}: each origin is scheme://host[:port], nothing more"
+                )
+        return origins

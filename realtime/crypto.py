@@ -1,0 +1,210 @@
+"""Envelope encryption, password hashing, session tokens and the password generator; no I/O."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import os
+import secrets
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from cryptography.exceptions import InvalidKey, InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+from realtime.errors import CryptoError
+from realtime.models import SealedKey
+
+DATA_KEY_BYTES = 32
+NONCE_BYTES = 12
+TOKEN_BYTES = 32
+_KEY_AAD = b"realtime/v1/data-key/"
+_FIELD_AAD = b"realtime/v1/field/"
+
+# Argon2id at the OWASP baseline: 19 MiB, two passes, one lane.
+_ARGON2_MEMORY_KIB = 19456
+_ARGON2_ITERATIONS = 2
+_ARGON2_LANES = 1
+
+
+def master_key_id(master_key: bytes) -> str:
+    """Name a master key by a fingerprint that reveals nothing of it."""
+    return hashlib.sha256(b"realtime master key id\0" + master_key).hexdigest()[:16]
+
+
+def generate_master_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A row's data key, opened: seals and opens that row's fields."""
+
+    row: str
+    data_key: bytes = field(repr=False)
+
+    def seal(self, field_name: str, plaintext: str | bytes) -> bytes:
+        data = plaintext.encode() if isinstance(plaintext, str) else plaintext
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + AESGCM(self.data_key).encrypt(nonce, data, self._aad(field_name))
+
+    def open(self, field_name: str, sealed: bytes) -> bytes:
+        try:
+            return AESGCM(self.data_key).decrypt(
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], self._aad(field_name)
+            )
+        except (InvalidTag, ValueError):
+            raise CryptoError(f"the field {field_name!r} of {self.row} does not open") from None
+
+    def open_text(self, field_name: str, sealed: bytes) -> str:
+        return self.open(field_name, sealed).decode()
+
+    def _aad(self, field_name: str) -> bytes:
+        return _FIELD_AAD + self.row.encode() + b"/" + field_name.encode()
+
+
+class Keyring:
+    """The master keys: the first wraps new data keys, every one opens what it wrapped."""
+
+    def __init__(self, master_keys: Sequence[bytes]) -> None:
+        if not master_keys:
+            raise ValueError("a keyring needs at least one master key")
+        self._keys = {master_key_id(key): key for key in master_keys}
+        self.current_id = master_key_id(master_keys[0])
+
+    def __repr__(self) -> str:
+        return f"Keyring(current_id={self.current_id!r}, ids={sorted(self._keys)!r})"
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    def new_envelope(self, row: str) -> tuple[Envelope, SealedKey]:
+        """Make a fresh data key for `row`, returned open and wrapped."""
+        data_key = AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
+        return Envelope(row, data_key), self.wrap(row, data_key)
+
+    def wrap(self, row: str, data_key: bytes) -> SealedKey:
+        nonce = os.urandom(NONCE_BYTES)
+        master = self._keys[self.current_id]
+        wrapped = nonce + AESGCM(master).encrypt(nonce, data_key, _KEY_AAD + row.encode())
+        return SealedKey(self.current_id, wrapped)
+
+    def open_envelope(self, row: str, sealed_key: SealedKey) -> Envelope:
+        master = self._keys.get(sealed_key.key_id)
+        if master is None:
+            raise CryptoError(f"the data key of {row} is wrapped under an unknown master key")
+        wrapped = sealed_key.wrapped
+        try:
+            data_key = AESGCM(master).decrypt(
+                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _KEY_AAD + row.encode()
+            )
+        except (InvalidTag, ValueError):
+            raise CryptoError(f"the data key of {row} does not open") from None
+        return Envelope(row, data_key)
+
+    def rewrap(self, row: str, sealed_key: SealedKey) -> SealedKey:
+        """Wrap a row's data key again under the current master key."""
+        return self.wrap(row, self.open_envelope(row, sealed_key).data_key)
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with Argon2id into a PHC string."""
+    kdf = Argon2id(
+        salt=os.urandom(16),
+        length=32,
+        iterations=_ARGON2_ITERATIONS,
+        lanes=_ARGON2_LANES,
+        memory_cost=_ARGON2_MEMORY_KIB,
+    )
+    return kdf.derive_phc_encoded(password.encode())
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """Check a password against its PHC hash, in the time Argon2id takes either way."""
+    try:
+        Argon2id.verify_phc_encoded(password.encode(), password_hash)
+    except (InvalidKey, ValueError):
+        return False
+    return True
+
+
+# Checked against when the user does not exist, so that both answers take as long.
+DECOY_PASSWORD_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def new_token() -> str:
+    """A session token: 32 random bytes, URL-safe."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES)).decode().rstrip("=")
+
+
+def token_digest(token: str) -> bytes:
+    """The only form of a token that is ever stored."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def same_secret(a: str | bytes, b: str | bytes) -> bool:
+    """Compare two secrets in constant time."""
+    left = a.encode() if isinstance(a, str) else a
+    right = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(left, right)
+
+
+AMBIGUOUS = frozenset("Il1|O0oB8S5Z2`'\".,;:")
+CHARACTER_CLASSES = {
+    "lower": string.ascii_lowercase,
+    "upper": string.ascii_uppercase,
+    "digits": string.digits,
+    "symbols": "!#$%&()*+-./:;<=>?@[]^_{|}~,",
+}
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class GeneratedPassword:
+    password: str = field(repr=False)
+    entropy_bits: float
+
+
+def generate_password(
+    length: int, classes: Iterable[str], *, avoid_ambiguous: bool = False
+) -> GeneratedPassword:
+    """Draw a password uniformly among those of `length` holding every chosen class."""
+    alphabets = [_alphabet(name, avoid_ambiguous) for name in dict.fromkeys(classes)]
+    if not alphabets:
+        raise ValueError("choose at least one character class")
+    if not PASSWORD_MIN_LENGTH <= length <= PASSWORD_MAX_LENGTH:
+        raise ValueError(f"length must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH}")
+    pool = "".join(alphabets)
+    while True:  # rejection sampling keeps the draw uniform over the valid passwords
+        candidate = "".join(secrets.choice(pool) for _ in range(length))
+        if all(any(ch in alphabet for ch in candidate) for alphabet in alphabets):
+            return GeneratedPassword(candidate, _entropy_bits(length, [len(a) for a in alphabets]))
+
+
+def _alphabet(name: str, avoid_ambiguous: bool) -> str:
+    characters = CHARACTER_CLASSES[name]
+    if avoid_ambiguous:
+        characters = "".join(ch for ch in characters if ch not in AMBIGUOUS)
+    return characters
+
+
+def _entropy_bits(length: int, sizes: list[int]) -> float:
+    """log2 of how many passwords hold every class: inclusion and exclusion over the classes."""
+    total = sum(sizes)
+    count = 0
+    for dropped in range(len(sizes) + 1):
+        for subset in combinations(sizes, dropped):
+            count += (-1) ** dropped * (total - sum(subset)) ** length
+    return round(math.log2(count), 2)
+
+
+def row_name(table: str, row_id: object) -> str:
+    """The name a row's data key and fields are bound to: `table/id`."""
+    return f"{table}/{row_id}"

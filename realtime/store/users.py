@@ -1,0 +1,147 @@
+"""Users: accounts, their rights, and the directory of names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from realtime.errors import Conflict
+from realtime.models import Credentials, User
+
+USER_COLUMNS = "id, username, display_name, is_admin, can_send, can_attach, disabled, created_at"
+
+
+def user_from_row(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        username=row["username"],
+        display_name=row["display_name"],
+        is_admin=row["is_admin"],
+        can_send=row["can_send"],
+        can_attach=row["can_attach"],
+        disabled=row["disabled"],
+        created_at=row["created_at"],
+    )
+
+
+async def insert_user(
+    conn: asyncpg.Connection,
+    *,
+    user_id: UUID,
+    username: str,
+    display_name: str,
+    password_hash: str,
+    is_admin: bool,
+    can_send: bool,
+    can_attach: bool,
+) -> User:
+    """Insert a user and its event counter; a taken username (any case) is a Conflict."""
+    try:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                f"""insert into users (id, username, display_name, password_hash,
+                                      is_admin, can_send, can_attach)
+                    values ($1, $2, $3, $4, $5, $6, $7) returning {USER_COLUMNS}""",
+                user_id, username, display_name, password_hash, is_admin, can_send, can_attach,
+            )
+            await conn.execute("insert into event_counters (user_id) values ($1)", user_id)
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"the username {username!r} is taken") from None
+    return user_from_row(row)
+
+
+async def get_user(conn: asyncpg.Connection, user_id: UUID) -> User | None:
+    row = await conn.fetchrow(f"select {USER_COLUMNS} from users where id = $1", user_id)
+    return None if row is None else user_from_row(row)
+
+
+async def get_credentials(conn: asyncpg.Connection, username: str) -> Credentials | None:
+    row = await conn.fetchrow(
+        f"select {USER_COLUMNS}, password_hash from users where lower(username) = lower($1)",
+        username,
+    )
+    return None if row is None else Credentials(user_from_row(row), row["password_hash"])
+
+
+async def list_users(conn: asyncpg.Connection) -> list[User]:
+    rows = await conn.fetch(f"select {USER_COLUMNS} from users order by lower(username)")
+    return [user_from_row(row) for row in rows]
+
+
+# Held while the first account is made, so that two nodes starting at once make only one.
+_FIRST_ACCOUNT_LOCK = 0x61646D696E
+
+
+async def count_users_exclusively(conn: asyncpg.Connection) -> int:
+    """Count the users under a transaction lock that other first-start checks wait for."""
+    await conn.execute("select pg_advisory_xact_lock($1)", _FIRST_ACCOUNT_LOCK)
+    return int(await conn.fetchval("select count(*) from users"))
+
+
+async def update_user(
+    conn: asyncpg.Connection, user_id: UUID, changes: dict[str, Any]
+) -> User | None:
+    """Set the given columns (names from a fixed list, never from input) and return the user."""
+    allowed = {"display_name", "password_hash", "is_admin", "can_send", "can_attach", "disabled"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"not columns of users: {sorted(unknown)}")
+    if not changes:
+        return await get_user(conn, user_id)
+    names = list(changes)
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    row = await conn.fetchrow(
+        f"update users set {assignments} where id = $1 returning {USER_COLUMNS}",
+        user_id,
+        *(changes[name] for name in names),
+    )
+    return None if row is None else user_from_row(row)
+
+
+async def lock_admins(conn: asyncpg.Connection) -> list[UUID]:
+    """Lock and return the enabled admins, so that the last one cannot be removed by a race."""
+    rows = await conn.fetch(
+        "select id from users where is_admin and not disabled order by id for update"
+    )
+    return [row["id"] for row in rows]
+
+
+async def enabled_user_ids(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> set[UUID]:
+    rows = await conn.fetch(
+        "select id from users where id = any($1::uuid[]) and not disabled", list(user_ids)
+    )
+    return {row["id"] for row in rows}
+
+
+async def existing_user_ids(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> set[UUID]:
+    rows = await conn.fetch("select id from users where id = any($1::uuid[])", list(user_ids))
+    return {row["id"] for row in rows}
+
+
+async def display_names(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> dict[UUID, str]:
+    rows = await conn.fetch(
+        "select id, display_name from users where id = any($1::uuid[])", list(user_ids)
+    )
+    return {row["id"]: row["display_name"] for row in rows}
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern matching what starts with `text`, its wildcards escaped."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+async def search_users(conn: asyncpg.Connection, prefix: str, limit: int) -> list[User]:
+    """Enabled users whose username or display name starts with `prefix`, any case."""
+    rows = await conn.fetch(
+        f"""select {USER_COLUMNS} from users
+            where not disabled
+              and (lower(username) like $1 or lower(display_name) like $1)
+            order by lower(display_name), lower(username) limit $2""",
+        like_prefix(prefix),
+        limit,
+    )
+    return [user_from_row(row) for row in rows]

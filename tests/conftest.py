@@ -1,0 +1,167 @@
+"""Shared fixtures: one real PostgreSQL per test session, a clean database for every test.
+
+The database is the embedded one, started once in a temporary directory, or the server named by
+REALTIME_TEST_DATABASE_URL (a throwaway database: every table is emptied before each test).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from realtime.api.http import Services
+from realtime.app import create_app
+from realtime.config import Settings
+from realtime.db import EmbeddedPostgres
+from realtime.migrate import apply_migrations
+from realtime.models import User
+
+TEST_MASTER_KEY = base64.b64decode("dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc=")
+BASE_URL = "http://testserver"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL for the whole session: the configured one, or the embedded one."""
+    configured = os.environ.get("REALTIME_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_stop=True)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        master_key=TEST_MASTER_KEY,
+        admin_password="first-admin-password",
+        db_pool_size=10,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The real application with its lifespan entered, shared by the session's tests."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def services(app: Starlette) -> Services:
+    services: Services = app.state.services
+    return services
+
+
+@pytest.fixture(scope="session")
+async def raw_db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection for looking at what is really stored."""
+    conn = await asyncpg.connect(database_url)
+    await apply_migrations(conn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def empty_database(raw_db: asyncpg.Connection) -> None:
+    """Empty every table but the migrations' record."""
+    tables = await raw_db.fetch(
+        """select tablename from pg_tables
+           where schemaname = 'public' and tablename <> 'schema_migrations'"""
+    )
+    if tables:
+        names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+        await raw_db.execute(f"truncate {names} cascade")
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request: pytest.FixtureRequest) -> None:
+    """Before each test that touches the database, empty it."""
+    if {"raw_db", "app", "services"} & set(request.fixturenames):
+        request.getfixturevalue("empty_database")
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in process, with no credentials."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        yield http
+
+
+@dataclass
+class Person:
+    """A user of the tests: their account, password and a client logged in as them."""
+
+    user: User
+    password: str
+    token: str
+    http: httpx.AsyncClient
+
+    @property
+    def id(self) -> str:
+        return str(self.user.id)
+
+
+MakeUser = Callable[..., Awaitable[Person]]
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def make_user(
+    app: Starlette, services: Services
+) -> AsyncIterator[MakeUser]:
+    """Create a user with a unique name and log them in over HTTP."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(
+        username: str | None = None, *, password: str = "correct horse battery", **flags: Any
+    ) -> Person:
+        username = username or unique_name()
+        user = await services.accounts.create_user(username, password, **flags)
+        transport = httpx.ASGITransport(app=app)
+        http = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+        opened.append(http)
+        answer = await http.post(
+            "/api/auth/login", json={"username": username, "password": password}
+        )
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        return Person(user, password, token, http)
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+@pytest.fixture
+async def admin(make_user: MakeUser) -> Person:
+    return await make_user(unique_name("admin"), is_admin=True)
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
