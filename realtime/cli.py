@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from realtime.accounts import Accounts, generate_account_password
 from realtime.config import Settings, load_settings
-from realtime.crypto import Keyring, generate_master_key
+from realtime.crypto import REFRESH_INTERVAL, Keyring, generate_master_key
 from realtime.db import Database, open_database
 from realtime.errors import ConfigError, Conflict
 from realtime.groups import Groups
@@ -181,11 +182,17 @@ def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     new_key = generate_master_key()
     write_key_file(target, [new_key, *old_keys])
+    # Running nodes that read this file switch to the new key within REFRESH_INTERVAL: wait
+    # for them, so that no node wraps under the old key once the re-wrapping has started.
+    time.sleep(REFRESH_INTERVAL + 1)
     keyring = Keyring([new_key, *old_keys])
     count = _with_database(settings, lambda db: rotate_master_key(db, keyring))
     write_key_file(target, [new_key])
     print(f"re-wrapped {count} data keys under master key {keyring.current_id}")
-    print(f"the new key is in {target}; restart every node with it")
+    if key_file_path(settings) is None:
+        print(f"the new key is in {target}: set REALTIME_MASTER_KEY_FILE to it on every node")
+    else:
+        print(f"the new key is in {target}; running nodes reading it have switched to it")
     return 0
 
 

@@ -9,7 +9,8 @@ import math
 import os
 import secrets
 import string
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -68,14 +69,38 @@ class Envelope:
         return _FIELD_AAD + self.row.encode() + b"/" + field_name.encode()
 
 
-class Keyring:
-    """The master keys: the first wraps new data keys, every one opens what it wrapped."""
+KeySource = Callable[[], Sequence[bytes] | None]
+REFRESH_INTERVAL = 2.0
 
-    def __init__(self, master_keys: Sequence[bytes]) -> None:
+
+class Keyring:
+    """The master keys: the first wraps new data keys, every one opens what it wrapped.
+
+    With a `refresh` source (the key file), the keyring asks it for changed keys at most every
+    two seconds before wrapping, and at once when it meets a key id it does not hold, so that a
+    running node follows a rotation.
+    """
+
+    def __init__(self, master_keys: Sequence[bytes], *, refresh: KeySource | None = None) -> None:
+        self._refresh = refresh
+        self._checked_at = time.monotonic()
+        self._install(master_keys)
+
+    def _install(self, master_keys: Sequence[bytes]) -> None:
         if not master_keys:
             raise ValueError("a keyring needs at least one master key")
         self._keys = {master_key_id(key): key for key in master_keys}
         self.current_id = master_key_id(master_keys[0])
+
+    def _maybe_refresh(self, *, now: bool) -> None:
+        if self._refresh is None:
+            return
+        if not now and time.monotonic() - self._checked_at < REFRESH_INTERVAL:
+            return
+        self._checked_at = time.monotonic()
+        keys = self._refresh()
+        if keys:
+            self._install(keys)
 
     def __repr__(self) -> str:
         return f"Keyring(current_id={self.current_id!r}, ids={sorted(self._keys)!r})"
@@ -90,12 +115,15 @@ class Keyring:
         return Envelope(row, data_key), self.wrap(row, data_key)
 
     def wrap(self, row: str, data_key: bytes) -> SealedKey:
+        self._maybe_refresh(now=False)
         nonce = os.urandom(NONCE_BYTES)
         master = self._keys[self.current_id]
         wrapped = nonce + AESGCM(master).encrypt(nonce, data_key, _KEY_AAD + row.encode())
         return SealedKey(self.current_id, wrapped)
 
     def open_envelope(self, row: str, sealed_key: SealedKey) -> Envelope:
+        if sealed_key.key_id not in self._keys:
+            self._maybe_refresh(now=True)
         master = self._keys.get(sealed_key.key_id)
         if master is None:
             raise CryptoError(f"the data key of {row} is wrapped under an unknown master key")

@@ -45,7 +45,35 @@ def load_keyring(settings: Settings) -> Keyring:
             "generated a new master key in %s: back it up, without it no message can be read",
             path,
         )
-    return Keyring(read_key_file(path))
+    return Keyring(read_key_file(path), refresh=_KeyFileWatch(path))
+
+
+class _KeyFileWatch:
+    """Tell the keyring the file's keys when the file has changed since it last looked."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stamp = self._read_stamp()
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            status = self._path.stat()
+        except OSError:
+            return None
+        return (status.st_mtime_ns, status.st_ino)
+
+    def __call__(self) -> list[bytes] | None:
+        stamp = self._read_stamp()
+        if stamp is None or stamp == self._stamp:
+            return None
+        try:
+            keys = read_key_file(self._path)
+        except ConfigError as exc:
+            log.warning("kept the master keys in use: %s", exc)
+            return None
+        self._stamp = stamp
+        log.info("master keys reloaded from %s", self._path)
+        return keys
 
 
 def read_key_file(path: Path) -> list[bytes]:

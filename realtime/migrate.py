@@ -38,7 +38,9 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
     """Read `NNNN_name.sql` files; a gap, a duplicate or a stray name is an error."""
     folder = folder or migrations_dir()
     found: dict[int, Migration] = {}
-    for path in sorted(folder.glob("*.sql")):
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name == "__pycache__":
+            continue
         match = _FILE_NAME.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migrations are named NNNN_lowercase_words.sql")

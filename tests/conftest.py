@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -37,12 +39,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_stop=True)
+    # Not under pytest's temp root: pytest resets its mode when another session starts, and the
+    # server runs as another OS user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="realtime-test-pg-"))
+    server = EmbeddedPostgres(root / "data", delete_on_stop=True)
     url = server.start()
     try:
         yield url
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,204 @@
+"""Master key rotation: data keys re-wrapped, content untouched; the library and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from realtime.api.http import Services
+from realtime.config import Settings
+from realtime.crypto import Keyring, generate_master_key, master_key_id
+from realtime.errors import CryptoError
+from realtime.keyfile import load_keyring, read_key_file, write_key_file
+from realtime.messaging import Messaging
+from realtime.rotation import rotate_master_key
+from tests.conftest import TEST_MASTER_KEY, MakeUser, Person
+
+COMMAND_TIMEOUT = 60
+
+
+async def send_some(make_user: MakeUser, count: int) -> tuple[Person, dict[UUID, tuple[str, str]]]:
+    """Send `count` messages to one recipient; return them with their subject and body."""
+    alice, bob = await make_user(), await make_user()
+    sent = {}
+    for n in range(count):
+        subject, body = f"rotation subject {n}", f"rotation body {n}"
+        answer = await alice.http.post(
+            "/api/messages",
+            json={"to": [{"kind": "user", "id": bob.id}], "subject": subject, "body": body},
+        )
+        assert answer.status_code == 201, answer.text
+        sent[UUID(answer.json()["id"])] = (subject, body)
+    return bob, sent
+
+
+async def stored(raw_db: asyncpg.Connection) -> dict[UUID, asyncpg.Record]:
+    rows = await raw_db.fetch("select id, key_id, wrapped_key, subject, body from messages")
+    return {row["id"]: row for row in rows}
+
+
+async def assert_readable(
+    messaging: Messaging, reader: Person, sent: dict[UUID, tuple[str, str]]
+) -> None:
+    for message_id, (subject, body) in sent.items():
+        message = await messaging.get_message(reader.user, message_id)
+        assert (message.subject, message.body) == (subject, body)
+
+
+async def test_rotation_rewraps_every_key_and_counts_them(
+    raw_db: asyncpg.Connection, services: Services, make_user: MakeUser
+) -> None:
+    """Every message's key moves to the new key id; the new key alone then reads them all."""
+    bob, sent = await send_some(make_user, 4)
+    old_id = master_key_id(TEST_MASTER_KEY)
+    assert {row["key_id"] for row in (await stored(raw_db)).values()} == {old_id}
+    new_key = generate_master_key()
+    count = await rotate_master_key(services.db, Keyring([new_key, TEST_MASTER_KEY]))
+    assert count == len(sent)
+    assert {row["key_id"] for row in (await stored(raw_db)).values()} == {master_key_id(new_key)}
+    await assert_readable(Messaging(services.db, Keyring([new_key])), bob, sent)
+    old_only = Messaging(services.db, Keyring([TEST_MASTER_KEY]))
+    for message_id in sent:
+        with pytest.raises(CryptoError):
+            await old_only.get_message(bob.user, message_id)
+
+
+async def test_rotation_does_not_reencrypt_content(
+    raw_db: asyncpg.Connection, services: Services, make_user: MakeUser
+) -> None:
+    """Subject and body ciphertexts are byte for byte the same; only wrapped keys change."""
+    _, sent = await send_some(make_user, 3)
+    before = await stored(raw_db)
+    await rotate_master_key(services.db, Keyring([generate_master_key(), TEST_MASTER_KEY]))
+    after = await stored(raw_db)
+    assert set(after) == set(before) == set(sent)
+    for message_id, row in after.items():
+        assert row["subject"] == before[message_id]["subject"]
+        assert row["body"] == before[message_id]["body"]
+        assert row["wrapped_key"] != before[message_id]["wrapped_key"]
+
+
+async def test_a_second_rotation_to_the_same_key_has_nothing_to_do(
+    raw_db: asyncpg.Connection, services: Services, make_user: MakeUser
+) -> None:
+    """Rows already under the current key are left alone."""
+    await send_some(make_user, 2)
+    keyring = Keyring([generate_master_key(), TEST_MASTER_KEY])
+    assert await rotate_master_key(services.db, keyring) == 2
+    before = await stored(raw_db)
+    assert await rotate_master_key(services.db, keyring) == 0
+    assert await stored(raw_db) == before
+
+
+async def test_rotation_of_an_empty_database_counts_nothing(
+    raw_db: asyncpg.Connection, services: Services
+) -> None:
+    """With no message there is nothing to re-wrap."""
+    assert await raw_db.fetchval("select count(*) from messages") == 0
+    assert await rotate_master_key(services.db, Keyring([generate_master_key()])) == 0
+
+
+async def test_rotation_without_the_old_key_fails_and_changes_nothing(
+    raw_db: asyncpg.Connection, services: Services, make_user: MakeUser
+) -> None:
+    """A keyring lacking the key the rows are under raises, and no row is touched."""
+    await send_some(make_user, 2)
+    before = await stored(raw_db)
+    with pytest.raises(CryptoError):
+        await rotate_master_key(services.db, Keyring([generate_master_key()]))
+    assert await stored(raw_db) == before
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
+    env.update(extra)
+    return env
+
+
+async def test_the_rotate_key_command_rewrites_the_key_file(
+    raw_db: asyncpg.Connection,
+    services: Services,
+    make_user: MakeUser,
+    database_url: str,
+    tmp_path: Path,
+    repo_root: Path,
+) -> None:
+    """`realtime rotate-key` leaves one new key in the file, mode 0600, opening every message."""
+    bob, sent = await send_some(make_user, 3)
+    key_file = tmp_path / "keys" / "master.key"
+    write_key_file(key_file, [TEST_MASTER_KEY])
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "realtime", "rotate-key"],
+        env=clean_environment(
+            REALTIME_DATABASE_URL=database_url, REALTIME_MASTER_KEY_FILE=str(key_file)
+        ),
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "re-wrapped 3 data keys" in done.stdout
+    keys = read_key_file(key_file)
+    assert len(keys) == 1 and keys[0] != TEST_MASTER_KEY
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in key_file.parent.iterdir()] == ["master.key"]  # no temporary left
+    rows = await stored(raw_db)
+    assert {row["key_id"] for row in rows.values()} == {master_key_id(keys[0])}
+    await assert_readable(Messaging(services.db, Keyring(keys)), bob, sent)
+    with pytest.raises(CryptoError):
+        await services.messaging.get_message(bob.user, next(iter(sent)))
+
+
+def test_rotate_key_with_the_key_in_the_environment_needs_a_new_key_file(
+    database_url: str, repo_root: Path
+) -> None:
+    """With REALTIME_MASTER_KEY and no --new-key-file, rotate-key refuses and says why."""
+    done = subprocess.run(
+        [sys.executable, "-m", "realtime", "rotate-key"],
+        env=clean_environment(
+            REALTIME_DATABASE_URL=database_url,
+            REALTIME_MASTER_KEY="dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc=",
+        ),
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "--new-key-file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_node_reading_the_key_file_follows_a_rotation(
+    services: Services, make_user: MakeUser, tmp_path: Path
+) -> None:
+    """A running node whose key file is rotated under it reads re-wrapped messages and then
+    wraps new ones under the new key, without a restart."""
+    key_file = tmp_path / "master.key"
+    write_key_file(key_file, [TEST_MASTER_KEY])
+    node_settings = Settings(database_url="postgresql://unused", master_key_file=key_file)
+    node_keyring = load_keyring(node_settings)
+    node = Messaging(services.db, node_keyring)
+    bob, sent = await send_some(make_user, 2)
+
+    new_key = generate_master_key()
+    write_key_file(key_file, [new_key, TEST_MASTER_KEY])
+    await rotate_master_key(services.db, Keyring([new_key, TEST_MASTER_KEY]))
+    write_key_file(key_file, [new_key])
+
+    await assert_readable(node, bob, sent)
+    assert node_keyring.current_id == master_key_id(new_key)
+    rewrapped = node_keyring.new_envelope("messages/any")[1]
+    assert rewrapped.key_id == master_key_id(new_key)
