@@ -34,22 +34,26 @@ class Accounts:
         self._settings = settings
 
     async def login(self, username: str, password: str, client_address: str) -> NewSession:
-        """Open a session for a right pair; the same 401, in the same time, for any wrong one."""
-        keys = [f"user:{username.lower()}", f"addr:{client_address}"]
+        """Open a session for a right pair; the same 401, in the same time, for any wrong one.
+
+        Every attempt counts against the username and the client address before the password
+        is checked; over either limit the answer is 429 until the window ends.
+        """
+        user_key, address_key = f"user:{username.lower()}", f"addr:{client_address}"
         limits = [self._settings.login_max_failures, self._settings.login_max_failures_per_address]
-        window = self._settings.login_lockout
         async with self._db.connection() as conn:
-            wait = await throttle.seconds_locked(conn, keys, limits, window)
+            wait = await throttle.count_attempt(
+                conn, [user_key, address_key], limits, self._settings.login_lockout
+            )
             if wait:
                 raise RateLimited(wait, "too many failed logins, try again later")
             found = await user_store.get_credentials(conn, username)
         password_hash = found.password_hash if found else crypto.DECOY_PASSWORD_HASH
         matches = await asyncio.to_thread(crypto.verify_password, password, password_hash)
+        if found is None or not matches or found.user.disabled:
+            raise Unauthenticated(_WRONG_PAIR)
         async with self._db.transaction() as conn:
-            if found is None or not matches or found.user.disabled:
-                await throttle.record_failure(conn, keys, window)
-                raise Unauthenticated(_WRONG_PAIR)
-            await throttle.clear_failures(conn, keys[0])
+            await throttle.forgive(conn, cleared=user_key, refunded=address_key)
             return await self._open_session(conn, found.user)
 
     async def _open_session(self, conn: Connection, user: User) -> NewSession:

@@ -1,4 +1,4 @@
-"""Failed login attempts, counted per key in fixed windows."""
+"""Login attempts, counted per key (a username, a client address) in fixed windows."""
 
 from __future__ import annotations
 
@@ -7,37 +7,39 @@ from datetime import timedelta
 import asyncpg
 
 
-async def seconds_locked(
-    conn: asyncpg.Connection, keys: list[str], max_failures: list[int], window: timedelta
+async def count_attempt(
+    conn: asyncpg.Connection, keys: list[str], max_attempts: list[int], window: timedelta
 ) -> int:
-    """How many seconds remain before any of `keys` may try again (0: it may now)."""
+    """Count one attempt against each key before its password is checked.
+
+    Counting first makes simultaneous guesses queue on the row: each sees its own count. Return
+    the seconds to wait when any key has gone over its limit, else 0. A window that has ended
+    starts again from this attempt.
+    """
     remaining = await conn.fetchval(
-        """select coalesce(max(ceil(extract(epoch from
-                      (f.window_started_at + $3::interval) - now()))), 0)::int
-           from login_failures f
-           join unnest($1::text[], $2::int[]) as limit_of(key, max_failures)
-             on limit_of.key = f.key
-           where f.failures >= limit_of.max_failures
-             and f.window_started_at > now() - $3::interval""",
-        keys, max_failures, window,
+        """with counted as (
+               insert into login_failures as f (key, failures, window_started_at)
+               select key, 1, now() from unnest($1::text[]) as key
+               on conflict (key) do update set
+                   failures = case when f.window_started_at <= now() - $3::interval
+                                   then 1 else f.failures + 1 end,
+                   window_started_at = case when f.window_started_at <= now() - $3::interval
+                                            then now() else f.window_started_at end
+               returning f.key, f.failures, f.window_started_at)
+           select coalesce(max(ceil(extract(epoch from
+                      c.window_started_at + $3::interval - now()))), 0)::int
+           from counted c
+           join unnest($1::text[], $2::int[]) as limit_of(key, max_attempts)
+             on limit_of.key = c.key
+           where c.failures > limit_of.max_attempts""",
+        keys, max_attempts, window,
     )
     return max(0, int(remaining))
 
 
-async def record_failure(conn: asyncpg.Connection, keys: list[str], window: timedelta) -> None:
-    """Count one failure against each key, starting a new window where the old one ended."""
+async def forgive(conn: asyncpg.Connection, *, cleared: str, refunded: str) -> None:
+    """After a successful login: forget the `cleared` key, take one attempt off `refunded`."""
+    await conn.execute("delete from login_failures where key = $1", cleared)
     await conn.execute(
-        """insert into login_failures (key, failures, window_started_at)
-           select key, 1, now() from unnest($1::text[]) as key
-           on conflict (key) do update set
-               failures = case when login_failures.window_started_at <= now() - $2::interval
-                               then 1 else login_failures.failures + 1 end,
-               window_started_at = case
-                               when login_failures.window_started_at <= now() - $2::interval
-                               then now() else login_failures.window_started_at end""",
-        keys, window,
+        "update login_failures set failures = greatest(failures - 1, 0) where key = $1", refunded
     )
-
-
-async def clear_failures(conn: asyncpg.Connection, key: str) -> None:
-    await conn.execute("delete from login_failures where key = $1", key)
