@@ -35,6 +35,8 @@ from realtime.store import users as user_store
 MAX_RECIPIENTS = 10_000
 MAX_ATTACHMENTS = 20
 HIGH_PRIORITY_LIMIT = 100
+# Later ones overflow Python's datetime once PostgreSQL turns them into UTC.
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
 EventSink = Callable[[list[Event]], Awaitable[None]]
 
 
@@ -73,16 +75,15 @@ class Messaging:
 
     async def send(self, sender: User, draft: Draft, idempotency_key: str | None) -> SendReceipt:
         """Commit the message and one `message.new` per recipient, then publish them."""
-        _check_rights(sender, draft)
-        if draft.expires_at is not None and draft.expires_at <= datetime.now(UTC):
-            raise InvalidInput("the expiry time has passed", {"expires_at": "in the past"})
         async with self._db.transaction() as conn:
             if idempotency_key is not None:
                 claim = await idempotency.claim_key(
                     conn, sender.id, idempotency_key, draft.fingerprint()
                 )
-                if not claim.claimed:
+                if not claim.claimed:  # a retry gets the first answer, whatever changed since
                     return _earlier_receipt(claim, draft)
+            _check_rights(sender, draft)
+            _check_expiry(draft.expires_at)
             receipt, events = await self._insert(conn, sender, draft)
             if idempotency_key is not None:
                 await idempotency.store_response(
@@ -231,6 +232,15 @@ def _check_rights(sender: User, draft: Draft) -> None:
         )
 
 
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is None:
+        return
+    if expires_at <= datetime.now(UTC):
+        raise InvalidInput("the expiry time has passed", {"expires_at": "in the past"})
+    if expires_at >= LATEST_EXPIRY:
+        raise InvalidInput("the expiry time is too far", {"expires_at": "before the year 9999"})
+
+
 def _earlier_receipt(claim: idempotency.Claim, draft: Draft) -> SendReceipt:
     if claim.request_hash != draft.fingerprint() or claim.response is None:
         raise Conflict("this Idempotency-Key was used for a different message")
@@ -289,8 +299,13 @@ def _parse_cursor(cursor: str) -> message_store.Cursor:
     parts = codec.decode_cursor(cursor)
     try:
         sent_at, message_id = parts
-        return message_store.Cursor(datetime.fromisoformat(sent_at), UUID(message_id))
-    except (TypeError, ValueError):
+        if not isinstance(sent_at, str) or not isinstance(message_id, str):
+            raise TypeError("a cursor holds two strings")
+        moment = datetime.fromisoformat(sent_at)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time names its zone")
+        return message_store.Cursor(moment.astimezone(UTC), UUID(message_id))
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput(
             "the cursor is not valid", {"before": "not a cursor from this server"}
         ) from None
