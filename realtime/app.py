@@ -99,8 +99,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _realtime_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RealtimeError)
-    if exc.status >= 500:
-        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
     return error_response(exc)
 
 

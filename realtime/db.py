@@ -90,10 +90,10 @@ async def _init_connection(conn: Connection) -> None:
     )
 
 
-async def create_pool(url: str, *, size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, *, size: int = 10, min_size: int = 2) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         url,
-        min_size=min(2, size),
+        min_size=min(min_size, size),
         max_size=size,
         init=_init_connection,
         server_settings={"application_name": "realtime", "timezone": "UTC"},

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
-from realtime import codec
+from realtime import codec, metrics
 from realtime.crypto import Keyring, row_name
 from realtime.db import Connection, Database
 from realtime.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -91,7 +91,8 @@ class Messaging:
                     {"id": receipt.id, "sent_at": receipt.sent_at,
                      "recipients": receipt.recipients},
                 )
-        await self._publish(events)
+        metrics.messages_sent.inc()
+        await self._committed(events)
         return receipt
 
     async def _insert(
@@ -164,7 +165,7 @@ class Messaging:
                 events = await event_store.append_events(
                     conn, [user.id, mark.sender_id], EventType.MESSAGE_READ, payload
                 )
-        await self._publish(events)
+        await self._committed(events)
         return mark.read_at
 
     async def delete_message(self, user: User, message_id: UUID) -> DeleteReason:
@@ -185,7 +186,7 @@ class Messaging:
                 EventType.MESSAGE_DELETED,
                 {"message_id": str(message_id), "reason": reason.value},
             )
-        await self._publish(events)
+        await self._committed(events)
         return reason
 
     async def unread(self, user: User) -> tuple[int, list[Message]]:
@@ -196,6 +197,11 @@ class Messaging:
                 conn, user.id, HIGH_PRIORITY_LIMIT
             )
             return count, await self._open_all(conn, sealed)
+
+    async def _committed(self, events: list[Event]) -> None:
+        """Count the events a transaction wrote, then hand them to the publisher."""
+        metrics.events_appended.inc(len(events))
+        await self._publish(events)
 
     async def _open_all(self, conn: Connection, sealed: Sequence[SealedMessage]) -> list[Message]:
         """Decrypt subjects (and bodies), adding the To field and receipts for the sender."""

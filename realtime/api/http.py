@@ -106,8 +106,12 @@ def no_content() -> Response:
 
 
 def error_response(exc: RealtimeError) -> Response:
-    """The contract's error shape for any of our errors."""
-    detail: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    """The contract's error shape for any of our errors; a server fault says nothing more."""
+    message = exc.message
+    if exc.status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+        message = RealtimeError.default_message
+    detail: dict[str, Any] = {"code": exc.code, "message": message}
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidInput) and exc.fields:
         detail["fields"] = exc.fields
