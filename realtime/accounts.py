@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import uuid
 from typing import Any
@@ -10,20 +11,34 @@ from uuid import UUID
 
 from realtime import crypto
 from realtime.config import Settings
-from realtime.db import Connection, Database
-from realtime.errors import Conflict, NotFound, RateLimited, Unauthenticated
+from realtime.db import Database
+from realtime.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthenticated
 from realtime.models import AuthContext, NewSession, User
 from realtime.store import sessions as session_store
 from realtime.store import throttle
 from realtime.store import users as user_store
 
 FIRST_ADMIN = "admin"
+USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+PASSWORD_LENGTHS = (8, 1024)
 _WRONG_PAIR = "wrong username or password"
 
 
 def generate_account_password() -> str:
     """A password for a new account: 16 URL-safe characters, about 96 bits."""
     return secrets.token_urlsafe(12)
+
+
+def check_account(*, username: str | None = None, password: str | None = None) -> None:
+    """The rules for usernames and passwords, whoever creates or changes the account."""
+    fields = {}
+    if username is not None and not re.fullmatch(USERNAME_PATTERN, username):
+        fields["username"] = "1 to 64 letters, digits and . _ @ -, starting with a letter or digit"
+    low, high = PASSWORD_LENGTHS
+    if password is not None and not (low <= len(password) <= high and "\x00" not in password):
+        fields["password"] = f"{low} to {high} characters, no NUL"
+    if fields:
+        raise InvalidInput("the account is not valid", fields)
 
 
 class Accounts:
@@ -33,7 +48,7 @@ class Accounts:
         self._db = db
         self._settings = settings
 
-    async def login(self, username: str, password: str, client_address: str) -> NewSession:
+    async def login(self, *, username: str, password: str, client_address: str) -> NewSession:
         """Open a session for a right pair; the same 401, in the same time, for any wrong one.
 
         Every attempt counts against the username and the client address before the password
@@ -54,19 +69,18 @@ class Accounts:
             raise Unauthenticated(_WRONG_PAIR)
         async with self._db.transaction() as conn:
             await throttle.forgive(conn, cleared=user_key, refunded=address_key)
-            return await self._open_session(conn, found.user)
-
-    async def _open_session(self, conn: Connection, user: User) -> NewSession:
-        token = crypto.new_token()
-        session_id = uuid.uuid4()
-        expires_at = await session_store.insert_session(
-            conn,
-            session_id=session_id,
-            token_hash=crypto.token_digest(token),
-            user_id=user.id,
-            lifetime=self._settings.session_lifetime,
-        )
-        return NewSession(token, session_id, user, expires_at)
+            token, session_id = crypto.new_token(), uuid.uuid4()
+            expires_at = await session_store.insert_session(
+                conn,
+                session_id=session_id,
+                token_hash=crypto.token_digest(token),
+                user_id=found.user.id,
+                password_hash=found.password_hash,
+                lifetime=self._settings.session_lifetime,
+            )
+        if expires_at is None:
+            raise Unauthenticated(_WRONG_PAIR)
+        return NewSession(token, session_id, found.user, expires_at)
 
     async def authenticate(self, token: str) -> AuthContext:
         """The user and session a token speaks for; Unauthenticated when it is not live."""
@@ -83,13 +97,6 @@ class Accounts:
         async with self._db.connection() as conn:
             await session_store.delete_session(conn, session_id)
 
-    async def get_user(self, user_id: UUID) -> User:
-        async with self._db.connection() as conn:
-            user = await user_store.get_user(conn, user_id)
-        if user is None:
-            raise NotFound("no such user")
-        return user
-
     async def list_users(self) -> list[User]:
         async with self._db.connection() as conn:
             return await user_store.list_users(conn)
@@ -104,6 +111,7 @@ class Accounts:
         can_send: bool = True,
         can_attach: bool = True,
     ) -> User:
+        check_account(username=username, password=password)
         password_hash = await asyncio.to_thread(crypto.hash_password, password)
         async with self._db.connection() as conn:
             return await user_store.insert_user(
@@ -124,6 +132,7 @@ class Accounts:
         """
         columns = {k: v for k, v in changes.items() if k != "password"}
         if changes.get("password") is not None:
+            check_account(password=changes["password"])
             columns["password_hash"] = await asyncio.to_thread(
                 crypto.hash_password, changes["password"]
             )
@@ -142,7 +151,6 @@ class Accounts:
     async def ensure_first_admin(self, password: str | None) -> str | None:
         """Create `admin` when there is no account at all; return its password if generated."""
         chosen = password or generate_account_password()
-        password_hash = await asyncio.to_thread(crypto.hash_password, chosen)
         async with self._db.transaction() as conn:
             if await user_store.count_users_exclusively(conn):
                 return None
@@ -151,15 +159,9 @@ class Accounts:
                 user_id=uuid.uuid4(),
                 username=FIRST_ADMIN,
                 display_name="Administrator",
-                password_hash=password_hash,
+                password_hash=await asyncio.to_thread(crypto.hash_password, chosen),
                 is_admin=True,
                 can_send=True,
                 can_attach=True,
             )
         return None if password else chosen
-
-    async def purge_sessions(self) -> int:
-        async with self._db.connection() as conn:
-            return await session_store.purge_expired_sessions(
-                conn, self._settings.session_idle_timeout
-            )

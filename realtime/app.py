@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,8 +24,9 @@ from realtime.api.http import Services, error_response, http_error_response
 from realtime.config import Settings, load_settings
 from realtime.db import open_database
 from realtime.errors import RealtimeError
+from realtime.expiry import run_purges
 from realtime.groups import Groups
-from realtime.keyfile import load_keyring
+from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 
@@ -34,6 +38,10 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
 ]
+
+
+# Methods named in the metrics; any other is counted as "other", so labels stay few.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def package_version() -> str:
@@ -51,9 +59,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             keyring = load_keyring(settings)
+            await start_owned_task(stack, run_key_watch(keyring, settings), "key-watch")
             db = await stack.enter_async_context(open_database(settings))
             async with db.connection() as conn:
                 await apply_migrations(conn)
+            await start_owned_task(stack, run_purges(db, settings), "purges")
             accounts = Accounts(db, settings)
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
@@ -82,6 +92,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+async def start_owned_task(
+    stack: AsyncExitStack, work: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    """Run `work` until the stack closes; then cancel it, re-raising its error if it died."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+    return task
+
+
 def announce_first_admin(password: str) -> None:
     """Show the generated password of the first account once, on the console, never in logs."""
     print(
@@ -99,12 +124,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _realtime_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RealtimeError)
+    if exc.status >= 500:
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
     return error_response(exc)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(RealtimeError())
+    """The last resort: answered outside the middleware, so the headers are added here."""
+    response = error_response(RealtimeError())
+    for name, value in SECURITY_HEADERS:
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 class ResponseHeaders:
@@ -134,5 +164,6 @@ class ResponseHeaders:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            metrics.http_requests.labels(path, scope["method"], str(status)).inc()
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            metrics.http_requests.labels(path, method, str(status)).inc()
             metrics.http_request_seconds.labels(path).observe(time.perf_counter() - started)

@@ -11,13 +11,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from realtime.accounts import Accounts, generate_account_password
+from realtime.accounts import Accounts, check_account, generate_account_password
 from realtime.config import Settings, load_settings
-from realtime.crypto import REFRESH_INTERVAL, Keyring, generate_master_key
+from realtime.crypto import Keyring, generate_master_key
 from realtime.db import Database, open_database
-from realtime.errors import ConfigError, Conflict
+from realtime.errors import ConfigError, Conflict, InvalidInput
 from realtime.groups import Groups
-from realtime.keyfile import key_file_path, load_keyring, read_key_file, write_key_file
+from realtime.keyfile import (
+    WATCH_INTERVAL,
+    key_file_path,
+    load_keyring,
+    read_key_file,
+    rotation_lock,
+    write_key_file,
+)
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
 
@@ -120,11 +127,14 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
-        if len(password) < 8:
-            print("realtime: the password must be at least 8 characters", file=sys.stderr)
-            return 2
     else:
         password = generate_account_password()
+    try:
+        check_account(username=args.username, password=password)
+    except InvalidInput as exc:
+        for name, problem in exc.fields.items():
+            print(f"realtime: {name}: {problem}", file=sys.stderr)
+        return 2
 
     async def work(db: Database) -> None:
         await Accounts(db, settings).create_user(
@@ -133,8 +143,8 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         _with_database(settings, work)
-    except Conflict as exc:
-        print(f"realtime: {exc}", file=sys.stderr)
+    except Conflict:
+        print(f"realtime: the username {args.username!r} is taken", file=sys.stderr)
         return 1
     role = "administrator" if args.admin else "user"
     print(f"created {role} {args.username!r}")
@@ -171,36 +181,47 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(settings: Settings, args: argparse.Namespace) -> int:
-    """Re-wrap every data key under a new master key; the old one opens rows until the end."""
-    old_keys = _current_keys(settings)
-    target = key_file_path(settings) or args.new_key_file
-    if target is None:
+    """Re-wrap every data key under a new master key; the old one opens rows until the end.
+
+    With the key in a file, nodes reading the file follow the rotation while it runs. With the
+    key in REALTIME_MASTER_KEY, nodes cannot follow: the new key and the old one are written to
+    --new-key-file, and the re-wrapping waits for a second run once every node reads that file.
+    """
+    path = key_file_path(settings)
+    if path is None:
+        return _start_rotation_from_environment(settings, args.new_key_file)
+    with rotation_lock(path):
+        old_keys = _current_keys(settings, path)
+        new_key = generate_master_key()
+        write_key_file(path, [new_key, *old_keys])
+        # Nodes reading this file switch to the new key within WATCH_INTERVAL: wait for them,
+        # so that no node wraps under an old key once the re-wrapping has started.
+        time.sleep(WATCH_INTERVAL + 1)
+        keyring = Keyring([new_key, *old_keys])
+        count = _with_database(settings, lambda db: rotate_master_key(db, keyring))
+        write_key_file(path, [new_key])
+    print(f"re-wrapped {count} data keys under master key {keyring.current_id}")
+    print(f"the new key is in {path}; running nodes reading it have switched to it")
+    return 0
+
+
+def _start_rotation_from_environment(settings: Settings, new_key_file: Path | None) -> int:
+    if new_key_file is None:
         print(
             "realtime: the key comes from REALTIME_MASTER_KEY: give --new-key-file PATH",
             file=sys.stderr,
         )
         return 2
-    new_key = generate_master_key()
-    write_key_file(target, [new_key, *old_keys])
-    # Running nodes that read this file switch to the new key within REFRESH_INTERVAL: wait
-    # for them, so that no node wraps under the old key once the re-wrapping has started.
-    time.sleep(REFRESH_INTERVAL + 1)
-    keyring = Keyring([new_key, *old_keys])
-    count = _with_database(settings, lambda db: rotate_master_key(db, keyring))
-    write_key_file(target, [new_key])
-    print(f"re-wrapped {count} data keys under master key {keyring.current_id}")
-    if key_file_path(settings) is None:
-        print(f"the new key is in {target}: set REALTIME_MASTER_KEY_FILE to it on every node")
-    else:
-        print(f"the new key is in {target}; running nodes reading it have switched to it")
+    assert settings.master_key is not None
+    with rotation_lock(new_key_file):
+        write_key_file(new_key_file, [generate_master_key(), settings.master_key])
+    print(f"wrote a new master key, and the current one, to {new_key_file}")
+    print("next: on every node, unset REALTIME_MASTER_KEY, set REALTIME_MASTER_KEY_FILE to that")
+    print("file and restart; then run `realtime rotate-key` again to re-wrap every data key")
     return 0
 
 
-def _current_keys(settings: Settings) -> list[bytes]:
-    path = key_file_path(settings)
-    if path is None:
-        assert settings.master_key is not None
-        return [settings.master_key]
+def _current_keys(settings: Settings, path: Path) -> list[bytes]:
     load_keyring(settings)  # generates the key file on the embedded default's first use
     return read_key_file(path)
 

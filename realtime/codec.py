@@ -46,9 +46,13 @@ def encode_cursor(parts: list[Any]) -> str:
     return base64.urlsafe_b64encode(encode(parts)).decode().rstrip("=")
 
 
+def cursor_error() -> InvalidInput:
+    return InvalidInput("the cursor is not valid", {"before": "not a cursor from this server"})
+
+
 def decode_cursor(cursor: str) -> list[Any]:
     """Unpack a cursor made by `encode_cursor`; anything else is InvalidInput."""
-    bad = InvalidInput("the cursor is not valid", {"before": "not a cursor from this server"})
+    bad = cursor_error()
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):

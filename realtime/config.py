@@ -99,13 +99,15 @@ def decode_master_key(text: str) -> bytes:
 
 
 def redact_url(url: str) -> str:
-    """Return the URL without its password, for logs."""
+    """Return the URL without its password (in the authority or the query), for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if not parts.password and query == parts.query:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    return urlunsplit(parts._replace(query=query))
 
 
 class _Reader:

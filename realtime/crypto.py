@@ -9,14 +9,15 @@ import math
 import os
 import secrets
 import string
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
 from cryptography.exceptions import InvalidKey, InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from realtime.errors import CryptoError
 from realtime.models import SealedKey
@@ -26,6 +27,7 @@ NONCE_BYTES = 12
 TOKEN_BYTES = 32
 _KEY_AAD = b"realtime/v1/data-key/"
 _FIELD_AAD = b"realtime/v1/field/"
+_FINGERPRINT_INFO = b"realtime/v1/request-fingerprint"
 
 # Argon2id at the OWASP baseline: 19 MiB, two passes, one lane.
 _ARGON2_MEMORY_KIB = 19456
@@ -69,38 +71,18 @@ class Envelope:
         return _FIELD_AAD + self.row.encode() + b"/" + field_name.encode()
 
 
-KeySource = Callable[[], Sequence[bytes] | None]
-REFRESH_INTERVAL = 2.0
-
-
 class Keyring:
-    """The master keys: the first wraps new data keys, every one opens what it wrapped.
+    """The master keys: the first wraps new data keys, every one opens what it wrapped."""
 
-    With a `refresh` source (the key file), the keyring asks it for changed keys at most every
-    two seconds before wrapping, and at once when it meets a key id it does not hold, so that a
-    running node follows a rotation.
-    """
+    def __init__(self, master_keys: Sequence[bytes]) -> None:
+        self.replace(master_keys)
 
-    def __init__(self, master_keys: Sequence[bytes], *, refresh: KeySource | None = None) -> None:
-        self._refresh = refresh
-        self._checked_at = time.monotonic()
-        self._install(master_keys)
-
-    def _install(self, master_keys: Sequence[bytes]) -> None:
+    def replace(self, master_keys: Sequence[bytes]) -> None:
+        """Take a new set of keys (a rotated key file): the first becomes current."""
         if not master_keys:
             raise ValueError("a keyring needs at least one master key")
         self._keys = {master_key_id(key): key for key in master_keys}
         self.current_id = master_key_id(master_keys[0])
-
-    def _maybe_refresh(self, *, now: bool) -> None:
-        if self._refresh is None:
-            return
-        if not now and time.monotonic() - self._checked_at < REFRESH_INTERVAL:
-            return
-        self._checked_at = time.monotonic()
-        keys = self._refresh()
-        if keys:
-            self._install(keys)
 
     def __repr__(self) -> str:
         return f"Keyring(current_id={self.current_id!r}, ids={sorted(self._keys)!r})"
@@ -115,15 +97,12 @@ class Keyring:
         return Envelope(row, data_key), self.wrap(row, data_key)
 
     def wrap(self, row: str, data_key: bytes) -> SealedKey:
-        self._maybe_refresh(now=False)
         nonce = os.urandom(NONCE_BYTES)
         master = self._keys[self.current_id]
         wrapped = nonce + AESGCM(master).encrypt(nonce, data_key, _KEY_AAD + row.encode())
         return SealedKey(self.current_id, wrapped)
 
     def open_envelope(self, row: str, sealed_key: SealedKey) -> Envelope:
-        if sealed_key.key_id not in self._keys:
-            self._maybe_refresh(now=True)
         master = self._keys.get(sealed_key.key_id)
         if master is None:
             raise CryptoError(f"the data key of {row} is wrapped under an unknown master key")
@@ -135,6 +114,15 @@ class Keyring:
         except (InvalidTag, ValueError):
             raise CryptoError(f"the data key of {row} does not open") from None
         return Envelope(row, data_key)
+
+    def fingerprint(self, data: bytes) -> bytes:
+        """A keyed digest (HMAC-SHA256) of `data`: comparable, yet no guess can be checked
+        against it without the master key."""
+        master = self._keys[self.current_id]
+        subkey = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO
+        ).derive(master)
+        return hmac.new(subkey, data, hashlib.sha256).digest()
 
     def rewrap(self, row: str, sealed_key: SealedKey) -> SealedKey:
         """Wrap a row's data key again under the current master key."""

@@ -43,9 +43,6 @@ class EmbeddedPostgres:
             self._server.psql(f"create database {EMBEDDED_DATABASE};")
         return str(self._server.get_uri(EMBEDDED_DATABASE))
 
-    def server_url(self, database: str) -> str:
-        return str(self._server.get_uri(database))
-
     def stop(self) -> None:
         """Stop the server, unless another process of ours still holds it."""
         if self._server is not None:

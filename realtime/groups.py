@@ -68,6 +68,5 @@ async def _check_members(conn: Connection, member_ids: Sequence[UUID]) -> None:
     unknown = set(member_ids) - await user_store.existing_user_ids(conn, member_ids)
     if unknown:
         raise InvalidInput(
-            "some members do not exist",
-            {"member_ids": f"no such user: {', '.join(sorted(map(str, unknown)))}"},
+            "some members do not exist", {"member_ids": "names a user who does not exist"}
         )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import fcntl
 import logging
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from realtime.config import Settings, decode_master_key
@@ -45,10 +49,31 @@ def load_keyring(settings: Settings) -> Keyring:
             "generated a new master key in %s: back it up, without it no message can be read",
             path,
         )
-    return Keyring(read_key_file(path), refresh=_KeyFileWatch(path))
+    return Keyring(read_key_file(path))
 
 
-class _KeyFileWatch:
+# How often a running node looks at its key file; `rotate-key` waits longer than this.
+WATCH_INTERVAL = 2.0
+
+
+async def run_key_watch(keyring: Keyring, settings: Settings) -> None:
+    """Follow the key file: a rotation's new key becomes current on this node within seconds."""
+    path = key_file_path(settings)
+    if path is None:
+        return
+    watch = KeyFileWatch(path)
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL)
+        try:
+            keys = await asyncio.to_thread(watch)
+        except Exception:  # a background loop logs and goes on
+            log.exception("could not read the master key file %s", path)
+            continue
+        if keys:
+            keyring.replace(keys)
+
+
+class KeyFileWatch:
     """Tell the keyring the file's keys when the file has changed since it last looked."""
 
     def __init__(self, path: Path) -> None:
@@ -98,6 +123,18 @@ def read_key_file(path: Path) -> list[bytes]:
     return keys
 
 
+@contextmanager
+def rotation_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the key file, so that two rotations never interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another key rotation is running on {path}") from None
+        yield
+
+
 def write_key_file(path: Path, keys: list[bytes]) -> None:
     """Write the keys atomically, readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -107,7 +144,14 @@ def write_key_file(path: Path, keys: list[bytes]) -> None:
         with os.fdopen(handle, "w") as out:
             out.write("# realtime master keys: the first is current. Keep this file secret.\n")
             out.writelines(base64.b64encode(key).decode() + "\n" for key in keys)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temporary, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a crash
+        finally:
+            os.close(directory)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

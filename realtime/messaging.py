@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
 from realtime import codec, metrics
-from realtime.crypto import Keyring, row_name
+from realtime.crypto import Keyring, row_name, same_secret
 from realtime.db import Connection, Database
-from realtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from realtime.drafts import Draft, check_draft, expand_recipients, resolve_addressees
+from realtime.errors import Conflict, NotFound
 from realtime.models import (
-    Addressee,
-    AddresseeKind,
     Box,
     DeleteReason,
     Event,
@@ -27,40 +24,12 @@ from realtime.models import (
     User,
 )
 from realtime.store import events as event_store
-from realtime.store import groups as group_store
 from realtime.store import idempotency
 from realtime.store import messages as message_store
-from realtime.store import users as user_store
 
-MAX_RECIPIENTS = 10_000
-MAX_ATTACHMENTS = 20
 HIGH_PRIORITY_LIMIT = 100
-# Later ones overflow Python's datetime once PostgreSQL turns them into UTC.
-LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
+
 EventSink = Callable[[list[Event]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One entry of the To field as sent: a user or a group, by id."""
-
-    kind: AddresseeKind
-    id: UUID
-
-
-@dataclass(frozen=True)
-class Draft:
-    to: tuple[Target, ...]
-    subject: str
-    body: str
-    expires_at: datetime | None = None
-    high_priority: bool = False
-    reply_to: UUID | None = None
-    attachment_count: int = 0
-
-    def fingerprint(self) -> bytes:
-        """A digest of the request, to tell a retry from a different send under one key."""
-        return hashlib.sha256(codec.encode(asdict(self))).digest()
 
 
 async def _discard(events: list[Event]) -> None:
@@ -77,13 +46,11 @@ class Messaging:
         """Commit the message and one `message.new` per recipient, then publish them."""
         async with self._db.transaction() as conn:
             if idempotency_key is not None:
-                claim = await idempotency.claim_key(
-                    conn, sender.id, idempotency_key, draft.fingerprint()
-                )
+                fingerprint = self._keyring.fingerprint(draft.canonical())
+                claim = await idempotency.claim_key(conn, sender.id, idempotency_key, fingerprint)
                 if not claim.claimed:  # a retry gets the first answer, whatever changed since
-                    return _earlier_receipt(claim, draft)
-            _check_rights(sender, draft)
-            _check_expiry(draft.expires_at)
+                    return _earlier_receipt(claim, fingerprint)
+            check_draft(sender, draft)
             receipt, events = await self._insert(conn, sender, draft)
             if idempotency_key is not None:
                 await idempotency.store_response(
@@ -98,12 +65,12 @@ class Messaging:
     async def _insert(
         self, conn: Connection, sender: User, draft: Draft
     ) -> tuple[SendReceipt, list[Event]]:
-        addressees = await _resolve_addressees(conn, draft.to)
+        addressees = await resolve_addressees(conn, draft.to)
         if draft.reply_to is not None and not await message_store.get_message(
-            conn, draft.reply_to, sender.id
+            conn, message_id=draft.reply_to, viewer_id=sender.id
         ):
             raise NotFound("the message replied to was not found")
-        recipients = await _expand_recipients(conn, sender, draft.to)
+        recipients = await expand_recipients(conn, sender, draft.to)
         message_id = uuid.uuid4()
         envelope, key = self._keyring.new_envelope(row_name("messages", message_id))
         sent_at = await message_store.insert_message(
@@ -143,7 +110,9 @@ class Messaging:
 
     async def get_message(self, user: User, message_id: UUID) -> Message:
         async with self._db.connection() as conn:
-            sealed = await message_store.get_message(conn, message_id, user.id, with_body=True)
+            sealed = await message_store.get_message(
+                conn, message_id=message_id, viewer_id=user.id, with_body=True
+            )
             if sealed is None:
                 raise NotFound("no such message")
             (message,) = await self._open_all(conn, [sealed])
@@ -152,7 +121,7 @@ class Messaging:
     async def mark_read(self, user: User, message_id: UUID) -> datetime:
         """Close a message: the first time, the reader and the sender are told."""
         async with self._db.transaction() as conn:
-            mark = await message_store.mark_read(conn, message_id, user.id)
+            mark = await message_store.mark_read(conn, message_id=message_id, user_id=user.id)
             if mark is None:
                 raise NotFound("no such message")
             events: list[Event] = []
@@ -171,12 +140,16 @@ class Messaging:
     async def delete_message(self, user: User, message_id: UUID) -> DeleteReason:
         """The sender recalls it from everyone; a recipient removes it from their inbox."""
         async with self._db.transaction() as conn:
-            holders = await message_store.delete_sent_message(conn, message_id, user.id)
+            holders = await message_store.delete_sent_message(
+                conn, message_id=message_id, sender_id=user.id
+            )
             if holders is not None:
                 reason = DeleteReason.RECALLED
                 user_ids = [user.id, *(holder.user_id for holder in holders)]
             else:
-                if await message_store.hide_for_recipient(conn, message_id, user.id) is None:
+                if await message_store.hide_for_recipient(
+                    conn, message_id=message_id, user_id=user.id
+                ) is None:
                     raise NotFound("no such message")
                 reason = DeleteReason.DELETED
                 user_ids = [user.id]
@@ -204,16 +177,12 @@ class Messaging:
         await self._publish(events)
 
     async def _open_all(self, conn: Connection, sealed: Sequence[SealedMessage]) -> list[Message]:
-        """Decrypt subjects (and bodies), adding the To field and receipts for the sender."""
+        """Decrypt subjects (and bodies), adding the To field for the sender."""
         own = [s.header.id for s in sealed if s.header.is_sender]
         addressees = await message_store.addressees_of(conn, own) if own else {}
-        counts = await message_store.receipt_counts(conn, own) if own else {}
         opened = []
         for item in sealed:
             header = item.header
-            if header.is_sender:
-                recipients, readers = counts.get(header.id, (0, 0))
-                header = replace(header, recipient_count=recipients, read_count=readers)
             envelope = self._keyring.open_envelope(row_name("messages", header.id), item.key)
             opened.append(
                 Message(
@@ -226,29 +195,8 @@ class Messaging:
         return opened
 
 
-def _check_rights(sender: User, draft: Draft) -> None:
-    if not sender.can_send:
-        raise Forbidden("you are not allowed to send messages")
-    if draft.attachment_count and not sender.can_attach:
-        raise Forbidden("you are not allowed to send attachments")
-    if draft.attachment_count:
-        raise InvalidInput(
-            "attachments are not accepted by this server yet",
-            {"attachments": "not supported yet"},
-        )
-
-
-def _check_expiry(expires_at: datetime | None) -> None:
-    if expires_at is None:
-        return
-    if expires_at <= datetime.now(UTC):
-        raise InvalidInput("the expiry time has passed", {"expires_at": "in the past"})
-    if expires_at >= LATEST_EXPIRY:
-        raise InvalidInput("the expiry time is too far", {"expires_at": "before the year 9999"})
-
-
-def _earlier_receipt(claim: idempotency.Claim, draft: Draft) -> SendReceipt:
-    if claim.request_hash != draft.fingerprint() or claim.response is None:
+def _earlier_receipt(claim: idempotency.Claim, fingerprint: bytes) -> SendReceipt:
+    if not same_secret(claim.request_hash, fingerprint) or claim.response is None:
         raise Conflict("this Idempotency-Key was used for a different message")
     response = claim.response
     return SendReceipt(
@@ -256,49 +204,6 @@ def _earlier_receipt(claim: idempotency.Claim, draft: Draft) -> SendReceipt:
         datetime.fromisoformat(response["sent_at"]),
         int(response["recipients"]),
     )
-
-
-async def _resolve_addressees(conn: Connection, targets: Sequence[Target]) -> list[Addressee]:
-    """Name each target; an unknown user or group is a field error."""
-    users = await user_store.display_names(
-        conn, [t.id for t in targets if t.kind is AddresseeKind.USER]
-    )
-    groups = await group_store.group_names(
-        conn, [t.id for t in targets if t.kind is AddresseeKind.GROUP]
-    )
-    names = {AddresseeKind.USER: users, AddresseeKind.GROUP: groups}
-    errors = {
-        f"to.{i}.id": f"no such {t.kind.value}"
-        for i, t in enumerate(targets)
-        if t.id not in names[t.kind]
-    }
-    if errors:
-        raise InvalidInput("some recipients do not exist", errors)
-    unique = dict.fromkeys(targets)
-    return [Addressee(t.kind, t.id, names[t.kind][t.id]) for t in unique]
-
-
-async def _expand_recipients(
-    conn: Connection, sender: User, targets: Sequence[Target]
-) -> list[UUID]:
-    """The named enabled users plus the groups' enabled members, once each.
-
-    The sender receives their own message only when they named themselves.
-    """
-    named = [t.id for t in targets if t.kind is AddresseeKind.USER]
-    group_ids = [t.id for t in targets if t.kind is AddresseeKind.GROUP]
-    direct = await user_store.enabled_user_ids(conn, named)
-    members = await group_store.enabled_members(conn, group_ids) if group_ids else set()
-    members.discard(sender.id)
-    recipients = sorted(direct | members)
-    if not recipients:
-        raise InvalidInput("nobody would receive this message", {"to": "no enabled recipient"})
-    if len(recipients) > MAX_RECIPIENTS:
-        raise InvalidInput(
-            "too many recipients",
-            {"to": f"{len(recipients)} recipients, at most {MAX_RECIPIENTS}"},
-        )
-    return recipients
 
 
 def _parse_cursor(cursor: str) -> message_store.Cursor:
@@ -312,6 +217,4 @@ def _parse_cursor(cursor: str) -> message_store.Cursor:
             raise ValueError("a cursor's time names its zone")
         return message_store.Cursor(moment.astimezone(UTC), UUID(message_id))
     except (TypeError, ValueError, OverflowError):
-        raise InvalidInput(
-            "the cursor is not valid", {"before": "not a cursor from this server"}
-        ) from None
+        raise codec.cursor_error() from None

@@ -77,7 +77,9 @@ create table messages (
     key_id text not null,
     wrapped_key bytea not null,
     subject bytea not null,
-    body bytea not null
+    body bytea not null,
+    recipient_count integer not null,
+    read_count integer not null default 0
 );
 create index messages_sent_box on messages (sender_id, sent_at desc, id desc);
 create index messages_expires_at on messages (expires_at) where expires_at is not null;
@@ -93,19 +95,26 @@ create table message_addressees (
     primary key (message_id, position)
 );
 
--- One row per recipient, kept after the recipient deletes it so that read receipts stay.
+-- One row per recipient, kept after the recipient deletes it so that read receipts stay. The
+-- message's immutable sent_at, expires_at and high_priority are copied here so that inbox
+-- pages and unread counts are answered from this table's indexes alone.
 create table message_recipients (
     message_id uuid not null references messages (id) on delete cascade,
     user_id uuid not null references users (id) on delete cascade,
     sent_at timestamptz not null,
+    expires_at timestamptz,
+    high_priority boolean not null,
     read_at timestamptz,
     deleted_at timestamptz,
     primary key (message_id, user_id)
 );
 create index message_recipients_inbox on message_recipients (user_id, sent_at desc, message_id desc)
     where deleted_at is null;
-create index message_recipients_unread on message_recipients (user_id)
+create index message_recipients_unread on message_recipients (user_id, expires_at)
     where read_at is null and deleted_at is null;
+create index message_recipients_unread_high_priority
+    on message_recipients (user_id, sent_at desc, message_id desc)
+    where read_at is null and deleted_at is null and high_priority;
 
 create table idempotency_keys (
     sender_id uuid not null references users (id) on delete cascade,

@@ -271,25 +271,15 @@ def test_same_secret_compares_strings_and_bytes() -> None:
     assert not same_secret(b"", b"x")
 
 
-def test_a_keyring_with_a_refresh_source_learns_a_key_it_meets() -> None:
-    """A keyring meeting an unknown key id asks its source once and then opens the envelope."""
+def test_a_keyring_given_new_keys_wraps_under_the_first_and_opens_with_all() -> None:
+    """After `replace`, new data keys wrap under the new first key; older rows still open."""
     old, new = generate_master_key(), generate_master_key()
-    asked = []
-
-    def source() -> list[bytes]:
-        asked.append(True)
-        return [new, old]
-
-    keyring = Keyring([old], refresh=source)
-    envelope, sealed_key = Keyring([new]).new_envelope("messages/1")
-    assert keyring.open_envelope("messages/1", sealed_key).data_key == envelope.data_key
-    assert asked == [True]
+    keyring = Keyring([old])
+    envelope, before = keyring.new_envelope("messages/1")
+    keyring.replace([new, old])
     assert keyring.current_id == master_key_id(new)
-
-
-def test_a_keyring_whose_source_has_nothing_new_still_refuses_an_unknown_key() -> None:
-    """When the source reports no change, an unknown key id is still a CryptoError."""
-    keyring = Keyring([generate_master_key()], refresh=lambda: None)
-    _, sealed_key = Keyring([generate_master_key()]).new_envelope("messages/1")
+    assert keyring.new_envelope("messages/2")[1].key_id == master_key_id(new)
+    assert keyring.open_envelope("messages/1", before).data_key == envelope.data_key
+    keyring.replace([new])
     with pytest.raises(CryptoError):
-        keyring.open_envelope("messages/1", sealed_key)
+        keyring.open_envelope("messages/1", before)

@@ -63,6 +63,7 @@ async def caller(
             session_id=uuid.uuid4(),
             token_hash=crypto.token_digest(token),
             user_id=user.id,
+            password_hash=_one_password_hash(),
             lifetime=timedelta(hours=1),
         )
     transport = httpx.ASGITransport(app=app)

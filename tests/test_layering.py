@@ -14,7 +14,10 @@ LAYERS = {
     0: {"config", "errors", "models"},
     1: {"codec", "crypto", "metrics"},
     2: {"db", "migrate", "keyfile", "store", "broker"},
-    3: {"accounts", "groups", "messaging", "rotation", "vault", "events", "hub", "expiry"},
+    3: {
+        "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
+        "expiry",
+    },
     4: {"api", "ws"},
     5: {"app", "cli", "__main__", "__init__"},
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import stat
 import subprocess
@@ -16,8 +17,14 @@ import pytest
 from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.crypto import Keyring, generate_master_key, master_key_id
-from realtime.errors import CryptoError
-from realtime.keyfile import load_keyring, read_key_file, write_key_file
+from realtime.errors import ConfigError, CryptoError
+from realtime.keyfile import (
+    KeyFileWatch,
+    load_keyring,
+    read_key_file,
+    rotation_lock,
+    write_key_file,
+)
 from realtime.messaging import Messaging
 from realtime.rotation import rotate_master_key
 from tests.conftest import TEST_MASTER_KEY, MakeUser, Person
@@ -152,7 +159,8 @@ async def test_the_rotate_key_command_rewrites_the_key_file(
     keys = read_key_file(key_file)
     assert len(keys) == 1 and keys[0] != TEST_MASTER_KEY
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert [p.name for p in key_file.parent.iterdir()] == ["master.key"]  # no temporary left
+    left = sorted(p.name for p in key_file.parent.iterdir())
+    assert left == ["master.key", "master.key.lock"]  # no temporary file left behind
     rows = await stored(raw_db)
     assert {row["key_id"] for row in rows.values()} == {master_key_id(keys[0])}
     await assert_readable(Messaging(services.db, Keyring(keys)), bob, sent)
@@ -181,24 +189,61 @@ def test_rotate_key_with_the_key_in_the_environment_needs_a_new_key_file(
     assert "Traceback" not in done.stderr
 
 
+async def test_rotate_key_from_the_environment_prepares_a_key_file_and_rewraps_nothing(
+    raw_db: asyncpg.Connection, make_user: MakeUser, database_url: str, tmp_path: Path,
+    repo_root: Path,
+) -> None:
+    """With REALTIME_MASTER_KEY, rotate-key writes the new and the current key to the given
+    file and leaves the rows alone, since running nodes could not open re-wrapped ones yet."""
+    await send_some(make_user, 2)
+    before = await stored(raw_db)
+    key_file = tmp_path / "next.key"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "realtime", "rotate-key", "--new-key-file", str(key_file)],
+        env=clean_environment(
+            REALTIME_DATABASE_URL=database_url,
+            REALTIME_MASTER_KEY=base64.b64encode(TEST_MASTER_KEY).decode(),
+        ),
+        cwd=repo_root, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    keys = read_key_file(key_file)
+    assert len(keys) == 2 and keys[1] == TEST_MASTER_KEY and keys[0] != TEST_MASTER_KEY
+    assert "REALTIME_MASTER_KEY_FILE" in done.stdout
+    assert await stored(raw_db) == before
+
+
 async def test_a_node_reading_the_key_file_follows_a_rotation(
     services: Services, make_user: MakeUser, tmp_path: Path
 ) -> None:
-    """A running node whose key file is rotated under it reads re-wrapped messages and then
-    wraps new ones under the new key, without a restart."""
+    """A running node whose key file is rotated under it reads re-wrapped messages and wraps
+    new ones under the new key, once its watch has seen the file change."""
     key_file = tmp_path / "master.key"
     write_key_file(key_file, [TEST_MASTER_KEY])
     node_settings = Settings(database_url="postgresql://unused", master_key_file=key_file)
     node_keyring = load_keyring(node_settings)
+    watch = KeyFileWatch(key_file)
     node = Messaging(services.db, node_keyring)
     bob, sent = await send_some(make_user, 2)
+    assert watch() is None
 
     new_key = generate_master_key()
     write_key_file(key_file, [new_key, TEST_MASTER_KEY])
+    node_keyring.replace(watch() or [])
     await rotate_master_key(services.db, Keyring([new_key, TEST_MASTER_KEY]))
     write_key_file(key_file, [new_key])
+    node_keyring.replace(watch() or [])
 
     await assert_readable(node, bob, sent)
     assert node_keyring.current_id == master_key_id(new_key)
-    rewrapped = node_keyring.new_envelope("messages/any")[1]
-    assert rewrapped.key_id == master_key_id(new_key)
+    assert node_keyring.new_envelope("messages/any")[1].key_id == master_key_id(new_key)
+
+
+async def test_a_second_rotation_cannot_run_beside_the_first(tmp_path: Path) -> None:
+    """While one rotation holds the key file, another is refused with a clear error."""
+    key_file = tmp_path / "master.key"
+    write_key_file(key_file, [TEST_MASTER_KEY])
+    with rotation_lock(key_file), pytest.raises(ConfigError, match="another key rotation"):
+        with rotation_lock(key_file):
+            pass

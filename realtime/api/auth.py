@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from realtime.api import schemas
@@ -33,31 +35,26 @@ async def login(call: Call) -> Response:
     check_origin(request, call.services.settings, required=False)
     body: schemas.LoginRequest = call.body
     address = request.client.host if request.client else "unknown"
-    session = await call.services.accounts.login(body.username, body.password, address)
-    response = json_response(schemas.LoginResponse(token=session.token, user=me_view(session.user)))
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.token,
-        max_age=int(call.services.settings.session_lifetime.total_seconds()),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
+    session = await call.services.accounts.login(
+        username=body.username, password=body.password, client_address=address
     )
+    response = json_response(schemas.LoginResponse(token=session.token, user=me_view(session.user)))
+    lifetime = int(call.services.settings.session_lifetime.total_seconds())
+    response.set_cookie(SESSION_COOKIE, session.token, max_age=lifetime, **_cookie_rules(call))
     return response
+
+
+def _cookie_rules(call: Call) -> dict[str, Any]:
+    """HttpOnly, SameSite=Strict, the whole site, and Secure whenever served over https."""
+    return {"httponly": True, "samesite": "strict", "path": "/",
+            "secure": call.request.url.scheme == "https"}
 
 
 async def logout(call: Call) -> Response:
     assert call.auth is not None
     await call.services.accounts.logout(call.auth.session_id)
     response = no_content()
-    response.delete_cookie(
-        SESSION_COOKIE,
-        httponly=True,
-        samesite="strict",
-        secure=call.request.url.scheme == "https",
-        path="/",
-    )
+    response.delete_cookie(SESSION_COOKIE, **_cookie_rules(call))
     return response
 
 

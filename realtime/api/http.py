@@ -28,7 +28,7 @@ from realtime.errors import (
 )
 from realtime.groups import Groups
 from realtime.messaging import Messaging
-from realtime.models import AuthContext
+from realtime.models import AuthContext, User
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "session"
@@ -55,10 +55,10 @@ class Call:
     request: Request
     services: Services
     auth: AuthContext | None
-    body: Any
+    body: Any = field(repr=False)
 
     @property
-    def user(self) -> Any:
+    def user(self) -> User:
         assert self.auth is not None, "this operation does not authenticate"
         return self.auth.user
 
@@ -107,10 +107,7 @@ def no_content() -> Response:
 
 def error_response(exc: RealtimeError) -> Response:
     """The contract's error shape for any of our errors; a server fault says nothing more."""
-    message = exc.message
-    if exc.status >= 500:
-        log.error("%s: %s", type(exc).__name__, exc.message)
-        message = RealtimeError.default_message
+    message = RealtimeError.default_message if exc.status >= 500 else exc.message
     detail: dict[str, Any] = {"code": exc.code, "message": message}
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidInput) and exc.fields:
@@ -145,6 +142,9 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
             body = await read_model(request, operation.body) if operation.body else None
             return await operation.handler(Call(request, services, auth, body))
         except RealtimeError as exc:
+            if exc.status >= 500:
+                log.error("%s on %s %s: %s", type(exc).__name__, request.method,
+                          request.url.path, exc.message)
             return error_response(exc)
 
     endpoint.__name__ = operation.handler.__name__
@@ -191,7 +191,7 @@ def own_origin(request: Request) -> str:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 past `limit` bytes without reading further."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the body is over {limit} bytes")
     chunks = []
     size = 0

@@ -14,8 +14,8 @@ from realtime.api.http import (
     path_id,
     query_int,
 )
+from realtime.drafts import Draft, Target
 from realtime.errors import InvalidInput
-from realtime.messaging import Draft, Target
 from realtime.models import AddresseeKind, Box, Message
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -52,10 +52,11 @@ def _idempotency_key(call: Call) -> str | None:
     key = call.request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+    # The key is stored as text: PostgreSQL refuses NUL, and no control character belongs in it.
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise InvalidInput(
             "the Idempotency-Key is not valid",
-            {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY} characters"},
+            {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY} characters, no control characters"},
         )
     return key
 
@@ -120,7 +121,8 @@ OPERATIONS = (
         "POST", "/api/messages", send, "Send a message to users and groups",
         body=schemas.SendRequest,
         headers=(Query("Idempotency-Key", {"type": "string", "minLength": 1,
-                                           "maxLength": MAX_IDEMPOTENCY_KEY},
+                                           "maxLength": MAX_IDEMPOTENCY_KEY,
+                                           "pattern": schemas.NO_CONTROL},
                        "the same key within 24 h returns the first answer and sends nothing"),),
         responses={201: schemas.SendResponse, 400: None, 401: None, 403: None, 404: None,
                    409: None, 413: None},

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from realtime.messaging import MAX_ATTACHMENTS
+from realtime.accounts import USERNAME_PATTERN
+from realtime.drafts import MAX_ADDRESSEES, MAX_ATTACHMENTS
 
 NO_NUL = "^[^\u0000]*$"
 NO_CONTROL = "^[^\u0000-\u001f\u007f]*$"
-USERNAME = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+# What the document's `format: date-time` and `format: uuid` promise: RFC 3339 (`T` and `Z` in
+# either case) and the hyphenated UUID. Pydantic alone also takes "2026-11-21 10:00Z", Unix times
+# in strings, and UUIDs without hyphens, in braces or as URNs.
+_RFC3339 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?"
+    r"(?P<zone>[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
+    re.ASCII,
+)
+_UUID = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}", re.ASCII)
 
 
 def _refuse_nul(value: str) -> str:
@@ -24,6 +34,25 @@ def _refuse_nul(value: str) -> str:
 def _refuse_control(value: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain control characters")
+    return value
+
+
+def _rfc3339(value: object) -> object:
+    """Read an RFC 3339 time (any case, any fraction); refuse the other spellings pydantic takes."""
+    if not isinstance(value, str):
+        return value
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise ValueError("must be an RFC 3339 time with its zone, such as 2026-11-21T10:00:00Z")
+    fraction = (match["fraction"] or "")[:7]  # the dot and microseconds; finer is dropped
+    return datetime.fromisoformat(
+        f"{match['date']}T{match['time']}{fraction}{match['zone'].upper()}"
+    )
+
+
+def _hyphenated_uuid(value: object) -> object:
+    if isinstance(value, str) and not _UUID.fullmatch(value):
+        raise ValueError("must be a UUID such as 123e4567-e89b-12d3-a456-426614174000")
     return value
 
 
@@ -41,7 +70,12 @@ def _name(max_length: int) -> Any:
 NulFree = AfterValidator(_refuse_nul)
 OneLine = AfterValidator(_refuse_control)
 
-Username = Annotated[str, Field(pattern=USERNAME, description="letters, digits and . _ @ -")]
+Id = Annotated[UUID, BeforeValidator(_hyphenated_uuid)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+Username = Annotated[
+    str, Field(pattern=USERNAME_PATTERN, description="letters, digits and . _ @ -")
+]
 LoginName = Annotated[str, _text(1, 256), NulFree]
 AccountPassword = Annotated[str, _text(8, 1024), NulFree]
 LoginPassword = Annotated[str, _text(1, 1024), NulFree]
@@ -127,7 +161,7 @@ class PasswordResponse(Response):
 
 class TargetIn(Request):
     kind: Literal["user", "group"]
-    id: UUID
+    id: Id
 
 
 class CredentialIn(Request):
@@ -141,31 +175,31 @@ class CredentialIn(Request):
 
 class EntryIn(Request):
     kind: Literal["entry"]
-    entry_id: UUID
+    entry_id: Id
 
 
 class FolderIn(Request):
     kind: Literal["folder"]
-    folder_id: UUID
+    folder_id: Id
 
 
 class FileIn(Request):
     kind: Literal["file"]
-    upload_id: UUID
+    upload_id: Id
 
 
 AttachmentIn = Annotated[CredentialIn | EntryIn | FolderIn | FileIn, Field(discriminator="kind")]
 
 
 class SendRequest(Request):
-    to: list[TargetIn] = Field(min_length=1, max_length=1000)
+    to: list[TargetIn] = Field(min_length=1, max_length=MAX_ADDRESSEES)
     subject: Subject
     body: Body = ""
-    expires_at: AwareDatetime | None = Field(
+    expires_at: Moment | None = Field(
         default=None, description="RFC 3339 with a time zone, in the future"
     )
     high_priority: bool = False
-    reply_to: UUID | None = None
+    reply_to: Id | None = None
     attachments: list[AttachmentIn] = Field(default=[], max_length=MAX_ATTACHMENTS)
 
 
@@ -278,11 +312,11 @@ class GroupList(Response):
 
 class CreateGroupRequest(Request):
     name: GroupName
-    member_ids: list[UUID] = Field(default=[], max_length=10_000)
+    member_ids: list[Id] = Field(default=[], max_length=10_000)
 
 
 class MembersRequest(Request):
-    member_ids: list[UUID] = Field(max_length=10_000)
+    member_ids: list[Id] = Field(max_length=10_000)
 
 
 # Operations

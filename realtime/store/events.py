@@ -34,20 +34,6 @@ async def append_events(
            returning user_id, seq""",
         list(dict.fromkeys(user_ids)), type_.value, payload,
     )
+    if len(rows) != len(set(user_ids)):
+        raise RuntimeError("a user without an event counter cannot receive events")
     return [Event(row["user_id"], row["seq"], type_, payload) for row in rows]
-
-
-async def latest_seq(conn: asyncpg.Connection, user_id: UUID) -> int:
-    value = await conn.fetchval("select last_seq from event_counters where user_id = $1", user_id)
-    return int(value or 0)
-
-
-async def events_after(
-    conn: asyncpg.Connection, user_id: UUID, after_seq: int, limit: int = 1000
-) -> list[Event]:
-    rows = await conn.fetch(
-        """select seq, type, payload from events where user_id = $1 and seq > $2
-           order by seq limit $3""",
-        user_id, after_seq, limit,
-    )
-    return [Event(user_id, row["seq"], EventType(row["type"]), row["payload"]) for row in rows]

@@ -26,7 +26,7 @@ async def insert_group(conn: asyncpg.Connection, group_id: UUID, name: str) -> N
         async with conn.transaction():
             await conn.execute("insert into groups (id, name) values ($1, $2)", group_id, name)
     except asyncpg.UniqueViolationError:
-        raise Conflict(f"a group named {name!r} exists") from None
+        raise Conflict("a group of this name exists") from None
 
 
 async def set_members(conn: asyncpg.Connection, group_id: UUID, user_ids: Sequence[UUID]) -> None:

@@ -16,8 +16,14 @@ import asyncpg
 from realtime.models import Addressee, AddresseeKind, MessageHeader, SealedKey, SealedMessage
 
 _LIVE = "(m.expires_at is null or m.expires_at > statement_timestamp())"
+_LIVE_FOR_RECIPIENT = "(r.expires_at is null or r.expires_at > statement_timestamp())"
 _HEADER = """m.id, m.sender_id, s.display_name as sender_display_name, m.sent_at, m.expires_at,
-             m.high_priority, m.reply_to, m.key_id, m.wrapped_key, m.subject"""
+             m.high_priority, m.reply_to, m.key_id, m.wrapped_key, m.subject,
+             m.recipient_count, m.read_count"""
+# Keyset pagination that stays an index condition in generic plans: no cursor is "after all".
+_BEFORE = "(coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, '{last}'))".format(
+    last="ffffffff-ffff-ffff-ffff-ffffffffffff"
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,8 @@ def _sealed(row: asyncpg.Record, *, with_body: bool = False) -> SealedMessage:
         read_at=row["read_at"],
         is_sender=row["is_sender"],
         is_recipient=row["is_recipient"],
-        recipient_count=0,
-        read_count=0,
+        recipient_count=row["recipient_count"],
+        read_count=row["read_count"],
     )
     return SealedMessage(
         header=header,
@@ -83,11 +89,11 @@ async def insert_message(
     """Insert a message with its To field and its recipients; return when it was sent."""
     sent_at: datetime = await conn.fetchval(
         """insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
-                                 key_id, wrapped_key, subject, body)
-           values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9)
+                                 key_id, wrapped_key, subject, body, recipient_count)
+           values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9, $10)
            returning sent_at""",
         message_id, sender_id, expires_at, high_priority, reply_to,
-        key.key_id, key.wrapped, subject, body,
+        key.key_id, key.wrapped, subject, body, len(recipient_ids),
     )
     await conn.execute(
         """insert into message_addressees (message_id, position, kind, target_id, name)
@@ -100,15 +106,15 @@ async def insert_message(
         [a.name for a in addressees],
     )
     await conn.execute(
-        """insert into message_recipients (message_id, user_id, sent_at)
-           select $1, user_id, $2 from unnest($3::uuid[]) as user_id""",
-        message_id, sent_at, list(recipient_ids),
+        """insert into message_recipients (message_id, user_id, sent_at, expires_at, high_priority)
+           select $1, user_id, $2, $4, $5 from unnest($3::uuid[]) as user_id""",
+        message_id, sent_at, list(recipient_ids), expires_at, high_priority,
     )
     return sent_at
 
 
 async def get_message(
-    conn: asyncpg.Connection, message_id: UUID, viewer_id: UUID, *, with_body: bool = False
+    conn: asyncpg.Connection, *, message_id: UUID, viewer_id: UUID, with_body: bool = False
 ) -> SealedMessage | None:
     """The message as `viewer_id` may see it: as its sender or a recipient who kept it."""
     body = ", m.body" if with_body else ""
@@ -133,8 +139,8 @@ async def list_inbox(
             from message_recipients r
             join messages m on m.id = r.message_id
             join users s on s.id = m.sender_id
-            where r.user_id = $1 and r.deleted_at is null and {_LIVE}
-              and ($2::timestamptz is null or (r.sent_at, r.message_id) < ($2, $3))
+            where r.user_id = $1 and r.deleted_at is null and {_LIVE_FOR_RECIPIENT}
+              and (r.sent_at, r.message_id) < {_BEFORE}
             order by r.sent_at desc, r.message_id desc limit $4""",
         user_id, before and before.sent_at, before and before.id, limit,
     )
@@ -151,7 +157,7 @@ async def list_sent(
             left join message_recipients r
                    on r.message_id = m.id and r.user_id = $1 and r.deleted_at is null
             where m.sender_id = $1 and {_LIVE}
-              and ($2::timestamptz is null or (m.sent_at, m.id) < ($2, $3))
+              and (m.sent_at, m.id) < {_BEFORE}
             order by m.sent_at desc, m.id desc limit $4""",
         user_id, before and before.sent_at, before and before.id, limit,
     )
@@ -167,7 +173,7 @@ async def list_unread_high_priority(
             join messages m on m.id = r.message_id
             join users s on s.id = m.sender_id
             where r.user_id = $1 and r.read_at is null and r.deleted_at is null
-              and m.high_priority and {_LIVE}
+              and r.high_priority and {_LIVE_FOR_RECIPIENT}
             order by r.sent_at desc, r.message_id desc limit $2""",
         user_id, limit,
     )
@@ -176,8 +182,9 @@ async def list_unread_high_priority(
 
 async def count_unread(conn: asyncpg.Connection, user_id: UUID) -> int:
     return int(await conn.fetchval(
-        f"""select count(*) from message_recipients r join messages m on m.id = r.message_id
-            where r.user_id = $1 and r.read_at is null and r.deleted_at is null and {_LIVE}""",
+        f"""select count(*) from message_recipients r
+            where r.user_id = $1 and r.read_at is null and r.deleted_at is null
+              and {_LIVE_FOR_RECIPIENT}""",
         user_id,
     ))
 
@@ -198,26 +205,21 @@ async def addressees_of(
     return {key: tuple(value) for key, value in found.items()}
 
 
-async def receipt_counts(
-    conn: asyncpg.Connection, message_ids: Sequence[UUID]
-) -> dict[UUID, tuple[int, int]]:
-    """For each message: (how many it was sent to, how many have read it)."""
-    rows = await conn.fetch(
-        """select message_id, count(*) as recipients, count(read_at) as readers
-           from message_recipients where message_id = any($1::uuid[]) group by message_id""",
-        list(message_ids),
-    )
-    return {row["message_id"]: (int(row["recipients"]), int(row["readers"])) for row in rows}
-
-
-async def mark_read(conn: asyncpg.Connection, message_id: UUID, user_id: UUID) -> ReadMark | None:
-    """Mark read for a recipient who kept it; the first time only sets `read_at`."""
+async def mark_read(
+    conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID
+) -> ReadMark | None:
+    """Mark read for a recipient who kept it; the first time only sets `read_at` and counts."""
     row = await conn.fetchrow(
-        f"""update message_recipients r set read_at = statement_timestamp()
-            from messages m
-            where r.message_id = $1 and r.user_id = $2 and r.deleted_at is null
-              and r.read_at is null and m.id = r.message_id and {_LIVE}
-            returning r.read_at, m.sender_id""",
+        f"""with marked as (
+                update message_recipients r set read_at = statement_timestamp()
+                where r.message_id = $1 and r.user_id = $2 and r.deleted_at is null
+                  and r.read_at is null and {_LIVE_FOR_RECIPIENT}
+                returning r.read_at),
+            counted as (
+                update messages m set read_count = m.read_count + 1
+                from marked where m.id = $1
+                returning m.sender_id)
+            select marked.read_at, counted.sender_id from marked, counted""",
         message_id, user_id,
     )
     if row is not None:
@@ -233,14 +235,13 @@ async def mark_read(conn: asyncpg.Connection, message_id: UUID, user_id: UUID) -
 
 
 async def hide_for_recipient(
-    conn: asyncpg.Connection, message_id: UUID, user_id: UUID
+    conn: asyncpg.Connection, *, message_id: UUID, user_id: UUID
 ) -> Holder | None:
     """Remove a message from one recipient's inbox; None when they did not have it."""
     row = await conn.fetchrow(
         f"""update message_recipients r set deleted_at = statement_timestamp()
-            from messages m
             where r.message_id = $1 and r.user_id = $2 and r.deleted_at is null
-              and m.id = r.message_id and {_LIVE}
+              and {_LIVE_FOR_RECIPIENT}
             returning (r.read_at is null) as had_unread""",
         message_id, user_id,
     )
@@ -248,7 +249,7 @@ async def hide_for_recipient(
 
 
 async def delete_sent_message(
-    conn: asyncpg.Connection, message_id: UUID, sender_id: UUID
+    conn: asyncpg.Connection, *, message_id: UUID, sender_id: UUID
 ) -> list[Holder] | None:
     """Delete a live message of `sender_id` everywhere; return the recipients who still had it."""
     holders = await conn.fetch(

@@ -20,13 +20,22 @@ async def insert_session(
     session_id: UUID,
     token_hash: bytes,
     user_id: UUID,
+    password_hash: str,
     lifetime: timedelta,
-) -> datetime:
-    """Open a session; return when it ends at the latest."""
-    expires_at: datetime = await conn.fetchval(
+) -> datetime | None:
+    """Open a session if the user is still enabled with the password that was checked.
+
+    Return when it ends at the latest, or None when the account changed in the meantime (a
+    password change or disabling that committed while the password was being verified). The
+    share lock makes such a change wait for this session, and then end it.
+    """
+    expires_at: datetime | None = await conn.fetchval(
         """insert into sessions (id, token_hash, user_id, expires_at)
-           values ($1, $2, $3, now() + $4) returning expires_at""",
-        session_id, token_hash, user_id, lifetime,
+           select $1, $2, id, now() + $5 from users
+           where id = $3 and password_hash = $4 and not disabled
+           for share
+           returning expires_at""",
+        session_id, token_hash, user_id, password_hash, lifetime,
     )
     return expires_at
 

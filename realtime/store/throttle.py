@@ -43,3 +43,10 @@ async def forgive(conn: asyncpg.Connection, *, cleared: str, refunded: str) -> N
     await conn.execute(
         "update login_failures set failures = greatest(failures - 1, 0) where key = $1", refunded
     )
+
+
+async def purge_ended_windows(conn: asyncpg.Connection, window: timedelta) -> int:
+    status = await conn.execute(
+        "delete from login_failures where window_started_at <= now() - $1::interval", window
+    )
+    return int(status.split()[-1])

@@ -49,7 +49,7 @@ async def insert_user(
             )
             await conn.execute("insert into event_counters (user_id) values ($1)", user_id)
     except asyncpg.UniqueViolationError:
-        raise Conflict(f"the username {username!r} is taken") from None
+        raise Conflict("this username is taken") from None
     return user_from_row(row)
 
 
@@ -102,9 +102,12 @@ async def update_user(
 
 
 async def lock_admins(conn: asyncpg.Connection) -> list[UUID]:
-    """Lock and return the enabled admins, so that the last one cannot be removed by a race."""
+    """Lock and return the enabled admins, so that the last one cannot be removed by a race.
+
+    FOR NO KEY UPDATE leaves the key-share locks of foreign-key checks (a send, a login) free.
+    """
     rows = await conn.fetch(
-        "select id from users where is_admin and not disabled order by id for update"
+        "select id from users where is_admin and not disabled order by id for no key update"
     )
     return [row["id"] for row in rows]
 

@@ -1,0 +1,106 @@
+"""What a draft message is, whether it may be sent, and whom it reaches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from realtime import codec
+from realtime.db import Connection
+from realtime.errors import Forbidden, InvalidInput
+from realtime.models import Addressee, AddresseeKind, User
+from realtime.store import groups as group_store
+from realtime.store import users as user_store
+
+MAX_ADDRESSEES = 1_000
+MAX_RECIPIENTS = 10_000
+MAX_ATTACHMENTS = 20
+# Later ones overflow Python's datetime once PostgreSQL turns them into UTC.
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One entry of the To field as sent: a user or a group, by id."""
+
+    kind: AddresseeKind
+    id: UUID
+
+
+@dataclass(frozen=True)
+class Draft:
+    to: tuple[Target, ...]
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    expires_at: datetime | None = None
+    high_priority: bool = False
+    reply_to: UUID | None = None
+    attachment_count: int = 0
+
+    def canonical(self) -> bytes:
+        """The request in one canonical encoding, to tell a retry from a different send."""
+        return codec.encode(asdict(self))
+
+
+def check_draft(sender: User, draft: Draft) -> None:
+    """The sender's rights and the expiry time; raise what forbids sending."""
+    if not sender.can_send:
+        raise Forbidden("you are not allowed to send messages")
+    if draft.attachment_count and not sender.can_attach:
+        raise Forbidden("you are not allowed to send attachments")
+    if draft.attachment_count:
+        raise InvalidInput(
+            "attachments are not accepted by this server yet",
+            {"attachments": "not supported yet"},
+        )
+    if draft.expires_at is None:
+        return
+    if draft.expires_at <= datetime.now(UTC):
+        raise InvalidInput("the expiry time has passed", {"expires_at": "in the past"})
+    if draft.expires_at >= LATEST_EXPIRY:
+        raise InvalidInput("the expiry time is too far", {"expires_at": "before the year 9999"})
+
+
+async def resolve_addressees(conn: Connection, targets: Sequence[Target]) -> list[Addressee]:
+    """Name each target; an unknown user or group is a field error."""
+    users = await user_store.display_names(
+        conn, [t.id for t in targets if t.kind is AddresseeKind.USER]
+    )
+    groups = await group_store.group_names(
+        conn, [t.id for t in targets if t.kind is AddresseeKind.GROUP]
+    )
+    names = {AddresseeKind.USER: users, AddresseeKind.GROUP: groups}
+    errors = {
+        f"to.{i}.id": f"no such {t.kind.value}"
+        for i, t in enumerate(targets)
+        if t.id not in names[t.kind]
+    }
+    if errors:
+        raise InvalidInput("some recipients do not exist", errors)
+    unique = dict.fromkeys(targets)
+    return [Addressee(t.kind, t.id, names[t.kind][t.id]) for t in unique]
+
+
+async def expand_recipients(
+    conn: Connection, sender: User, targets: Sequence[Target]
+) -> list[UUID]:
+    """The named enabled users plus the groups' enabled members, once each, in id order.
+
+    The sender receives their own message only when they named themselves.
+    """
+    named = [t.id for t in targets if t.kind is AddresseeKind.USER]
+    group_ids = [t.id for t in targets if t.kind is AddresseeKind.GROUP]
+    direct = await user_store.enabled_user_ids(conn, named)
+    members = await group_store.enabled_members(conn, group_ids) if group_ids else set()
+    members.discard(sender.id)
+    recipients = sorted(direct | members)
+    if not recipients:
+        raise InvalidInput("nobody would receive this message", {"to": "no enabled recipient"})
+    if len(recipients) > MAX_RECIPIENTS:
+        raise InvalidInput(
+            "too many recipients",
+            {"to": f"{len(recipients)} recipients, at most {MAX_RECIPIENTS}"},
+        )
+    return recipients
