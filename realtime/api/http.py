@@ -237,11 +237,16 @@ def _is_union_tag(part: object) -> bool:
 
 
 def path_id(request: Request, name: str = "id") -> UUID:
-    """An id from the path; anything that is not one names nothing, so 404."""
+    """An id from the path, in the hyphenated form ids are given out in; anything else names
+    nothing, so 404."""
+    value = request.path_params[name]
     try:
-        return UUID(request.path_params[name])
+        parsed = UUID(value)
     except ValueError:
         raise NotFound("not found") from None
+    if str(parsed) != value.lower():
+        raise NotFound("not found")
+    return parsed
 
 
 def query_int(request: Request, name: str, default: int, *, low: int, high: int) -> int:
