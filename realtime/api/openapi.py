@@ -50,8 +50,10 @@ def build_document(operations: Sequence[Operation], version: str) -> dict[str, A
 
 
 def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    # Every path parameter is an id; one in another form names nothing and is answered 404.
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "string", "format": "uuid"}}
         for name in _PATH_PARAM.findall(op.path)
     ]
     for where, items in (("query", op.query), ("header", op.headers)):

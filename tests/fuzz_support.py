@@ -1,0 +1,72 @@
+"""A real uvicorn serving its own app on a free port, for tests that speak plain HTTP to it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from realtime.app import create_app
+from realtime.config import Settings
+
+STARTUP_TIMEOUT = 30.0
+
+
+class LiveServer:
+    """One uvicorn in a thread of its own, with its own event loop and database pool."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            create_app(settings),
+            lifespan="on",
+            ws="none",
+            log_level="warning",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="live-server", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as exc:  # reported by start() or stop(), never lost in the thread
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self._server.started:
+            if self._error is not None or not self._thread.is_alive():
+                raise RuntimeError("the live server did not start") from self._error
+            if time.monotonic() > deadline:
+                raise TimeoutError("the live server did not start in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(STARTUP_TIMEOUT)
+        self._sock.close()
+        if self._error is not None:
+            raise RuntimeError("the live server failed") from self._error
+
+
+@contextmanager
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    """Serve a fresh app on 127.0.0.1 and a free port until the block ends."""
+    server = LiveServer(settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
