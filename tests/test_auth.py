@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -560,3 +561,20 @@ async def test_a_login_from_a_foreign_origin_is_refused(
     assert not http.cookies
     accepted = await login(http, name, PASSWORD, headers=OWN_ORIGIN)
     assert accepted.status_code == 200, accepted.text
+
+
+def test_request_and_answer_models_keep_secrets_out_of_repr() -> None:
+    """Passwords and tokens never show in the repr of the models that carry them."""
+    from realtime.api import schemas
+
+    login = schemas.LoginRequest.model_validate_json(
+        b'{"username": "someone", "password": "hunter2-secret"}', strict=True
+    )
+    answer = schemas.LoginResponse(
+        token="a-token-secret",
+        user=schemas.Me(id=uuid.uuid4(), username="someone", display_name="S", is_admin=False,
+                        can_send=True, can_attach=True),
+    )
+    generated = schemas.PasswordResponse(password="generated-secret", entropy_bits=80.0)
+    for model, secret in ((login, "hunter2"), (answer, "a-token"), (generated, "generated")):
+        assert secret not in repr(model) and secret not in str(model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from realtime import crypto
-from realtime.api import schemas
+from realtime.api import fields, schemas
 from realtime.api.http import (
     FLAG_VALUES,
     Call,
@@ -60,7 +60,7 @@ def _flag(name: str, description: str) -> Query:
 OPERATIONS = (
     Operation(
         "GET", "/api/directory", directory, "Users and groups whose name starts with q",
-        query=(Query("q", {"type": "string", "maxLength": MAX_PREFIX, "pattern": schemas.NO_NUL},
+        query=(Query("q", {"type": "string", "maxLength": MAX_PREFIX, "pattern": fields.NO_NUL},
                      "a prefix of a username, display name or group name"),),
         responses={200: schemas.DirectoryResponse, 400: None, 401: None},
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from realtime.api import schemas
+from realtime.api import fields, schemas
 from realtime.api.http import (
     Call,
     Operation,
@@ -122,7 +122,7 @@ OPERATIONS = (
         body=schemas.SendRequest,
         headers=(Query("Idempotency-Key", {"type": "string", "minLength": 1,
                                            "maxLength": MAX_IDEMPOTENCY_KEY,
-                                           "pattern": schemas.NO_CONTROL},
+                                           "pattern": fields.NO_CONTROL},
                        "the same key within 24 h returns the first answer and sends nothing"),),
         responses={201: schemas.SendResponse, 400: None, 401: None, 403: None, 404: None,
                    409: None, 413: None},
