@@ -5,20 +5,14 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from realtime.api import schemas
+from realtime.api.auth import me_view
 from realtime.api.http import Call, Operation, json_response, no_content, path_id
 from realtime.models import Group, User
 
 
 def admin_user_view(user: User) -> schemas.AdminUser:
     return schemas.AdminUser(
-        id=user.id,
-        username=user.username,
-        display_name=user.display_name,
-        is_admin=user.is_admin,
-        can_send=user.can_send,
-        can_attach=user.can_attach,
-        disabled=user.disabled,
-        created_at=user.created_at,
+        **dict(me_view(user)), disabled=user.disabled, created_at=user.created_at
     )
 
 

@@ -194,13 +194,7 @@ class UnreadResponse(Response):
 # Administration
 
 
-class AdminUser(Response):
-    id: UUID
-    username: str
-    display_name: str
-    is_admin: bool
-    can_send: bool
-    can_attach: bool
+class AdminUser(Me):
     disabled: bool
     created_at: datetime
 

@@ -20,6 +20,12 @@ _LIVE_FOR_RECIPIENT = "(r.expires_at is null or r.expires_at > statement_timesta
 _HEADER = """m.id, m.sender_id, s.display_name as sender_display_name, m.sent_at, m.expires_at,
              m.high_priority, m.reply_to, m.key_id, m.wrapped_key, m.subject,
              m.recipient_count, m.read_count"""
+# A recipient's view ($1 is the recipient), for the inbox and the unread lists.
+_FROM_INBOX = f"""select {_HEADER}, r.read_at, (m.sender_id = $1) as is_sender,
+                        true as is_recipient
+                 from message_recipients r
+                 join messages m on m.id = r.message_id
+                 join users s on s.id = m.sender_id"""
 # Keyset pagination that stays an index condition in generic plans: no cursor is "after all".
 _BEFORE = "(coalesce($2::timestamptz, 'infinity'), coalesce($3::uuid, '{last}'))".format(
     last="ffffffff-ffff-ffff-ffff-ffffffffffff"
@@ -135,10 +141,7 @@ async def list_inbox(
     conn: asyncpg.Connection, user_id: UUID, before: Cursor | None, limit: int
 ) -> list[SealedMessage]:
     rows = await conn.fetch(
-        f"""select {_HEADER}, r.read_at, (m.sender_id = $1) as is_sender, true as is_recipient
-            from message_recipients r
-            join messages m on m.id = r.message_id
-            join users s on s.id = m.sender_id
+        f"""{_FROM_INBOX}
             where r.user_id = $1 and r.deleted_at is null and {_LIVE_FOR_RECIPIENT}
               and (r.sent_at, r.message_id) < {_BEFORE}
             order by r.sent_at desc, r.message_id desc limit $4""",
@@ -168,10 +171,7 @@ async def list_unread_high_priority(
     conn: asyncpg.Connection, user_id: UUID, limit: int
 ) -> list[SealedMessage]:
     rows = await conn.fetch(
-        f"""select {_HEADER}, r.read_at, (m.sender_id = $1) as is_sender, true as is_recipient
-            from message_recipients r
-            join messages m on m.id = r.message_id
-            join users s on s.id = m.sender_id
+        f"""{_FROM_INBOX}
             where r.user_id = $1 and r.read_at is null and r.deleted_at is null
               and r.high_priority and {_LIVE_FOR_RECIPIENT}
             order by r.sent_at desc, r.message_id desc limit $2""",
