@@ -6,6 +6,7 @@ import asyncio
 import re
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -41,12 +42,24 @@ def check_account(*, username: str | None = None, password: str | None = None) -
         raise InvalidInput("the account is not valid", fields)
 
 
+SessionsEnded = Callable[[UUID, Sequence[UUID] | None], Awaitable[None]]
+
+
+async def _nobody_listens(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
+    """The default: no socket to close."""
+
+
 class Accounts:
     """Users, their sessions, and the login throttle."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
         self._settings = settings
+        self._sessions_ended: SessionsEnded = _nobody_listens
+
+    def on_sessions_ended(self, listener: SessionsEnded) -> None:
+        """Tell `listener` of sessions ended (by id, or None for all of a user's) after commit."""
+        self._sessions_ended = listener
 
     async def login(self, *, username: str, password: str, client_address: str) -> NewSession:
         """Open a session for a right pair; the same 401, in the same time, for any wrong one.
@@ -93,9 +106,15 @@ class Accounts:
         session_id, user = found
         return AuthContext(user, session_id)
 
-    async def logout(self, session_id: UUID) -> None:
+    async def logout(self, auth: AuthContext) -> None:
+        """End this session: its token stops working and its sockets close."""
         async with self._db.connection() as conn:
-            await session_store.delete_session(conn, session_id)
+            await session_store.delete_session(conn, auth.session_id)
+        await self._sessions_ended(auth.user.id, [auth.session_id])
+
+    async def session_alive(self, session_id: UUID) -> bool:
+        async with self._db.connection() as conn:
+            return await session_store.session_exists(conn, session_id)
 
     async def list_users(self) -> list[User]:
         async with self._db.connection() as conn:
@@ -144,8 +163,11 @@ class Accounts:
             user = await user_store.update_user(conn, user_id, columns)
             if user is None:
                 raise NotFound("no such user")
-            if columns.get("disabled") is True or "password_hash" in columns:
+            ended = columns.get("disabled") is True or "password_hash" in columns
+            if ended:
                 await session_store.delete_user_sessions(conn, user_id)
+        if ended:
+            await self._sessions_ended(user_id, None)
         return user
 
     async def ensure_first_admin(self, password: str | None) -> str | None:

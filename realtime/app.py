@@ -7,28 +7,36 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+from uuid import UUID
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
 from realtime.api.http import Services, error_response, http_error_response
+from realtime.broker import create_broker
 from realtime.config import Settings, load_settings
-from realtime.db import open_database
+from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
+from realtime.events import EventLog
 from realtime.expiry import run_purges
+from realtime.frames import Frames
 from realtime.groups import Groups
+from realtime.hub import Hub, end_sessions_payload
 from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
+from realtime.models import Event
+from realtime.ws import Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +76,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
                 announce_first_admin(generated)
+            messaging = Messaging(db, keyring)
+            app.state.live = await start_live_delivery(stack, settings, db, accounts, messaging)
             app.state.services = Services(
                 settings=settings,
                 db=db,
                 accounts=accounts,
                 groups=Groups(db),
-                messaging=Messaging(db, keyring),
+                messaging=messaging,
+                broker=app.state.live.broker,
             )
             yield
 
     app = Starlette(
-        routes=api.routes(),
+        routes=[*api.routes(), WebSocketRoute("/ws", websocket_endpoint)],
         lifespan=lifespan,
         exception_handlers={
             HTTPException: _http_error,
@@ -90,6 +101,34 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.openapi = api.openapi_document(package_version())
     app.add_middleware(ResponseHeaders)
     return app
+
+
+async def start_live_delivery(
+    stack: AsyncExitStack, settings: Settings, db: Database, accounts: Accounts,
+    messaging: Messaging,
+) -> Live:
+    """The hub, the broker and the frames; at shutdown sockets close first, the broker next."""
+    frames = Frames(messaging, EventLog(db))
+    hub = Hub(
+        replay=frames.replay,
+        session_alive=accounts.session_alive,
+        max_sockets_per_user=settings.max_sockets_per_user,
+    )
+    broker = create_broker(settings.redis_url, deliver=hub.deliver, recovered=hub.resume_all)
+    hub.use(broker)
+    await broker.start()
+    stack.push_async_callback(broker.close)
+    stack.push_async_callback(hub.close_all)
+
+    async def publish(events: list[Event]) -> None:
+        await broker.publish(await frames.render(events))
+
+    async def end_sessions(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
+        await broker.publish([(user_id, end_sessions_payload(session_ids))])
+
+    messaging.publish_to(publish)
+    accounts.on_sessions_ended(end_sessions)
+    return Live(hub, frames, broker)
 
 
 async def start_owned_task(

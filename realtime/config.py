@@ -39,6 +39,8 @@ class Settings:
     login_max_failures_per_address: int = 50
     login_lockout: timedelta = timedelta(minutes=15)
     db_pool_size: int = 10
+    max_sockets_per_user: int = 20
+    ws_compression: bool = False
     log_level: str = "INFO"
 
     @property
@@ -73,6 +75,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         login_lockout=reader.duration("REALTIME_LOGIN_LOCKOUT", "15m"),
         db_pool_size=reader.integer("REALTIME_DB_POOL_SIZE", 10, low=2, high=1000),
+        max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
+        ws_compression=reader.flag("REALTIME_WS_COMPRESSION", False),
         log_level=reader.choice(
             "REALTIME_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
         ),
@@ -139,6 +143,14 @@ class _Reader:
             upper = "" if high is None else f" and at most {high}"
             raise ConfigError(f"{name} must be at least {low}{upper}, got {number}")
         return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.optional(name)
+        if value is None:
+            return default
+        if value.lower() not in ("0", "1", "true", "false", "on", "off"):
+            raise ConfigError(f"{name} must be on or off (1/0, true/false), got {value!r}")
+        return value.lower() in ("1", "true", "on")
 
     def duration(self, name: str, default: str) -> timedelta:
         value = self.text(name, default)

@@ -171,6 +171,22 @@ class Messaging:
             )
             return count, await self._open_all(conn, sealed)
 
+    async def arrivals(self, message_ids: Sequence[UUID]) -> dict[UUID, Message]:
+        """New messages as their recipients first see them, for `message.new` frames."""
+        async with self._db.connection() as conn:
+            sealed = await message_store.list_arrivals(conn, message_ids)
+            return {m.header.id: m for m in await self._open_all(conn, sealed)}
+
+    async def as_seen_by(self, user_id: UUID, message_ids: Sequence[UUID]) -> dict[UUID, Message]:
+        """The given messages as one recipient sees them now: gone or expired ones left out."""
+        async with self._db.connection() as conn:
+            sealed = await message_store.list_for_recipient(conn, user_id, message_ids)
+            return {m.header.id: m for m in await self._open_all(conn, sealed)}
+
+    def publish_to(self, publish: EventSink) -> None:
+        """Hand committed events to `publish` from now on (the live delivery)."""
+        self._publish = publish
+
     async def _committed(self, events: list[Event]) -> None:
         """Count the events a transaction wrote, then hand them to the publisher."""
         metrics.events_appended.inc(len(events))

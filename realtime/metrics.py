@@ -23,3 +23,6 @@ http_request_seconds = Histogram(
     "realtime_http_request_seconds", "Time to answer an HTTP request", ["route"],
     registry=REGISTRY,
 )
+events_delivered = Counter(
+    "realtime_events_delivered", "Frames written to websockets", registry=REGISTRY
+)

@@ -27,6 +27,8 @@ from realtime.config import Settings
 from realtime.db import EmbeddedPostgres
 from realtime.migrate import apply_migrations
 from realtime.models import User
+from tests.live_server import LiveServer, live_server
+from tests.ws_support import PASSWORD, Member
 
 TEST_MASTER_KEY = base64.b64decode("dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc=")
 BASE_URL = "http://testserver"
@@ -171,3 +173,40 @@ async def admin(make_user: MakeUser) -> Person:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# Websocket tests: a live server per test, and people logged in on it.
+
+
+@pytest.fixture
+def live(settings: Settings, services: Services) -> Iterator[LiveServer]:
+    """A real uvicorn on a free port, serving its own app on the test database."""
+    with live_server(settings) as server:
+        yield server
+
+
+
+
+@pytest.fixture
+async def people(
+    live: LiveServer, services: Services
+) -> AsyncIterator[Any]:
+    """Make users and log them in over the live server's HTTP."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(**flags: Any) -> Member:
+        username = unique_name()
+        user = await services.accounts.create_user(username, PASSWORD, **flags)
+        http = httpx.AsyncClient(base_url=live.url)
+        opened.append(http)
+        answer = await http.post(
+            "/api/auth/login", json={"username": username, "password": PASSWORD}
+        )
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        return Member(str(user.id), username, token, http)
+
+    yield make
+    for http in opened:
+        await http.aclose()

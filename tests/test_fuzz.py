@@ -31,7 +31,7 @@ from realtime import api
 from realtime.app import package_version
 from realtime.config import Settings
 from tests.conftest import MakeUser, Person, unique_name
-from tests.fuzz_support import LiveServer, live_server
+from tests.live_server import LiveServer, live_server
 
 SEED = 20261121
 MAX_EXAMPLES = 25

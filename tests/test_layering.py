@@ -18,13 +18,13 @@ LAYERS = {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
         "expiry",
     },
-    4: {"api", "ws"},
+    4: {"api", "ws", "frames"},
     5: {"app", "cli", "__main__", "__init__"},
 }
 
 # Third-party packages and the only modules that may import them.
 OWNERS = {
-    "starlette": ("api", "ws", "app"),
+    "starlette": ("api", "ws", "app", "cli"),
     "uvicorn": ("cli",),
     "asyncpg": ("db", "migrate", "store"),
     "redis": ("broker.redis",),

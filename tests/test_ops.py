@@ -27,7 +27,7 @@ async def test_readyz_reports_the_database(client: httpx.AsyncClient) -> None:
     """/readyz is 200 with the database check passing while PostgreSQL answers."""
     answer = await client.get("/readyz")
     assert answer.status_code == 200
-    assert answer.json() == {"status": "ok", "checks": {"database": True}}
+    assert answer.json() == {"status": "ok", "checks": {"database": True, "broker": True}}
 
 
 async def test_a_database_that_does_not_answer_is_not_ready() -> None:

@@ -52,7 +52,7 @@ def _cookie_rules(call: Call) -> dict[str, Any]:
 
 async def logout(call: Call) -> Response:
     assert call.auth is not None
-    await call.services.accounts.logout(call.auth.session_id)
+    await call.services.accounts.logout(call.auth)
     response = no_content()
     response.delete_cookie(SESSION_COOKIE, **_cookie_rules(call))
     return response

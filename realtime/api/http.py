@@ -10,11 +10,12 @@ from uuid import UUID
 
 import pydantic
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from realtime import codec
 from realtime.accounts import Accounts
+from realtime.broker.base import Broker
 from realtime.config import Settings
 from realtime.db import Database
 from realtime.errors import (
@@ -46,6 +47,7 @@ class Services:
     accounts: Accounts
     groups: Groups
     messaging: Messaging
+    broker: Broker
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
 
 async def authenticate(request: Request, services: Services) -> AuthContext:
     """The session behind the bearer header or the cookie; cookie writes need an allowed Origin."""
-    token, by_cookie = _credentials(request)
+    token, by_cookie = credentials(request)
     if token is None:
         raise Unauthenticated("log in first")
     if by_cookie and request.method not in SAFE_METHODS:
@@ -161,7 +163,8 @@ async def authenticate(request: Request, services: Services) -> AuthContext:
     return await services.accounts.authenticate(token)
 
 
-def _credentials(request: Request) -> tuple[str | None, bool]:
+def credentials(request: HTTPConnection) -> tuple[str | None, bool]:
+    """The token of a request or handshake, and whether it came from the cookie."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -172,7 +175,7 @@ def _credentials(request: Request) -> tuple[str | None, bool]:
     return (cookie, True) if cookie else (None, False)
 
 
-def check_origin(request: Request, settings: Settings, *, required: bool) -> None:
+def check_origin(request: HTTPConnection, settings: Settings, *, required: bool) -> None:
     """Refuse a foreign Origin; with `required`, a missing one too. Only exact matches pass."""
     origin = request.headers.get("origin")
     if origin is None:
@@ -183,9 +186,11 @@ def check_origin(request: Request, settings: Settings, *, required: bool) -> Non
         raise Forbidden("requests from this origin are not allowed")
 
 
-def own_origin(request: Request) -> str:
+def own_origin(request: HTTPConnection) -> str:
+    """The origin a browser page of this server has: a websocket's ws(s) counts as http(s)."""
     host = request.headers.get("host", "")
-    return f"{request.url.scheme}://{host}"
+    scheme = {"ws": "http", "wss": "https"}.get(request.url.scheme, request.url.scheme)
+    return f"{scheme}://{host}"
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -16,7 +16,7 @@ async def healthz(call: Call) -> Response:
 
 async def readyz(call: Call) -> Response:
     """Ready when the database answers (and, once there is one, the broker)."""
-    checks = {"database": await call.services.db.ping()}
+    checks = {"database": await call.services.db.ping(), "broker": call.services.broker.healthy}
     ready = all(checks.values())
     return json_response(
         schemas.Health(status="ok" if ready else "unavailable", checks=checks),

@@ -37,3 +37,31 @@ async def append_events(
     if len(rows) != len(set(user_ids)):
         raise RuntimeError("a user without an event counter cannot receive events")
     return [Event(row["user_id"], row["seq"], type_, payload) for row in rows]
+
+
+async def latest_seq(conn: asyncpg.Connection, user_id: UUID) -> int:
+    """The last seq given to the user: what `hello` reports."""
+    value = await conn.fetchval("select last_seq from event_counters where user_id = $1", user_id)
+    return int(value or 0)
+
+
+async def kept_range(conn: asyncpg.Connection, user_id: UUID) -> tuple[int | None, int]:
+    """The oldest seq still kept for the user (None when none is), and the last seq given."""
+    row = await conn.fetchrow(
+        """select (select min(seq) from events where user_id = $1) as oldest,
+                  coalesce((select last_seq from event_counters where user_id = $1), 0) as last""",
+        user_id,
+    )
+    return row["oldest"], int(row["last"])
+
+
+async def events_after(
+    conn: asyncpg.Connection, user_id: UUID, after_seq: int, limit: int
+) -> list[Event]:
+    """The user's kept events with a greater seq, in order, at most `limit`."""
+    rows = await conn.fetch(
+        """select seq, type, payload from events where user_id = $1 and seq > $2
+           order by seq limit $3""",
+        user_id, after_seq, limit,
+    )
+    return [Event(user_id, row["seq"], EventType(row["type"]), row["payload"]) for row in rows]

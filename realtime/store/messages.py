@@ -266,3 +266,44 @@ async def delete_sent_message(
     if not deleted:
         return None
     return [Holder(row["user_id"], row["had_unread"]) for row in holders]
+
+
+async def unread_counts(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Each user's count of unread, unexpired messages kept in their inbox (0 included)."""
+    rows = await conn.fetch(
+        f"""select u.user_id, count(r.message_id) as unread
+            from unnest($1::uuid[]) as u(user_id)
+            left join message_recipients r
+                   on r.user_id = u.user_id and r.read_at is null and r.deleted_at is null
+                  and {_LIVE_FOR_RECIPIENT}
+            group by u.user_id""",
+        list(user_ids),
+    )
+    return {row["user_id"]: int(row["unread"]) for row in rows}
+
+
+async def list_for_recipient(
+    conn: asyncpg.Connection, user_id: UUID, message_ids: Sequence[UUID]
+) -> list[SealedMessage]:
+    """The given messages as one recipient sees them now; gone or expired ones are left out."""
+    rows = await conn.fetch(
+        f"""{_FROM_INBOX}
+            where r.user_id = $1 and r.message_id = any($2::uuid[]) and r.deleted_at is null
+              and {_LIVE_FOR_RECIPIENT}""",
+        user_id, list(message_ids),
+    )
+    return [_sealed(row) for row in rows]
+
+
+async def list_arrivals(
+    conn: asyncpg.Connection, message_ids: Sequence[UUID]
+) -> list[SealedMessage]:
+    """The given live messages as any of their recipients first sees them: unread."""
+    rows = await conn.fetch(
+        f"""select {_HEADER}, null::timestamptz as read_at, false as is_sender,
+                   true as is_recipient
+            from messages m join users s on s.id = m.sender_id
+            where m.id = any($1::uuid[]) and {_LIVE}""",
+        list(message_ids),
+    )
+    return [_sealed(row) for row in rows]

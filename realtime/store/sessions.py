@@ -63,6 +63,13 @@ async def find_live_session(
     return None if row is None else (row["session_id"], user_from_row(row))
 
 
+async def session_exists(conn: asyncpg.Connection, session_id: UUID) -> bool:
+    """Whether the session is still live (not ended, not expired)."""
+    return bool(await conn.fetchval(
+        "select true from sessions where id = $1 and expires_at > now()", session_id
+    ))
+
+
 async def delete_session(conn: asyncpg.Connection, session_id: UUID) -> bool:
     return bool(await conn.fetchval(
         "delete from sessions where id = $1 returning true", session_id

@@ -1,4 +1,4 @@
-"""A real uvicorn serving its own app on a free port, for tests that speak plain HTTP to it."""
+"""A real uvicorn serving its own app on a free port, configured as `realtime serve` does."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from realtime.app import create_app
+from realtime.cli import GracefulServer, server_options
 from realtime.config import Settings
 
 STARTUP_TIMEOUT = 30.0
@@ -26,14 +27,14 @@ class LiveServer:
         self._sock.bind(("127.0.0.1", 0))
         port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            create_app(settings),
-            lifespan="on",
-            ws="none",
-            log_level="warning",
-            access_log=False,
-        )
-        self._server = uvicorn.Server(config)
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+        options = server_options(settings)
+        for served_by_the_socket in ("host", "port"):
+            options.pop(served_by_the_socket)
+        options.update(log_level="warning", access_log=False, lifespan="on")
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, **options)
+        self._server = GracefulServer(config, self.app)
         self._thread = threading.Thread(target=self._run, name="live-server", daemon=True)
         self._error: BaseException | None = None
 

@@ -1,0 +1,56 @@
+"""The per-user event log: the latest seq, what came after a seq, and what is too old."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from realtime.db import Database
+from realtime.models import Event
+from realtime.store import events as event_store
+from realtime.store import messages as message_store
+
+REPLAY_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The events after a seq, the seq the log has reached, or that they are no longer kept."""
+
+    events: list[Event]
+    through_seq: int
+    too_old: bool
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def latest_seq(self, user_id: UUID) -> int:
+        async with self._db.connection() as conn:
+            return await event_store.latest_seq(conn, user_id)
+
+    async def after(self, user_id: UUID, after_seq: int) -> Backlog:
+        """Every kept event with a greater seq, in order; too old when some were purged."""
+        async with self._db.connection() as conn:
+            oldest, last = await event_store.kept_range(conn, user_id)
+            if after_seq > last or after_seq < 0:
+                return Backlog([], last, too_old=True)
+            if after_seq < last and (oldest is None or oldest > after_seq + 1):
+                return Backlog([], last, too_old=True)
+            events: list[Event] = []
+            while True:
+                page = await event_store.events_after(
+                    conn, user_id, events[-1].seq if events else after_seq, REPLAY_PAGE
+                )
+                events += page
+                if len(page) < REPLAY_PAGE:
+                    break
+        return Backlog(events, max(last, events[-1].seq if events else after_seq), too_old=False)
+
+    async def unread_counts(self, user_ids: Sequence[UUID]) -> dict[UUID, int]:
+        if not user_ids:
+            return {}
+        async with self._db.connection() as conn:
+            return await message_store.unread_counts(conn, list(dict.fromkeys(user_ids)))

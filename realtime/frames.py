@@ -1,0 +1,96 @@
+"""Events turned into the contract's websocket frames: live after a commit, or replayed."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from realtime import codec
+from realtime.api.auth import me_view
+from realtime.api.messages import summary_view
+from realtime.events import EventLog
+from realtime.hub import Replayed, frame_payload
+from realtime.messaging import Messaging
+from realtime.models import Event, EventType, Message, User
+
+
+def summary_json(message: Message) -> bytes:
+    """A message summary in the contract's JSON, made once however many receive it."""
+    return codec.encode(summary_view(message).model_dump(mode="python"))
+
+
+def event_frame(event: Event, summaries: dict[UUID, bytes]) -> bytes | None:
+    """The frame of one event; None for a new message that is gone already."""
+    if event.type is EventType.MESSAGE_NEW:
+        summary = summaries.get(UUID(event.payload["message_id"]))
+        if summary is None:
+            return None
+        return b'{"type":"message.new","seq":%d,"message":%s}' % (event.seq, summary)
+    return codec.encode({"type": event.type.value, "seq": event.seq, **event.payload})
+
+
+def unread_frame(count: int) -> bytes:
+    return b'{"type":"unread","count":%d}' % count
+
+
+class Frames:
+    """Render events as frames for sockets: what to publish after a commit, or to replay."""
+
+    def __init__(self, messaging: Messaging, log: EventLog) -> None:
+        self._messaging = messaging
+        self._log = log
+
+    async def render(self, events: list[Event]) -> list[tuple[UUID, bytes]]:
+        """After a commit: each event's frame, then the new unread count of those it changed."""
+        if not events:
+            return []
+        new_ids = {UUID(e.payload["message_id"]) for e in events if e.type is EventType.MESSAGE_NEW}
+        arrivals = await self._messaging.arrivals(list(new_ids)) if new_ids else {}
+        summaries = {message_id: summary_json(m) for message_id, m in arrivals.items()}
+        changed = [e.user_id for e in events if _changes_unread(e)]
+        counts = await self._log.unread_counts(changed)
+        payloads: list[tuple[UUID, bytes]] = []
+        for event in events:
+            frame = event_frame(event, summaries)
+            if frame is not None:
+                payloads.append((event.user_id, frame_payload(event.seq, frame)))
+        payloads += [(user, frame_payload(0, unread_frame(n))) for user, n in counts.items()]
+        return payloads
+
+    async def replay(self, user_id: UUID, after_seq: int) -> Replayed:
+        """The frames of the user's kept events after `after_seq`, as the user sees them now."""
+        backlog = await self._log.after(user_id, after_seq)
+        if backlog.too_old:
+            return Replayed([], backlog.through_seq, too_old=True)
+        new_ids = [
+            UUID(e.payload["message_id"]) for e in backlog.events
+            if e.type is EventType.MESSAGE_NEW
+        ]
+        seen = await self._messaging.as_seen_by(user_id, new_ids) if new_ids else {}
+        summaries = {message_id: summary_json(m) for message_id, m in seen.items()}
+        frames = []
+        for event in backlog.events:
+            frame = event_frame(event, summaries)
+            if frame is not None:
+                frames.append((event.seq, frame))
+        return Replayed(frames, backlog.through_seq)
+
+    async def hello(self, user: User) -> tuple[int, bytes]:
+        """The first frame: the latest seq, the unread count, the unread high-priority ones."""
+        seq = await self._log.latest_seq(user.id)
+        count, high_priority = await self._messaging.unread(user)
+        frame: dict[str, Any] = {
+            "type": "hello",
+            "user": me_view(user).model_dump(mode="python"),
+            "seq": seq,
+            "unread": count,
+            "high_priority": [summary_view(m).model_dump(mode="python") for m in high_priority],
+        }
+        return seq, codec.encode(frame)
+
+
+def _changes_unread(event: Event) -> bool:
+    """Whether the event may have changed its user's unread count."""
+    if event.type is EventType.MESSAGE_READ:
+        return str(event.payload["reader"]["id"]) == str(event.user_id)
+    return True

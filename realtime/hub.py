@@ -1,0 +1,244 @@
+"""This node's sockets by user, and the fan-out of published events to them.
+
+The fan-out never waits: each delivery is put on a bounded per-socket queue (`put_nowait`), and
+a writer task per socket sends what is queued, in seq order, exactly once. A socket whose queue
+overflows is closed with 1013; its client reconnects and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from realtime import metrics
+from realtime.broker.base import Broker
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+DRAIN_TIMEOUT = 5.0
+CLOSE_SLOW = 1013
+CLOSE_SESSION_ENDED = 4401
+CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+_FRAME, _END_SESSIONS = b"F", b"E"
+_SEQ = struct.Struct(">q")
+
+
+def frame_payload(seq: int, frame: bytes) -> bytes:
+    """What the broker carries for one frame: its seq (0: none) and the frame's JSON."""
+    return _FRAME + _SEQ.pack(seq) + frame
+
+
+def end_sessions_payload(session_ids: Sequence[UUID] | None) -> bytes:
+    """What the broker carries to end sessions: the given ones, or (None) all of the user's."""
+    return _END_SESSIONS + b"".join(session_id.bytes for session_id in session_ids or ())
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What the log holds after a seq: frames to send, the seq they reach, or too old."""
+
+    frames: list[tuple[int, bytes]]
+    through_seq: int
+    too_old: bool = False
+
+
+Replayer = Callable[[UUID, int], Awaitable[Replayed]]
+SessionCheck = Callable[[UUID], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class _Resume:
+    after_seq: int
+    answer: bool  # send `resumed`/`resync` to the client (False: a repair after a gap)
+
+
+@dataclass
+class Connection:
+    """One open socket: who it is, how to write to it, and what it has been sent."""
+
+    user_id: UUID
+    session_id: UUID
+    send: Callable[[bytes], Awaitable[None]]
+    close: Callable[[int, str], Awaitable[None]]
+    last_seq: int = 0
+    queue: asyncio.Queue[tuple[int, bytes] | _Resume | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
+    )
+    closing: bool = False
+    writer: asyncio.Task[None] | None = None
+
+
+class Hub:
+    """The registry of this node's sockets and the fan-out to them."""
+
+    def __init__(
+        self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int
+    ) -> None:
+        self._replay = replay
+        self._session_alive = session_alive
+        self._max_sockets = max_sockets_per_user
+        self._sockets: dict[UUID, list[Connection]] = {}
+        self._broker: Broker | None = None
+        self._background: set[asyncio.Future[None]] = set()
+
+    def use(self, broker: Broker) -> None:
+        self._broker = broker
+
+    @property
+    def connections(self) -> int:
+        return sum(len(sockets) for sockets in self._sockets.values())
+
+    async def register(self, conn: Connection) -> None:
+        """Add a socket; its user's events reach this node from when this returns."""
+        sockets = self._sockets.setdefault(conn.user_id, [])
+        sockets.append(conn)
+        metrics.open_websockets.inc()
+        if len(sockets) == 1 and self._broker is not None:
+            await self._broker.subscribe(conn.user_id)
+        while len(sockets) > self._max_sockets:
+            self._close_soon(sockets[0], CLOSE_POLICY, "too many open sockets for this user")
+            self._forget(sockets[0])
+
+    def start(self, conn: Connection) -> None:
+        """Start the socket's writer, after its `hello` has been sent."""
+        conn.writer = asyncio.create_task(self._write(conn), name=f"ws-writer-{conn.user_id}")
+
+    async def unregister(self, conn: Connection) -> None:
+        """Remove a socket whose client has gone, and stop its writer."""
+        self._forget(conn)
+        if conn.writer is not None and conn.writer is not asyncio.current_task():
+            conn.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await conn.writer
+
+    def _forget(self, conn: Connection) -> None:
+        sockets = self._sockets.get(conn.user_id)
+        if not sockets or conn not in sockets:
+            return
+        sockets.remove(conn)
+        metrics.open_websockets.dec()
+        if not sockets:
+            del self._sockets[conn.user_id]
+            if self._broker is not None:
+                self._spawn(self._broker.unsubscribe(conn.user_id))
+
+    def deliver(self, user_id: UUID, payload: bytes) -> None:
+        """Hand a published payload to the user's sockets here; never waits."""
+        sockets = self._sockets.get(user_id)
+        if not sockets:
+            return
+        kind, body = payload[:1], payload[1:]
+        if kind == _FRAME:
+            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:])
+            for conn in list(sockets):
+                self._offer(conn, item)
+        elif kind == _END_SESSIONS:
+            ended = {UUID(bytes=body[i:i + 16]) for i in range(0, len(body), 16)}
+            for conn in list(sockets):
+                if not ended or conn.session_id in ended:
+                    self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+                    self._forget(conn)
+
+    def send_soon(self, conn: Connection, frame: bytes) -> None:
+        """Queue a frame without a seq (a pong) behind what the socket already has queued."""
+        self._offer(conn, (0, frame))
+
+    def request_resume(self, conn: Connection, after_seq: int) -> None:
+        """The client asked to resume: replay in order with the live stream, then answer."""
+        self._offer(conn, _Resume(after_seq, answer=True))
+
+    async def resume_all(self) -> None:
+        """After the broker may have lost events: every socket catches up from the log."""
+        for sockets in list(self._sockets.values()):
+            for conn in list(sockets):
+                self._offer(conn, _Resume(conn.last_seq, answer=False))
+
+    async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
+        """Shut down: let queued frames drain (bounded), then close every socket with `code`."""
+        conns = [conn for sockets in self._sockets.values() for conn in sockets]
+        for conn in conns:
+            with contextlib.suppress(asyncio.QueueFull):
+                conn.queue.put_nowait(None)
+        writers = [conn.writer for conn in conns if conn.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=DRAIN_TIMEOUT)
+        for conn in conns:
+            self._forget(conn)
+            if conn.writer is not None:
+                conn.writer.cancel()
+            with contextlib.suppress(Exception):
+                await conn.close(code, "the server is shutting down")
+        for task in list(self._background):
+            task.cancel()
+
+    def _offer(self, conn: Connection, item: tuple[int, bytes] | _Resume) -> None:
+        if conn.closing:
+            return
+        try:
+            conn.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._close_soon(conn, CLOSE_SLOW, "the client reads too slowly")
+            self._forget(conn)
+
+    def _close_soon(self, conn: Connection, code: int, reason: str) -> None:
+        if conn.closing:
+            return
+        conn.closing = True
+        if conn.writer is not None:
+            conn.writer.cancel()
+        self._spawn(conn.close(code, reason))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("a socket task failed: %s", task.exception())
+
+    async def _write(self, conn: Connection) -> None:
+        """Send the socket's queue in order: each seq once, gaps repaired from the log."""
+        while True:
+            item = await conn.queue.get()
+            if item is None:
+                return
+            if isinstance(item, _Resume):
+                await self._resume(conn, item)
+                continue
+            seq, frame = item
+            if seq and seq <= conn.last_seq:
+                continue
+            if seq > conn.last_seq + 1:
+                await self._resume(conn, _Resume(conn.last_seq, answer=False))
+                if seq <= conn.last_seq:
+                    continue
+            await conn.send(frame)
+            metrics.events_delivered.inc()
+            conn.last_seq = max(conn.last_seq, seq)
+
+    async def _resume(self, conn: Connection, request: _Resume) -> None:
+        if not await self._session_alive(conn.session_id):
+            self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+            self._forget(conn)
+            return
+        replayed = await self._replay(conn.user_id, request.after_seq)
+        if replayed.too_old:
+            if request.answer:
+                await conn.send(b'{"type":"resync"}')
+            conn.last_seq = max(conn.last_seq, replayed.through_seq)
+            return
+        for seq, frame in replayed.frames:
+            if seq > conn.last_seq or request.answer:
+                await conn.send(frame)
+        conn.last_seq = max(conn.last_seq, replayed.through_seq)
+        if request.answer:
+            await conn.send(b'{"type":"resumed","seq":%d}' % conn.last_seq)

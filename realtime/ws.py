@@ -1,0 +1,116 @@
+"""The websocket endpoint `GET /ws`: authenticate, say hello, stream events, answer the client."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime import codec
+from realtime.api.http import SESSION_COOKIE, Services, check_origin, credentials
+from realtime.broker.base import Broker
+from realtime.errors import Forbidden, InvalidInput, RealtimeError, Unauthenticated
+from realtime.frames import Frames
+from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, Connection, Hub
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 64 * 1024
+# Inbound flood control: a bucket of FLOOD_BURST frames refilled at FLOOD_RATE a second.
+FLOOD_BURST = 50
+FLOOD_RATE = 20.0
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the endpoint needs besides the services: the hub, the frames, the broker."""
+
+    hub: Hub
+    frames: Frames
+    broker: Broker
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    live: Live = websocket.app.state.live
+    try:
+        check_origin(websocket, services.settings, required=_by_cookie(websocket))
+    except Forbidden:
+        await websocket.close(code=CLOSE_POLICY)  # before accept: the handshake gets 403
+        return
+    await websocket.accept()
+    try:
+        token, _ = credentials(websocket)
+        if token is None:
+            raise Unauthenticated("log in first")
+        auth = await services.accounts.authenticate(token)
+    except Unauthenticated as exc:
+        await websocket.close(code=CLOSE_SESSION_ENDED, reason=exc.message)
+        return
+    conn = Connection(
+        user_id=auth.user.id,
+        session_id=auth.session_id,
+        send=lambda frame: websocket.send_text(frame.decode()),
+        close=lambda code, reason: websocket.close(code=code, reason=reason),
+    )
+    await live.hub.register(conn)  # subscribed before the snapshot: nothing falls between
+    try:
+        conn.last_seq, hello = await live.frames.hello(auth.user)
+        await websocket.send_text(hello.decode())
+        live.hub.start(conn)
+        await _read(websocket, conn, live.hub)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await live.hub.unregister(conn)
+
+
+def _by_cookie(websocket: WebSocket) -> bool:
+    """A handshake carrying the cookie (and no bearer header) must come from an allowed page."""
+    return "authorization" not in websocket.headers and SESSION_COOKIE in websocket.cookies
+
+
+async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
+    """Answer the client's frames until it goes; a bad or flooding client is closed 1008."""
+    tokens, refilled = float(FLOOD_BURST), time.monotonic()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await websocket.close(code=CLOSE_POLICY, reason="frames are JSON text")
+            return
+        now = time.monotonic()
+        tokens = min(FLOOD_BURST, tokens + (now - refilled) * FLOOD_RATE) - 1
+        refilled = now
+        if tokens < 0:
+            await websocket.close(code=CLOSE_POLICY, reason="too many frames")
+            return
+        if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
+            await websocket.close(code=CLOSE_POLICY, reason="frame over 64 KiB")
+            return
+        try:
+            _answer(codec.decode(text), conn, hub)
+        except RealtimeError as exc:
+            await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
+            return
+        if conn.closing:
+            return
+
+
+def _answer(frame: object, conn: Connection, hub: Hub) -> None:
+    if not isinstance(frame, dict):
+        raise InvalidInput("a frame is a JSON object")
+    kind = frame.get("type")
+    if kind == "ping":
+        hub.send_soon(conn, b'{"type":"pong"}')
+    elif kind == "resume":
+        after = frame.get("after_seq")
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise InvalidInput("resume needs after_seq, a whole number")
+        hub.request_resume(conn, after)
+    else:
+        raise InvalidInput("unknown frame type")

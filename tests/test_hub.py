@@ -1,0 +1,88 @@
+"""The hub's fan-out, and seq order under concurrent commits."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from realtime.api.http import Services
+from realtime.events import EventLog
+from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed, frame_payload
+from realtime.models import EventType
+from realtime.store import events as event_store
+from tests.conftest import MakeUser
+
+
+async def _nothing_to_replay(user_id: uuid.UUID, after_seq: int) -> Replayed:
+    return Replayed([], after_seq)
+
+
+async def _alive(session_id: uuid.UUID) -> bool:
+    return True
+
+
+async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiving() -> None:
+    """A socket whose writes never complete is closed with 1013 once its queue is full; the
+    user's other socket receives every frame, in order."""
+    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    user = uuid.uuid4()
+    stuck, closed, received = asyncio.Event(), asyncio.Event(), []
+    codes: list[int] = []
+
+    async def never_done(frame: bytes) -> None:
+        await stuck.wait()
+
+    async def record_close(code: int, reason: str) -> None:
+        codes.append(code)
+        closed.set()
+
+    async def receive(frame: bytes) -> None:
+        received.append(frame)
+
+    async def ignore_close(code: int, reason: str) -> None:
+        raise AssertionError("the reading socket must stay open")
+
+    slow = Connection(user, uuid.uuid4(), send=never_done, close=record_close)
+    fast = Connection(user, uuid.uuid4(), send=receive, close=ignore_close)
+    for conn in (slow, fast):
+        await hub.register(conn)
+        hub.start(conn)
+    total = QUEUE_SIZE + 20
+    for seq in range(1, total + 1):
+        hub.deliver(user, frame_payload(seq, b'{"seq":%d}' % seq))
+        await asyncio.sleep(0)
+    await asyncio.wait_for(closed.wait(), 5)
+    assert codes == [1013]
+    await asyncio.sleep(0)
+    assert received == [b'{"seq":%d}' % seq for seq in range(1, total + 1)]
+    assert hub.connections == 1
+    await hub.close_all()
+
+
+async def test_seqs_follow_commit_order_whatever_order_the_sends_started_in(
+    services: Services, make_user: MakeUser
+) -> None:
+    """A send that drew its seq first holds the user's counter until it commits: a second send
+    that started meanwhile waits, commits after it and gets the next seq, and a client that
+    resumed after the first seq still receives the second."""
+    bob = await make_user()
+    payload = {"message_id": str(uuid.uuid4())}
+    async with services.db.pool.acquire() as conn_a, services.db.pool.acquire() as conn_b:
+        first = conn_a.transaction()
+        await first.start()
+        [event_a] = await event_store.append_events(
+            conn_a, [bob.user.id], EventType.MESSAGE_NEW, payload
+        )
+        second = conn_b.transaction()
+        await second.start()
+        drawing = asyncio.create_task(
+            event_store.append_events(conn_b, [bob.user.id], EventType.MESSAGE_NEW, payload)
+        )
+        done, _ = await asyncio.wait([drawing], timeout=0.3)
+        assert not done, "the second send must wait for the first to commit"
+        await first.commit()
+        [event_b] = await drawing
+        await second.commit()
+    assert event_b.seq == event_a.seq + 1
+    backlog = await EventLog(services.db).after(bob.user.id, event_a.seq)
+    assert [event.seq for event in backlog.events] == [event_b.seq]
