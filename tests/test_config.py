@@ -112,6 +112,9 @@ def test_the_master_key_file_is_read_as_a_path() -> None:
         ("REALTIME_MASTER_KEY", base64.b64encode(bytes(16)).decode()),
         ("REALTIME_MASTER_KEY", base64.b64encode(bytes(33)).decode()),
         ("REALTIME_MASTER_KEY", KEY_TEXT.rstrip("=")[:-1]),
+        ("REALTIME_MAX_SOCKETS_PER_USER", "0"),
+        ("REALTIME_MAX_SOCKETS_PER_USER", "many"),
+        ("REALTIME_WS_COMPRESSION", "maybe"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
@@ -199,3 +202,19 @@ def test_parse_duration_refuses_other_forms(text: str) -> None:
     """Anything else is a ValueError."""
     with pytest.raises(ValueError, match="whole number"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("on", True), ("1", True), ("TRUE", True), ("off", False), ("0", False), ("false", False)],
+)
+def test_websocket_compression_is_a_switch(value: str, expected: bool) -> None:
+    """REALTIME_WS_COMPRESSION takes on/off, 1/0 or true/false, and is off by default."""
+    assert load_settings({}).ws_compression is False
+    assert load_settings({"REALTIME_WS_COMPRESSION": value}).ws_compression is expected
+
+
+def test_the_socket_cap_per_user_is_read() -> None:
+    """REALTIME_MAX_SOCKETS_PER_USER sets the cap, 20 by default."""
+    assert load_settings({}).max_sockets_per_user == 20
+    assert load_settings({"REALTIME_MAX_SOCKETS_PER_USER": "3"}).max_sockets_per_user == 3
