@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import secrets
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -52,19 +52,20 @@ class _Link:
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=MAX_CONNECTIONS,
-            timeout=COMMAND_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
+            timeout=COMMAND_TIMEOUT,  # to wait for a free connection
             socket_connect_timeout=CONNECT_TIMEOUT,
+            # None: with a socket_timeout redis-py writes under asyncio.wait_for, which in Python
+            # 3.11 can swallow a cancellation and hang a TaskGroup; asyncio.timeout bounds all.
+            socket_timeout=None,
             retry=Retry(NoBackoff(), 0),  # the broker reconnects, never redis-py behind it
             protocol=2,  # pub/sub replies as plain arrays; a URL may still ask for 3
             client_name=name,
         )
         self.client = Redis.from_pool(pool)
         self.pubsub = pool.connection_class(**pool.connection_kwargs)
-        self.subscribed: set[UUID] = set()  # users whose SUBSCRIBE this link has sent
+        self.fresh = True  # nothing subscribed yet
         self.barriers: dict[bytes, asyncio.Future[None] | None] = {}  # PINGs not yet answered
         self.pings = 0
-        self.fresh = True
         self.last_beat = asyncio.get_running_loop().time()
         self.was_healthy = False
         self.broken = asyncio.Event()
@@ -74,23 +75,16 @@ class _Link:
         self.idle.set()
 
     def fail(self, reason: str) -> None:
-        if not self.broken.is_set():
-            self.reason = reason
-            self.broken.set()
-
-    def barrier(self, waiters: asyncio.Future[None] | None) -> bytes:
-        """Register the waiters released when the server answers the next PING."""
-        self.pings += 1
-        token = b"%d" % self.pings
-        self.barriers[token] = waiters
-        return token
+        self.reason = self.reason or reason
+        self.broken.set()
 
     async def close(self) -> None:
-        """Close both connections, bounded even on a frozen link."""
-        await _quietly(self.pubsub.disconnect(nowait=True))
-        await _quietly(self.client.connection_pool.disconnect())  # in-flight publishes fail
-        await _quietly(self.idle.wait())
-        await _quietly(self.client.aclose())
+        """Close both connections within CONNECT_TIMEOUT, even on a frozen link."""
+        deadline = asyncio.get_running_loop().time() + CONNECT_TIMEOUT
+        await _quietly(self.pubsub.disconnect(nowait=True), deadline)
+        await _quietly(self.client.connection_pool.disconnect(), deadline)  # publishes fail
+        await _quietly(self.idle.wait(), deadline)
+        await _quietly(self.client.aclose(), deadline)
 
 
 class RedisBroker(Broker):
@@ -112,15 +106,15 @@ class RedisBroker(Broker):
         node_id = secrets.token_hex(8)
         self._name = f"{prefix}-node-{node_id}"
         self._node_channel = f"{prefix}:node:{node_id}".encode()
-        self._wanted: set[UUID] = set()
-        self._users: dict[bytes, UUID] = {}  # the channel of every wanted user
+        self._wanted: dict[UUID, bytes] = {}  # the subscribed users and their channels
+        self._users: dict[bytes, UUID] = {}
         self._changed: set[UUID] = set()  # users (un)subscribed since the last flush
         self._dirty = asyncio.Event()
         self._waiters: asyncio.Future[None] | None = None  # released by the next flush
         self._link: _Link | None = None
         self._healthy = False
         self._lost = False  # messages may have been lost since the last recovery
-        self._settled = asyncio.Event()
+        self._settled = asyncio.Event()  # the first link is up, or failed
         self._runner: asyncio.Task[None] | None = None
         self._recoveries: set[asyncio.Task[None]] = set()
 
@@ -129,36 +123,32 @@ class RedisBroker(Broker):
         return self._healthy
 
     async def start(self) -> None:
-        if self._runner is not None:
-            return
-        self._runner = asyncio.create_task(self._run(), name=self._name)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await self._settled.wait()
-        except TimeoutError:
-            self._lost = True  # sockets may be served before their users are subscribed
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name=self._name)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self._settled.wait()
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None
         tasks = [task for task in (runner, *self._recoveries) if task is not None]
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        if tasks and (await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT + 1))[1]:
+            log.error("The Redis broker's tasks did not stop in time")
         self._healthy = False
-        error = runner.exception() if runner is not None and not runner.cancelled() else None
+        error = runner.exception() if runner and runner.done() and not runner.cancelled() else None
         if error is not None:
             raise error
 
     async def subscribe(self, user_id: UUID) -> None:
         if user_id not in self._wanted:
-            self._wanted.add(user_id)
-            self._users[self._channel(user_id)] = user_id
+            channel = self._wanted[user_id] = f"{self._user_prefix}{user_id}".encode()
+            self._users[channel] = user_id
             self._changed.add(user_id)
         link = self._link
         if link is None:
-            return  # the next link subscribes every user, and recovery follows
-        if user_id in link.subscribed and user_id not in self._changed and not link.barriers:
+            self._lost = True  # the next link subscribes the user; until then, it may miss some
             return
         if self._waiters is None:
             self._waiters = asyncio.get_running_loop().create_future()
@@ -171,16 +161,14 @@ class RedisBroker(Broker):
             link.fail("a subscription was not confirmed in time")
 
     async def unsubscribe(self, user_id: UUID) -> None:
-        if user_id in self._wanted:
-            self._wanted.discard(user_id)
-            del self._users[self._channel(user_id)]
+        channel = self._wanted.pop(user_id, None)
+        if channel is not None:
+            del self._users[channel]
             self._changed.add(user_id)
             self._dirty.set()
 
     async def publish(self, messages: Sequence[tuple[UUID, bytes]]) -> None:
         link = self._link
-        if not messages:
-            return
         if link is None or not self._healthy:
             log.debug("Redis is unavailable: %d messages dropped", len(messages))
             return
@@ -197,35 +185,27 @@ class RedisBroker(Broker):
                 link.idle.set()
 
     async def _send(self, link: _Link, messages: Sequence[tuple[UUID, bytes]]) -> None:
+        prefix = self._user_prefix
         async with link.client.pipeline(transaction=False) as pipe:
             for start in range(0, len(messages), CHUNK):
                 for user_id, payload in messages[start : start + CHUNK]:
-                    pipe.publish(self._channel(user_id), payload)
+                    pipe.publish(f"{prefix}{user_id}", payload)
                 async with asyncio.timeout(COMMAND_TIMEOUT):
                     await pipe.execute()
-
-    def _channel(self, user_id: UUID) -> bytes:
-        return f"{self._user_prefix}{user_id}".encode()
 
     async def _run(self) -> None:
         """Keep a link up for as long as the broker runs, reconnecting with backoff."""
         delay = BACKOFF_MIN
         while True:
-            link: _Link | None = None
+            link = _Link(self._url, self._name)
             try:
-                link = _Link(self._url, self._name)
                 await self._run_link(link)
             except Exception as error:  # the top of a background loop: log and go on
-                quiet = self._lost and not (link is not None and link.was_healthy)
-                log.log(
-                    logging.DEBUG if quiet else logging.WARNING,
-                    "Redis link down: %s",
-                    _describe(error),
-                )
+                level = logging.WARNING if link.was_healthy or not self._lost else logging.DEBUG
+                log.log(level, "Redis link down: %s", _describe(error))
             finally:
                 await self._drop(link)
-            if link is not None and link.was_healthy:
-                delay = BACKOFF_MIN
+            delay = BACKOFF_MIN if link.was_healthy else delay
             await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 (jitter)
             delay = min(delay * 2, BACKOFF_MAX)
 
@@ -241,20 +221,17 @@ class RedisBroker(Broker):
             tasks.create_task(self._run_heartbeat(link))
             tasks.create_task(self._run_sync(link))
 
-    async def _drop(self, link: _Link | None) -> None:
+    async def _drop(self, link: _Link) -> None:
         """Mark the broker unhealthy, release the subscribers waiting on the link, close it."""
         self._healthy = False
         self._lost = True
         self._link = None
         self._settled.set()
-        waiters = [*link.barriers.values()] if link is not None else []
-        waiters.append(self._waiters)
-        self._waiters = None
-        for waiter in waiters:
+        for waiter in (*link.barriers.values(), self._waiters):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
-        if link is not None:
-            await link.close()
+        self._waiters = None
+        await link.close()
 
     async def _run_sync(self, link: _Link) -> None:
         """Send the (un)subscriptions as they come, many in one write."""
@@ -269,32 +246,26 @@ class RedisBroker(Broker):
         commands = self._take_changes(link)
         if not commands and waiters is None:
             return
-        commands.append(("PING", link.barrier(waiters)))
+        link.pings += 1
+        token = b"%d" % link.pings
+        link.barriers[token] = waiters
+        commands.append(("PING", token))
         packed = link.pubsub.pack_commands(commands)
         async with asyncio.timeout(COMMAND_TIMEOUT):
             await link.pubsub.send_packed_command(packed, check_health=False)
 
     def _take_changes(self, link: _Link) -> list[tuple[str | bytes, ...]]:
         """The commands that bring the link's subscriptions to the wanted users."""
-        if link.fresh:
-            add, remove = set(self._wanted), set[UUID]()
-        else:
-            add = {u for u in self._changed if u in self._wanted and u not in link.subscribed}
-            remove = {u for u in self._changed if u not in self._wanted and u in link.subscribed}
-        self._changed.clear()
-        link.subscribed |= add
-        link.subscribed -= remove
+        changed, self._changed = (self._wanted if link.fresh else self._changed), set()
+        add = [self._wanted[u] for u in changed if u in self._wanted]
+        remove = [f"{self._user_prefix}{u}" for u in changed if u not in self._wanted]
         commands: list[tuple[str | bytes, ...]]
-        commands = [("SUBSCRIBE", *chunk) for chunk in self._channels(add)]
-        commands += [("UNSUBSCRIBE", *chunk) for chunk in self._channels(remove)]
+        commands = [("SUBSCRIBE", *chunk) for chunk in _chunks(add)]
+        commands += [("UNSUBSCRIBE", *chunk) for chunk in _chunks(remove)]
         if link.fresh:  # last: a heartbeat back means every user before it is subscribed
             commands.append(("SUBSCRIBE", self._node_channel))
             link.fresh = False
         return commands
-
-    def _channels(self, users: Iterable[UUID]) -> list[list[bytes]]:
-        channels = [self._channel(user_id) for user_id in users]
-        return [channels[start : start + CHUNK] for start in range(0, len(channels), CHUNK)]
 
     async def _run_heartbeat(self, link: _Link) -> None:
         """Ping this node's own channel through Redis; raise when the pings stop coming back."""
@@ -303,8 +274,11 @@ class RedisBroker(Broker):
             silent = loop.time() - link.last_beat
             if silent > HEARTBEAT_DEADLINE:
                 raise LinkDown(f"no heartbeat came back for {silent:.1f} s")
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                await link.client.publish(self._node_channel, b"beat")
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    await link.client.publish(self._node_channel, b"beat")
+            except TimeoutError:
+                raise LinkDown("a heartbeat could not be published in time") from None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HEARTBEAT_INTERVAL):
                     await link.broken.wait()
@@ -330,23 +304,21 @@ class RedisBroker(Broker):
                 self._beat(link)
             return
         token = reply[1] if isinstance(reply, list) and reply[0] == b"pong" else reply
-        if isinstance(token, bytes) and token in link.barriers:
-            waiters = link.barriers.pop(token)
-            if waiters is not None and not waiters.done():
-                waiters.set_result(None)
+        waiters = link.barriers.pop(token, None) if isinstance(token, bytes) else None
+        if waiters is not None and not waiters.done():
+            waiters.set_result(None)
 
     def _beat(self, link: _Link) -> None:
         link.last_beat = asyncio.get_running_loop().time()
-        if self._healthy:
-            return
-        self._healthy = link.was_healthy = True
-        self._settled.set()
-        if self._lost:
-            self._lost = False
-            log.info("Redis link is up again")
-            task = asyncio.create_task(self._recover())
-            self._recoveries.add(task)
-            task.add_done_callback(self._recoveries.discard)
+        if not self._healthy:
+            self._healthy = link.was_healthy = True
+            self._settled.set()
+            if self._lost:
+                self._lost = False
+                log.info("Redis link is up again")
+                task = asyncio.create_task(self._recover())
+                self._recoveries.add(task)
+                task.add_done_callback(self._recoveries.discard)
 
     async def _recover(self) -> None:
         try:
@@ -355,14 +327,18 @@ class RedisBroker(Broker):
             log.exception("The broker's recovery handler failed")
 
 
-async def _quietly(step: Awaitable[object]) -> None:
-    """Await one closing step for a bounded time, ignoring the link's errors."""
+def _chunks(items: Sequence[str | bytes]) -> list[Sequence[str | bytes]]:
+    return [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]
+
+
+async def _quietly(step: Awaitable[object], deadline: float) -> None:
+    """Await one closing step until the deadline, ignoring the link's errors."""
     with contextlib.suppress(*LINK_ERRORS):
-        async with asyncio.timeout(CONNECT_TIMEOUT):
+        async with asyncio.timeout_at(deadline):
             await step
 
 
 def _describe(error: BaseException) -> str:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
-    return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
