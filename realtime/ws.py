@@ -89,7 +89,8 @@ async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
         if tokens < 0:
             await websocket.close(code=CLOSE_POLICY, reason="too many frames")
             return
-        if len(text) > MAX_FRAME_BYTES or len(text.encode()) > MAX_FRAME_BYTES:
+        # A character is 1 to 4 bytes: only a long text needs encoding to be measured.
+        if len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES:
             await websocket.close(code=CLOSE_POLICY, reason="frame over 64 KiB")
             return
         try:

@@ -133,6 +133,15 @@ class Person:
 MakeUser = Callable[..., Awaitable[Person]]
 
 
+async def log_in(http: httpx.AsyncClient, username: str, password: str) -> str:
+    """Log in over `http` and make it speak with the new bearer token; return the token."""
+    answer = await http.post("/api/auth/login", json={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["token"]
+    http.headers["Authorization"] = f"Bearer {token}"
+    return token
+
+
 def unique_name(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -149,15 +158,9 @@ async def make_user(
     ) -> Person:
         username = username or unique_name()
         user = await services.accounts.create_user(username, password, **flags)
-        transport = httpx.ASGITransport(app=app)
-        http = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
         opened.append(http)
-        answer = await http.post(
-            "/api/auth/login", json={"username": username, "password": password}
-        )
-        assert answer.status_code == 200, answer.text
-        token = answer.json()["token"]
-        http.headers["Authorization"] = f"Bearer {token}"
+        token = await log_in(http, username, password)
         return Person(user, password, token, http)
 
     yield make
@@ -199,12 +202,7 @@ async def people(
         user = await services.accounts.create_user(username, PASSWORD, **flags)
         http = httpx.AsyncClient(base_url=live.url)
         opened.append(http)
-        answer = await http.post(
-            "/api/auth/login", json={"username": username, "password": PASSWORD}
-        )
-        assert answer.status_code == 200, answer.text
-        token = answer.json()["token"]
-        http.headers["Authorization"] = f"Bearer {token}"
+        token = await log_in(http, username, PASSWORD)
         return Member(str(user.id), username, token, http)
 
     yield make
