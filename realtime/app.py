@@ -114,7 +114,12 @@ async def start_live_delivery(
         session_alive=accounts.session_alive,
         max_sockets_per_user=settings.max_sockets_per_user,
     )
-    broker = create_broker(settings.redis_url, deliver=hub.deliver, recovered=hub.resume_all)
+    broker = create_broker(
+        settings.redis_url,
+        deliver=hub.deliver,
+        recovered=hub.resume_all,
+        prefix=settings.redis_prefix,
+    )
     hub.use(broker)
     await broker.start()
     stack.push_async_callback(broker.close)

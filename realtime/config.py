@@ -17,6 +17,7 @@ from realtime.errors import ConfigError
 
 MASTER_KEY_BYTES = 32
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_CHANNEL_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -28,6 +29,7 @@ class Settings:
     port: int = 8000
     database_url: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = "realtime"
     data_dir: Path = Path(".realtime")
     master_key: bytes | None = field(default=None, repr=False)
     master_key_file: Path | None = None
@@ -62,6 +64,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=reader.integer("REALTIME_PORT", 8000, low=0, high=65535),
         database_url=reader.optional("REALTIME_DATABASE_URL"),
         redis_url=reader.optional("REALTIME_REDIS_URL"),
+        redis_prefix=reader.channel_prefix("REALTIME_REDIS_PREFIX", "realtime"),
         data_dir=Path(reader.text("REALTIME_DATA_DIR", ".realtime")),
         master_key=reader.master_key("REALTIME_MASTER_KEY"),
         master_key_file=reader.path("REALTIME_MASTER_KEY_FILE"),
@@ -166,6 +169,14 @@ class _Reader:
         value = self.text(name, default).upper()
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def channel_prefix(self, name: str, default: str) -> str:
+        value = self.text(name, default).strip()
+        if not _CHANNEL_PREFIX.fullmatch(value):
+            raise ConfigError(
+                f"{name} must be 1 to 64 letters, digits, '.', '_' or '-', got {value!r}"
+            )
         return value
 
     def master_key(self, name: str) -> bytes | None:

@@ -64,6 +64,14 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Connection]:
+        """A read-only transaction whose statements all see the database at one instant."""
+        async with self.pool.acquire() as conn, conn.transaction(
+            isolation="repeatable_read", readonly=True
+        ):
+            yield conn
+
+    @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         async with self.pool.acquire() as conn:
             yield conn

@@ -27,10 +27,6 @@ class EventLog:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def latest_seq(self, user_id: UUID) -> int:
-        async with self._db.connection() as conn:
-            return await event_store.latest_seq(conn, user_id)
-
     async def after(self, user_id: UUID, after_seq: int) -> Backlog:
         """Every kept event with a greater seq, in order; too old when some were purged."""
         async with self._db.connection() as conn:

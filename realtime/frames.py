@@ -77,8 +77,7 @@ class Frames:
 
     async def hello(self, user: User) -> tuple[int, bytes]:
         """The first frame: the latest seq, the unread count, the unread high-priority ones."""
-        seq = await self._log.latest_seq(user.id)
-        count, high_priority = await self._messaging.unread(user)
+        seq, count, high_priority = await self._messaging.snapshot(user)
         frame: dict[str, Any] = {
             "type": "hello",
             "user": me_view(user).model_dump(mode="python"),

@@ -65,10 +65,10 @@ class Connection:
 
     user_id: UUID
     session_id: UUID
-    send: Callable[[bytes], Awaitable[None]]
+    send: Callable[[str], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
     last_seq: int = 0
-    queue: asyncio.Queue[tuple[int, bytes] | _Resume | None] = field(
+    queue: asyncio.Queue[tuple[int, str] | _Resume | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
     closing: bool = False
@@ -136,7 +136,7 @@ class Hub:
             return
         kind, body = payload[:1], payload[1:]
         if kind == _FRAME:
-            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:])
+            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode())  # once for all tabs
             for conn in list(sockets):
                 self._offer(conn, item)
         elif kind == _END_SESSIONS:
@@ -146,7 +146,7 @@ class Hub:
                     self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
                     self._forget(conn)
 
-    def send_soon(self, conn: Connection, frame: bytes) -> None:
+    def send_soon(self, conn: Connection, frame: str) -> None:
         """Queue a frame without a seq (a pong) behind what the socket already has queued."""
         self._offer(conn, (0, frame))
 
@@ -178,7 +178,7 @@ class Hub:
         for task in list(self._background):
             task.cancel()
 
-    def _offer(self, conn: Connection, item: tuple[int, bytes] | _Resume) -> None:
+    def _offer(self, conn: Connection, item: tuple[int, str] | _Resume) -> None:
         if conn.closing:
             return
         try:
@@ -233,12 +233,12 @@ class Hub:
         replayed = await self._replay(conn.user_id, request.after_seq)
         if replayed.too_old:
             if request.answer:
-                await conn.send(b'{"type":"resync"}')
+                await conn.send('{"type":"resync"}')
             conn.last_seq = max(conn.last_seq, replayed.through_seq)
             return
         for seq, frame in replayed.frames:
             if seq > conn.last_seq or request.answer:
-                await conn.send(frame)
+                await conn.send(frame.decode())
         conn.last_seq = max(conn.last_seq, replayed.through_seq)
         if request.answer:
-            await conn.send(b'{"type":"resumed","seq":%d}' % conn.last_seq)
+            await conn.send(f'{{"type":"resumed","seq":{conn.last_seq}}}')

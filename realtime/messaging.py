@@ -165,11 +165,19 @@ class Messaging:
     async def unread(self, user: User) -> tuple[int, list[Message]]:
         """The unread count and the unread high-priority messages, newest first."""
         async with self._db.connection() as conn:
-            count = await message_store.count_unread(conn, user.id)
-            sealed = await message_store.list_unread_high_priority(
-                conn, user.id, HIGH_PRIORITY_LIMIT
-            )
-            return count, await self._open_all(conn, sealed)
+            return await self._unread(conn, user)
+
+    async def snapshot(self, user: User) -> tuple[int, int, list[Message]]:
+        """The user's latest event seq with the unread state as of exactly that seq."""
+        async with self._db.snapshot() as conn:
+            seq = await event_store.latest_seq(conn, user.id)
+            count, high_priority = await self._unread(conn, user)
+            return seq, count, high_priority
+
+    async def _unread(self, conn: Connection, user: User) -> tuple[int, list[Message]]:
+        count = await message_store.count_unread(conn, user.id)
+        sealed = await message_store.list_unread_high_priority(conn, user.id, HIGH_PRIORITY_LIMIT)
+        return count, await self._open_all(conn, sealed)
 
     async def arrivals(self, message_ids: Sequence[UUID]) -> dict[UUID, Message]:
         """New messages as their recipients first see them, for `message.new` frames."""

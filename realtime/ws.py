@@ -52,7 +52,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     conn = Connection(
         user_id=auth.user.id,
         session_id=auth.session_id,
-        send=lambda frame: websocket.send_text(frame.decode()),
+        send=websocket.send_text,
         close=lambda code, reason: websocket.close(code=code, reason=reason),
     )
     await live.hub.register(conn)  # subscribed before the snapshot: nothing falls between
@@ -107,7 +107,7 @@ def _answer(frame: object, conn: Connection, hub: Hub) -> None:
         raise InvalidInput("a frame is a JSON object")
     kind = frame.get("type")
     if kind == "ping":
-        hub.send_soon(conn, b'{"type":"pong"}')
+        hub.send_soon(conn, '{"type":"pong"}')
     elif kind == "resume":
         after = frame.get("after_seq")
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:

@@ -22,6 +22,7 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert settings.database_url is None and settings.embedded_database
     assert settings.redis_url is None
+    assert settings.redis_prefix == "realtime"
     assert settings.data_dir == Path(".realtime")
     assert settings.master_key is None and settings.master_key_file is None
     assert settings.admin_password is None
@@ -47,6 +48,7 @@ def test_every_variable_is_read() -> None:
         "REALTIME_PORT": "9000",
         "REALTIME_DATABASE_URL": "postgresql://app:pw@db/realtime",
         "REALTIME_REDIS_URL": "redis://cache:6379/0",
+        "REALTIME_REDIS_PREFIX": "chat-eu.1",
         "REALTIME_DATA_DIR": "/var/lib/realtime",
         "REALTIME_MASTER_KEY": f" {KEY_TEXT} ",
         "REALTIME_ADMIN_PASSWORD": "first admin password",
@@ -63,6 +65,7 @@ def test_every_variable_is_read() -> None:
     assert settings.database_url == "postgresql://app:pw@db/realtime"
     assert not settings.embedded_database
     assert settings.redis_url == "redis://cache:6379/0"
+    assert settings.redis_prefix == "chat-eu.1"
     assert settings.data_dir == Path("/var/lib/realtime")
     assert settings.master_key == KEY
     assert settings.admin_password == "first admin password"
@@ -115,6 +118,9 @@ def test_the_master_key_file_is_read_as_a_path() -> None:
         ("REALTIME_MAX_SOCKETS_PER_USER", "0"),
         ("REALTIME_MAX_SOCKETS_PER_USER", "many"),
         ("REALTIME_WS_COMPRESSION", "maybe"),
+        ("REALTIME_REDIS_PREFIX", "two words"),
+        ("REALTIME_REDIS_PREFIX", "a:b"),
+        ("REALTIME_REDIS_PREFIX", "x" * 65),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:

@@ -26,17 +26,18 @@ async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiv
     user's other socket receives every frame, in order."""
     hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
     user = uuid.uuid4()
-    stuck, closed, received = asyncio.Event(), asyncio.Event(), []
+    stuck, closed = asyncio.Event(), asyncio.Event()
+    received: list[str] = []
     codes: list[int] = []
 
-    async def never_done(frame: bytes) -> None:
+    async def never_done(frame: str) -> None:
         await stuck.wait()
 
     async def record_close(code: int, reason: str) -> None:
         codes.append(code)
         closed.set()
 
-    async def receive(frame: bytes) -> None:
+    async def receive(frame: str) -> None:
         received.append(frame)
 
     async def ignore_close(code: int, reason: str) -> None:
@@ -54,7 +55,7 @@ async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiv
     await asyncio.wait_for(closed.wait(), 5)
     assert codes == [1013]
     await asyncio.sleep(0)
-    assert received == [b'{"seq":%d}' % seq for seq in range(1, total + 1)]
+    assert received == [f'{{"seq":{seq}}}' for seq in range(1, total + 1)]
     assert hub.connections == 1
     await hub.close_all()
 

@@ -10,16 +10,22 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.live_server import LiveServer
+from tests.redis_support import eventually
 from tests.ws_support import (
+    Inbox,
+    RawSocket,
     frames_until,
     next_frame,
     no_more_frames,
     of_type,
     open_socket,
     send,
+    send_many,
 )
 
 People = Any
+# The stalled-reader test: a backlog to replay, resumes asking for it, a bound on live sends.
+REPLAYED, RESUMES, MAX_LIVE = 300, 40, 1000
 
 
 async def test_hello_tells_the_latest_seq_unread_count_and_high_priority_messages(
@@ -204,6 +210,21 @@ async def test_a_bad_frame_is_closed_1008(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+async def test_a_text_frame_of_invalid_utf8_is_closed_1007(
+    live: LiveServer, people: People
+) -> None:
+    """A text frame whose bytes are not UTF-8 closes the socket with 1007."""
+    bob = await people()
+    raw = RawSocket(live, bob)
+    try:
+        raw.send(b'{"type": "ping", "x": "\xff\xfe"}')
+        frames, close = await raw.drain()
+    finally:
+        raw.close()
+    assert close is not None and close.code == 1007
+    assert frames == [], "nothing is answered to a frame that is not UTF-8"
+
+
 async def test_a_flood_of_frames_is_closed_1008(live: LiveServer, people: People) -> None:
     """Hundreds of frames at once close the socket with 1008."""
     bob = await people()
@@ -214,6 +235,36 @@ async def test_a_flood_of_frames_is_closed_1008(live: LiveServer, people: People
                 await ws.send('{"type": "ping"}')
             await frames_until(ws, "never")
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_client_that_never_reads_is_closed_1013_while_the_others_keep_receiving(
+    live: LiveServer, people: People
+) -> None:
+    """A socket whose client stops reading is closed with 1013 once its queue is full; the
+    user's other tab gets every message once, in order, and stays open."""
+    alice, bob = await people(), await people()
+    await send_many(alice, bob, REPLAYED)
+    stalled = RawSocket(live, bob)
+    async with await open_socket(live, bob) as tab:
+        assert (await next_frame(tab))["type"] == "hello"
+        inbox = Inbox(tab)
+        try:
+            # Each resume replays the whole backlog into the stalled socket until its buffers
+            # are full; from then on its frames wait in its queue, which the live ones overflow.
+            stalled.send(*['{"type": "resume", "after_seq": 0}'] * RESUMES)
+            live_ones: list[str] = []
+            while live.app.state.live.hub.connections > 1 and len(live_ones) < MAX_LIVE:
+                live_ones += await send_many(alice, bob, 10)
+            frames, close = await stalled.drain()
+            assert close is not None and close.code == 1013, close
+            assert len(frames) > REPLAYED  # it was sent what it could take, then closed
+            await eventually(lambda: len(inbox.new_messages()) == len(live_ones), "the tab")
+            assert sorted(inbox.new_messages()) == sorted(live_ones)  # each once
+            assert inbox.seqs() == sorted(set(inbox.seqs()))  # in the order of their seqs
+            assert not tab.close_code
+        finally:
+            await inbox.stop()
+            stalled.close()
 
 
 async def test_too_many_sockets_close_the_oldest(live: LiveServer, people: People) -> None:

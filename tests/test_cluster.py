@@ -1,0 +1,236 @@
+"""Several nodes over one database and a real Redis: routing, and outages that lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import pytest
+
+from realtime.api.http import Services
+from realtime.broker.redis import (
+    BACKOFF_MAX,
+    COMMAND_TIMEOUT,
+    HEARTBEAT_DEADLINE,
+    HEARTBEAT_INTERVAL,
+)
+from realtime.config import Settings
+from tests.conftest import log_in, unique_name
+from tests.live_server import LiveServer, live_server
+from tests.redis_support import (
+    FreezableProxy,
+    RedisServer,
+    eventually,
+    proxy_fixture,  # noqa: F401 (a fixture)
+    redis_server_fixture,  # noqa: F401 (a fixture)
+    redis_url_fixture,  # noqa: F401 (a fixture)
+)
+from tests.ws_support import (
+    PASSWORD,
+    Inbox,
+    Member,
+    frames_until,
+    next_frame,
+    no_more_frames,
+    of_type,
+    open_socket,
+    send,
+)
+
+# Long enough for a dead or silent link to be noticed, a new one made, and the log replayed.
+RECOVERY = HEARTBEAT_DEADLINE + COMMAND_TIMEOUT + HEARTBEAT_INTERVAL + 2 * BACKOFF_MAX + 10
+BATCH = 5  # messages sent before, during and after an outage
+
+
+StartNodes = Callable[[str, int], list[LiveServer]]
+Join = Callable[[LiveServer], Awaitable[Member]]
+
+
+@pytest.fixture
+def start_nodes(settings: Settings, services: Services) -> Iterator[StartNodes]:
+    """Start nodes on the test database and a Redis URL, with a channel prefix of their own."""
+    with ExitStack() as stack:
+
+        def start(redis_url: str, count: int) -> list[LiveServer]:
+            cluster = settings.with_overrides(
+                redis_url=redis_url, redis_prefix=unique_name("cluster")
+            )
+            return [stack.enter_context(live_server(cluster)) for _ in range(count)]
+
+        yield start
+
+
+@pytest.fixture
+async def join(services: Services) -> AsyncIterator[Join]:
+    """Create a user and log them in through the given node."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(node: LiveServer) -> Member:
+        username = unique_name()
+        user = await services.accounts.create_user(username, PASSWORD)
+        http = httpx.AsyncClient(base_url=node.url)
+        opened.append(http)
+        token = await log_in(http, username, PASSWORD)
+        return Member(str(user.id), username, token, http)
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+async def ready(node: LiveServer) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        answer = await http.get("/readyz")
+    checks: dict[str, Any] = answer.json()["checks"]
+    return checks
+
+
+async def test_a_message_sent_through_one_node_reaches_the_recipient_on_every_node(
+    start_nodes: StartNodes, join: Join, redis_url: str
+) -> None:
+    """Sent through node A, a message reaches the recipient's sockets on B and on A, once each;
+    the read receipt written through B reaches the sender's socket on A."""
+    node_a, node_b = start_nodes(redis_url, 2)
+    alice, bob = await join(node_a), await join(node_b)
+    async with (
+        await open_socket(node_a, bob) as bob_on_a,
+        await open_socket(node_b, bob) as bob_on_b,
+        await open_socket(node_a, alice) as alice_on_a,
+    ):
+        for ws in (bob_on_a, bob_on_b, alice_on_a):
+            assert (await next_frame(ws))["type"] == "hello"
+        message_id = await send(alice, bob, subject="across nodes", high_priority=True)
+        for ws in (bob_on_a, bob_on_b):
+            frames = await frames_until(ws, "unread")
+            assert [f["message"]["id"] for f in of_type(frames, "message.new")] == [message_id]
+            assert frames[-1] == {"type": "unread", "count": 1}
+            assert await no_more_frames(ws) == []
+        read = await bob.http.post(f"/api/messages/{message_id}/read")
+        assert read.status_code == 200
+        receipt = await frames_until(alice_on_a, "message.read")
+        assert receipt[-1]["message_id"] == message_id
+        assert receipt[-1]["reader"]["id"] == bob.id
+
+
+async def test_a_user_connected_to_no_node_costs_no_delivery(
+    start_nodes: StartNodes, join: Join, redis_url: str
+) -> None:
+    """A node delivers only to the users connected to it: a message to someone offline is kept
+    in the log and reaches their first socket through hello, on whichever node."""
+    node_a, node_b = start_nodes(redis_url, 2)
+    alice, bob = await join(node_a), await join(node_b)
+    await send(alice, bob, subject="while away", high_priority=True)
+    async with await open_socket(node_b, bob) as ws:
+        hello = await next_frame(ws)
+    assert hello["unread"] == 1 and hello["seq"] == 1
+    assert [m["subject"] for m in hello["high_priority"]] == ["while away"]
+
+
+async def send_through_an_outage(
+    sender: Member,
+    recipient: Member,
+    inbox: Inbox,
+    watched: list[LiveServer],
+    break_link: Callable[[], None],
+    mend_link: Callable[[], Awaitable[None]],
+) -> None:
+    """Send batches before, during and after an outage: the ones sent during it reach the
+    recipient once the link is back, before anything else is sent; nothing arrives twice."""
+    sent = [await send(sender, recipient, subject=f"before {i}") for i in range(BATCH)]
+    break_link()
+    await eventually(
+        lambda: _all_down(watched), "every node to notice the outage", within=RECOVERY
+    )
+    sent += [await send(sender, recipient, subject=f"during {i}") for i in range(BATCH)]
+    await mend_link()
+    await eventually(lambda: _all_up(watched), "every node to reconnect", within=RECOVERY)
+    await assert_every_message_arrives_once_in_order(inbox, sent)
+    sent += [await send(sender, recipient, subject=f"after {i}") for i in range(BATCH)]
+    await assert_every_message_arrives_once_in_order(inbox, sent)
+
+
+async def _all_down(nodes: list[LiveServer]) -> bool:
+    return all([not (await ready(node))["broker"] for node in nodes])
+
+
+async def _all_up(nodes: list[LiveServer]) -> bool:
+    return all([(await ready(node))["broker"] for node in nodes])
+
+
+async def assert_every_message_arrives_once_in_order(inbox: Inbox, sent: list[str]) -> None:
+    await eventually(
+        lambda: set(inbox.new_messages()) >= set(sent),
+        "every message to reach the socket, live or replayed",
+        within=RECOVERY,
+    )
+    await asyncio.sleep(0.3)  # time for a duplicate to show
+    assert inbox.new_messages() == sent
+    seqs = inbox.seqs()
+    assert seqs == sorted(set(seqs)), "each seq once, in increasing order"
+
+
+async def test_redis_killed_while_messages_are_sent_loses_nothing(
+    start_nodes: StartNodes, join: Join, redis_server: RedisServer
+) -> None:
+    """With Redis stopped mid-stream and started again, the recipient's socket on the other
+    node still gets every message once, in order, live or replayed; HTTP keeps working."""
+    node_a, node_b = start_nodes(redis_server.url, 2)
+    alice, bob = await join(node_a), await join(node_b)
+    async with await open_socket(node_b, bob) as ws:
+        assert (await next_frame(ws))["type"] == "hello"
+        inbox = Inbox(ws)
+        try:
+            await send_through_an_outage(
+                alice, bob, inbox, [node_a, node_b], redis_server.stop, redis_server.start
+            )
+        finally:
+            await inbox.stop()
+
+
+async def test_redis_frozen_half_open_while_messages_are_sent_loses_nothing(
+    start_nodes: StartNodes, join: Join, proxy: FreezableProxy
+) -> None:
+    """With the link to Redis silent but open, each node's heartbeat notices, it reconnects once
+    the link flows, and the recipient's socket gets every message once, in order."""
+    node_a, node_b = start_nodes(proxy.url, 2)
+    alice, bob = await join(node_a), await join(node_b)
+
+    async def thaw() -> None:
+        proxy.thaw()
+
+    async with await open_socket(node_b, bob) as ws:
+        assert (await next_frame(ws))["type"] == "hello"
+        inbox = Inbox(ws)
+        try:
+            await send_through_an_outage(
+                alice, bob, inbox, [node_a, node_b], proxy.freeze, thaw
+            )
+        finally:
+            await inbox.stop()
+
+
+async def test_a_node_started_while_redis_is_down_serves_and_catches_up(
+    start_nodes: StartNodes, join: Join, redis_server: RedisServer
+) -> None:
+    """A node whose Redis is down at start still serves HTTP and sockets, answers not ready,
+    and delivers what was sent meanwhile once Redis is back."""
+    redis_server.stop()
+    (node,) = start_nodes(redis_server.url, 1)
+    assert (await ready(node))["broker"] is False
+    alice, bob = await join(node), await join(node)
+    async with await open_socket(node, bob) as ws:
+        assert (await next_frame(ws))["type"] == "hello"
+        inbox = Inbox(ws)
+        try:
+            sent = [await send(alice, bob, subject=f"down {i}") for i in range(BATCH)]
+            await redis_server.start()
+            await eventually(lambda: _all_up([node]), "the node to connect", within=RECOVERY)
+            await assert_every_message_arrives_once_in_order(inbox, sent)
+            sent.append(await send(alice, bob, subject="up"))
+            await assert_every_message_arrives_once_in_order(inbox, sent)
+        finally:
+            await inbox.stop()
+
