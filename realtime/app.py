@@ -35,7 +35,7 @@ from realtime.hub import Hub, end_sessions_payload
 from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
-from realtime.models import Event
+from realtime.publisher import Publisher
 from realtime.ws import Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,14 @@ async def start_live_delivery(
     await broker.start()
     stack.push_async_callback(broker.close)
     stack.push_async_callback(hub.close_all)
-
-    async def publish(events: list[Event]) -> None:
-        await broker.publish(await frames.render(events))
+    publisher = Publisher(frames.render, broker)
+    publisher.start()
+    stack.push_async_callback(publisher.close)  # first at shutdown: what was committed goes out
 
     async def end_sessions(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
         await broker.publish([(user_id, end_sessions_payload(session_ids))])
 
-    messaging.publish_to(publish)
+    messaging.publish_to(publisher.publish)
     accounts.on_sessions_ended(end_sessions)
     return Live(hub, frames, broker)
 

@@ -16,11 +16,21 @@ REPLAY_PAGE = 1000
 
 @dataclass(frozen=True)
 class Backlog:
-    """The events after a seq, the seq the log has reached, or that they are no longer kept."""
+    """The events after a seq, the seq the log has reached and the unread count at that seq;
+    or that they are no longer kept."""
 
     events: list[Event]
     through_seq: int
     too_old: bool
+    unread: int = 0
+
+
+@dataclass(frozen=True)
+class UnreadState:
+    """A user's unread count as it stood right after their event `as_of`."""
+
+    count: int
+    as_of: int
 
 
 class EventLog:
@@ -29,7 +39,7 @@ class EventLog:
 
     async def after(self, user_id: UUID, after_seq: int) -> Backlog:
         """Every kept event with a greater seq, in order; too old when some were purged."""
-        async with self._db.connection() as conn:
+        async with self._db.snapshot() as conn:
             oldest, last = await event_store.kept_range(conn, user_id)
             if after_seq > last or after_seq < 0:
                 return Backlog([], last, too_old=True)
@@ -43,10 +53,12 @@ class EventLog:
                 events += page
                 if len(page) < REPLAY_PAGE:
                     break
-        return Backlog(events, max(last, events[-1].seq if events else after_seq), too_old=False)
+            unread = await message_store.count_unread(conn, user_id)
+        return Backlog(events, last, too_old=False, unread=unread)
 
-    async def unread_counts(self, user_ids: Sequence[UUID]) -> dict[UUID, int]:
+    async def unread_states(self, user_ids: Sequence[UUID]) -> dict[UUID, UnreadState]:
         if not user_ids:
             return {}
         async with self._db.connection() as conn:
-            return await message_store.unread_counts(conn, list(dict.fromkeys(user_ids)))
+            states = await message_store.unread_states(conn, list(dict.fromkeys(user_ids)))
+        return {user_id: UnreadState(count, as_of) for user_id, (count, as_of) in states.items()}

@@ -9,7 +9,7 @@ from realtime import codec
 from realtime.api.auth import me_view
 from realtime.api.messages import summary_view
 from realtime.events import EventLog
-from realtime.hub import Replayed, frame_payload
+from realtime.hub import Replayed, frame_payload, unread_payload
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, Message, User
 
@@ -48,13 +48,16 @@ class Frames:
         arrivals = await self._messaging.arrivals(list(new_ids)) if new_ids else {}
         summaries = {message_id: summary_json(m) for message_id, m in arrivals.items()}
         changed = [e.user_id for e in events if _changes_unread(e)]
-        counts = await self._log.unread_counts(changed)
+        states = await self._log.unread_states(changed)
         payloads: list[tuple[UUID, bytes]] = []
         for event in events:
             frame = event_frame(event, summaries)
             if frame is not None:
                 payloads.append((event.user_id, frame_payload(event.seq, frame)))
-        payloads += [(user, frame_payload(0, unread_frame(n))) for user, n in counts.items()]
+        payloads += [
+            (user, unread_payload(state.as_of, unread_frame(state.count)))
+            for user, state in states.items()
+        ]
         return payloads
 
     async def replay(self, user_id: UUID, after_seq: int) -> Replayed:
@@ -73,7 +76,7 @@ class Frames:
             frame = event_frame(event, summaries)
             if frame is not None:
                 frames.append((event.seq, frame))
-        return Replayed(frames, backlog.through_seq)
+        return Replayed(frames, backlog.through_seq, unread=unread_frame(backlog.unread))
 
     async def hello(self, user: User) -> tuple[int, bytes]:
         """The first frame: the latest seq, the unread count, the unread high-priority ones."""

@@ -26,13 +26,18 @@ CLOSE_SLOW = 1013
 CLOSE_SESSION_ENDED = 4401
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
-_FRAME, _END_SESSIONS = b"F", b"E"
+_FRAME, _UNREAD, _END_SESSIONS = b"F", b"U", b"E"
 _SEQ = struct.Struct(">q")
 
 
 def frame_payload(seq: int, frame: bytes) -> bytes:
     """What the broker carries for one frame: its seq (0: none) and the frame's JSON."""
     return _FRAME + _SEQ.pack(seq) + frame
+
+
+def unread_payload(as_of: int, frame: bytes) -> bytes:
+    """What the broker carries for an unread count: the seq it is the state after, the frame."""
+    return _UNREAD + _SEQ.pack(as_of) + frame
 
 
 def end_sessions_payload(session_ids: Sequence[UUID] | None) -> bytes:
@@ -42,11 +47,19 @@ def end_sessions_payload(session_ids: Sequence[UUID] | None) -> bytes:
 
 @dataclass(frozen=True)
 class Replayed:
-    """What the log holds after a seq: frames to send, the seq they reach, or too old."""
+    """What the log holds after a seq: frames to send, the seq they reach and the unread frame
+    at that seq; or too old."""
 
     frames: list[tuple[int, bytes]]
     through_seq: int
     too_old: bool = False
+    unread: bytes | None = None
+
+
+@dataclass(frozen=True)
+class _Unread:
+    as_of: int  # the user's seq the count is the state after
+    frame: str
 
 
 Replayer = Callable[[UUID, int], Awaitable[Replayed]]
@@ -59,6 +72,9 @@ class _Resume:
     answer: bool  # send `resumed`/`resync` to the client (False: a repair after a gap)
 
 
+_Item = tuple[int, str] | _Unread | _Resume  # a frame with its seq (0: none), a count, a resume
+
+
 @dataclass
 class Connection:
     """One open socket: who it is, how to write to it, and what it has been sent."""
@@ -68,7 +84,8 @@ class Connection:
     send: Callable[[str], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
     last_seq: int = 0
-    queue: asyncio.Queue[tuple[int, str] | _Resume | None] = field(
+    unread_as_of: int = 0  # the seq of the last unread count sent: an older one is stale
+    queue: asyncio.Queue[_Item | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
     closing: bool = False
@@ -139,6 +156,10 @@ class Hub:
             item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode())  # once for all tabs
             for conn in list(sockets):
                 self._offer(conn, item)
+        elif kind == _UNREAD:
+            state = _Unread(_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode())
+            for conn in list(sockets):
+                self._offer(conn, state)
         elif kind == _END_SESSIONS:
             ended = {UUID(bytes=body[i:i + 16]) for i in range(0, len(body), 16)}
             for conn in list(sockets):
@@ -178,7 +199,7 @@ class Hub:
         for task in list(self._background):
             task.cancel()
 
-    def _offer(self, conn: Connection, item: tuple[int, str] | _Resume) -> None:
+    def _offer(self, conn: Connection, item: _Item) -> None:
         if conn.closing:
             return
         try:
@@ -214,6 +235,9 @@ class Hub:
             if isinstance(item, _Resume):
                 await self._resume(conn, item)
                 continue
+            if isinstance(item, _Unread):
+                await self._send_unread(conn, item.as_of, item.frame)
+                continue
             seq, frame = item
             if seq and seq <= conn.last_seq:
                 continue
@@ -240,5 +264,13 @@ class Hub:
             if seq > conn.last_seq or request.answer:
                 await conn.send(frame.decode())
         conn.last_seq = max(conn.last_seq, replayed.through_seq)
+        if replayed.unread is not None:
+            await self._send_unread(conn, replayed.through_seq, replayed.unread.decode())
         if request.answer:
             await conn.send(f'{{"type":"resumed","seq":{conn.last_seq}}}')
+
+    async def _send_unread(self, conn: Connection, as_of: int, frame: str) -> None:
+        """Send an unread count unless the socket already has one as recent."""
+        if as_of > conn.unread_as_of:
+            await conn.send(frame)
+            conn.unread_as_of = as_of

@@ -26,3 +26,7 @@ http_request_seconds = Histogram(
 events_delivered = Counter(
     "realtime_events_delivered", "Frames written to websockets", registry=REGISTRY
 )
+publish_batches = Histogram(
+    "realtime_publish_batch_events", "Events published together after their commits",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=REGISTRY,
+)

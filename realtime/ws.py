@@ -57,7 +57,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     )
     await live.hub.register(conn)  # subscribed before the snapshot: nothing falls between
     try:
-        conn.last_seq, hello = await live.frames.hello(auth.user)
+        seq, hello = await live.frames.hello(auth.user)
+        conn.last_seq = conn.unread_as_of = seq  # hello holds the events and count up to seq
         await websocket.send_text(hello.decode())
         live.hub.start(conn)
         await _read(websocket, conn, live.hub)

@@ -138,7 +138,8 @@ async def send_through_an_outage(
     mend_link: Callable[[], Awaitable[None]],
 ) -> None:
     """Send batches before, during and after an outage: the ones sent during it reach the
-    recipient once the link is back, before anything else is sent; nothing arrives twice."""
+    recipient once the link is back, with the unread count, before anything else is sent;
+    nothing arrives twice."""
     sent = [await send(sender, recipient, subject=f"before {i}") for i in range(BATCH)]
     break_link()
     await eventually(
@@ -148,6 +149,7 @@ async def send_through_an_outage(
     await mend_link()
     await eventually(lambda: _all_up(watched), "every node to reconnect", within=RECOVERY)
     await assert_every_message_arrives_once_in_order(inbox, sent)
+    assert inbox.unread() == len(sent), "the count caught up with what was replayed"
     sent += [await send(sender, recipient, subject=f"after {i}") for i in range(BATCH)]
     await assert_every_message_arrives_once_in_order(inbox, sent)
 

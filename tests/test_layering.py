@@ -16,7 +16,7 @@ LAYERS = {
     2: {"db", "migrate", "keyfile", "store", "broker"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
-        "expiry",
+        "expiry", "publisher",
     },
     4: {"api", "ws", "frames"},
     5: {"app", "cli", "__main__", "__init__"},

@@ -112,6 +112,11 @@ class Inbox:
     def new_messages(self) -> list[str]:
         return [f["message"]["id"] for f in of_type(self.frames, "message.new")]
 
+    def unread(self) -> int | None:
+        """The last unread count received."""
+        counts = [f["count"] for f in of_type(self.frames, "unread")]
+        return counts[-1] if counts else None
+
     def seqs(self) -> list[int]:
         return [f["seq"] for f in self.frames if "seq" in f and f["type"] != "hello"]
 

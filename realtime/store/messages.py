@@ -268,18 +268,21 @@ async def delete_sent_message(
     return [Holder(row["user_id"], row["had_unread"]) for row in holders]
 
 
-async def unread_counts(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> dict[UUID, int]:
-    """Each user's count of unread, unexpired messages kept in their inbox (0 included)."""
+async def unread_states(
+    conn: asyncpg.Connection, user_ids: Sequence[UUID]
+) -> dict[UUID, tuple[int, int]]:
+    """Each user's count of unread, unexpired messages kept in their inbox (0 included), with
+    the user's latest seq read in the same statement: the count is the state after that seq."""
     rows = await conn.fetch(
-        f"""select u.user_id, count(r.message_id) as unread
+        f"""select u.user_id, coalesce(c.last_seq, 0) as as_of,
+                   (select count(*) from message_recipients r
+                    where r.user_id = u.user_id and r.read_at is null and r.deleted_at is null
+                      and {_LIVE_FOR_RECIPIENT}) as unread
             from unnest($1::uuid[]) as u(user_id)
-            left join message_recipients r
-                   on r.user_id = u.user_id and r.read_at is null and r.deleted_at is null
-                  and {_LIVE_FOR_RECIPIENT}
-            group by u.user_id""",
+            left join event_counters c on c.user_id = u.user_id""",
         list(user_ids),
     )
-    return {row["user_id"]: int(row["unread"]) for row in rows}
+    return {row["user_id"]: (int(row["unread"]), int(row["as_of"])) for row in rows}
 
 
 async def list_for_recipient(

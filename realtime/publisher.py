@@ -1,0 +1,81 @@
+"""Committed events published in batches: one render and one pipelined publish per batch.
+
+A change hands its events over once committed and goes on at once: the request that made it does
+not wait for the broker. The events of every commit that came meanwhile are rendered together
+(one query for the new messages, one for the unread counts) and published in one pipeline, in
+the order they were handed over. A batch that cannot be published is not lost: the events are in
+the log, and a socket repairs its gap from there at its next event or resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from realtime import metrics
+from realtime.broker.base import Broker
+from realtime.models import Event
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 5_000  # events rendered in one go; a larger backlog takes several rounds
+CLOSE_TIMEOUT = 5.0  # at shutdown, how long the last batches may take
+
+Renderer = Callable[[list[Event]], Awaitable[list[tuple[UUID, bytes]]]]
+
+
+class Publisher:
+    """Collects committed events and publishes them from one task, batch after batch."""
+
+    def __init__(self, render: Renderer, broker: Broker) -> None:
+        self._render = render
+        self._broker = broker
+        self._pending: list[Event] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="publisher")
+
+    async def publish(self, events: list[Event]) -> None:
+        """Take the events of a commit; they are published soon, after those taken before."""
+        self._pending += events
+        self._ready.set()
+
+    async def close(self) -> None:
+        """Publish what is pending (bounded), then stop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing = True
+        self._ready.set()
+        done, _ = await asyncio.wait([task], timeout=CLOSE_TIMEOUT)
+        if not done:
+            log.warning("%d events were not published before shutdown", len(self._pending))
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._publish_batch(batch)
+            if self._closing:
+                return
+
+    async def _publish_batch(self, batch: list[Event]) -> None:
+        try:
+            payloads = await self._render(batch)
+            await self._broker.publish(payloads)
+        except Exception:  # the top of the publishing loop: the log still holds the events
+            log.exception("Could not publish %d events; sockets will catch up from the log",
+                          len(batch))
+            return
+        metrics.publish_batches.observe(len(batch))

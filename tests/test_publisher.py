@@ -1,0 +1,98 @@
+"""The publisher: commits handed over while a batch is out go together, in order, once each."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from uuid import UUID
+
+import pytest
+
+from realtime.broker.memory import MemoryBroker
+from realtime.models import Event, EventType
+from realtime.publisher import Publisher
+from tests.redis_support import eventually
+
+USER = uuid.uuid4()
+
+
+def commit(seq: int) -> list[Event]:
+    return [Event(USER, seq, EventType.MESSAGE_DELETED, {"message_id": str(uuid.uuid4())})]
+
+
+class Recorder:
+    """A broker's subscriber for USER, and a renderer that can be held or made to fail."""
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.failures = 0
+        self.broker = MemoryBroker(deliver=self.deliver, recovered=self.recovered)
+
+    def deliver(self, user_id: UUID, payload: bytes) -> None:
+        self.delivered.append(payload)
+
+    async def recovered(self) -> None:
+        return None
+
+    async def render(self, events: list[Event]) -> list[tuple[UUID, bytes]]:
+        self.batches.append([event.seq for event in events])
+        await self.release.wait()
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the database went away")
+        return [(event.user_id, b"%d" % event.seq) for event in events]
+
+
+@pytest.fixture
+async def recorder() -> Recorder:
+    found = Recorder()
+    await found.broker.subscribe(USER)
+    return found
+
+
+async def test_commits_made_while_a_batch_is_out_are_published_together_in_order(
+    recorder: Recorder,
+) -> None:
+    """While one batch is being rendered, later commits wait and then go out as one batch, in
+    the order they were handed over; each event is delivered once."""
+    publisher = Publisher(recorder.render, recorder.broker)
+    publisher.start()
+    recorder.release.clear()
+    await publisher.publish(commit(1))
+    await eventually(lambda: recorder.batches == [[1]], "the first batch")
+    for seq in (2, 3, 4):
+        await publisher.publish(commit(seq))
+    recorder.release.set()
+    await eventually(lambda: len(recorder.delivered) == 4, "every event")
+    assert recorder.batches == [[1], [2, 3, 4]]
+    assert recorder.delivered == [b"1", b"2", b"3", b"4"]
+    await publisher.close()
+
+
+async def test_a_batch_that_fails_is_logged_and_the_next_ones_still_go_out(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A render that fails loses only its own batch (the log keeps the events): later commits
+    are published."""
+    publisher = Publisher(recorder.render, recorder.broker)
+    publisher.start()
+    recorder.failures = 1
+    await publisher.publish(commit(1))
+    await eventually(lambda: recorder.batches == [[1]], "the failed batch")
+    await publisher.publish(commit(2))
+    await eventually(lambda: recorder.delivered == [b"2"], "the next batch")
+    assert "Could not publish 1 events" in caplog.text
+    await publisher.close()
+
+
+async def test_closing_publishes_what_is_pending_first(recorder: Recorder) -> None:
+    """At shutdown every event handed over before is published before the publisher stops."""
+    publisher = Publisher(recorder.render, recorder.broker)
+    publisher.start()
+    for seq in range(1, 101):
+        await publisher.publish(commit(seq))
+    await publisher.close()
+    assert recorder.delivered == [b"%d" % seq for seq in range(1, 101)]
