@@ -23,6 +23,7 @@ from realtime.crypto import Keyring, generate_master_key
 from realtime.db import Database, open_database
 from realtime.errors import ConfigError, Conflict, InvalidInput
 from realtime.groups import Groups
+from realtime.heap import keep_heap
 from realtime.keyfile import (
     WATCH_INTERVAL,
     key_file_path,
@@ -98,7 +99,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     load_keyring(settings)  # fail fast on a bad key, before anything starts
     app = create_app(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
-        GracefulServer(uvicorn.Config(app, **server_options(settings)), app).run()
+        server = GracefulServer(uvicorn.Config(app, **server_options(settings)), app)
+        server.keep_heap = True
+        server.run()
     return 0
 
 
@@ -108,8 +111,17 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
         super().__init__(config)
         self._app = app
+        self.keep_heap = False  # the process-wide collector policy: for a process of its own
+        self._heap_upkeep: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.keep_heap:
+            self._heap_upkeep = asyncio.create_task(keep_heap(), name="heap-upkeep")
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._heap_upkeep is not None:
+            self._heap_upkeep.cancel()
         for listening in self.servers:
             listening.close()  # no new socket while the open ones drain
         live = getattr(self._app.state, "live", None)
