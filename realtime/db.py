@@ -95,12 +95,19 @@ async def _init_connection(conn: Connection) -> None:
     )
 
 
+async def _leave_as_is(conn: Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: no SET, LISTEN or session lock
+    of ours outlives its use (an open transaction is still rolled back by the pool). This saves
+    the round trip of asyncpg's reset query on every release."""
+
+
 async def create_pool(url: str, *, size: int = 10, min_size: int = 2) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         url,
         min_size=min(min_size, size),
         max_size=size,
         init=_init_connection,
+        reset=_leave_as_is,
         server_settings={"application_name": "realtime", "timezone": "UTC"},
     )
 

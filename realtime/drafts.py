@@ -63,15 +63,28 @@ def check_draft(sender: User, draft: Draft) -> None:
         raise InvalidInput("the expiry time is too far", {"expires_at": "before the year 9999"})
 
 
-async def resolve_addressees(conn: Connection, targets: Sequence[Target]) -> list[Addressee]:
-    """Name each target; an unknown user or group is a field error."""
-    users = await user_store.display_names(
-        conn, [t.id for t in targets if t.kind is AddresseeKind.USER]
-    )
-    groups = await group_store.group_names(
-        conn, [t.id for t in targets if t.kind is AddresseeKind.GROUP]
-    )
-    names = {AddresseeKind.USER: users, AddresseeKind.GROUP: groups}
+@dataclass(frozen=True)
+class Addressing:
+    """The To field with the names at send time, and the users the message reaches."""
+
+    addressees: list[Addressee]
+    recipients: list[UUID]
+
+
+async def address(conn: Connection, sender: User, targets: Sequence[Target]) -> Addressing:
+    """Name each target (an unknown user or group is a field error) and expand the targets to
+    the named enabled users plus the groups' enabled members, once each, in id order.
+
+    The sender receives their own message only when they named themselves.
+    """
+    user_ids = [t.id for t in targets if t.kind is AddresseeKind.USER]
+    group_ids = [t.id for t in targets if t.kind is AddresseeKind.GROUP]
+    users = await user_store.names_and_states(conn, user_ids) if user_ids else {}
+    groups = await group_store.group_names(conn, group_ids) if group_ids else {}
+    names = {
+        AddresseeKind.USER: {user_id: name for user_id, (name, _) in users.items()},
+        AddresseeKind.GROUP: groups,
+    }
     errors = {
         f"to.{i}.id": f"no such {t.kind.value}"
         for i, t in enumerate(targets)
@@ -79,22 +92,10 @@ async def resolve_addressees(conn: Connection, targets: Sequence[Target]) -> lis
     }
     if errors:
         raise InvalidInput("some recipients do not exist", errors)
-    unique = dict.fromkeys(targets)
-    return [Addressee(t.kind, t.id, names[t.kind][t.id]) for t in unique]
-
-
-async def expand_recipients(
-    conn: Connection, sender: User, targets: Sequence[Target]
-) -> list[UUID]:
-    """The named enabled users plus the groups' enabled members, once each, in id order.
-
-    The sender receives their own message only when they named themselves.
-    """
-    named = [t.id for t in targets if t.kind is AddresseeKind.USER]
-    group_ids = [t.id for t in targets if t.kind is AddresseeKind.GROUP]
-    direct = await user_store.enabled_user_ids(conn, named)
+    addressees = [Addressee(t.kind, t.id, names[t.kind][t.id]) for t in dict.fromkeys(targets)]
     members = await group_store.enabled_members(conn, group_ids) if group_ids else set()
     members.discard(sender.id)
+    direct = {user_id for user_id, (_, enabled) in users.items() if enabled}
     recipients = sorted(direct | members)
     if not recipients:
         raise InvalidInput("nobody would receive this message", {"to": "no enabled recipient"})
@@ -103,4 +104,4 @@ async def expand_recipients(
             "too many recipients",
             {"to": f"{len(recipients)} recipients, at most {MAX_RECIPIENTS}"},
         )
-    return recipients
+    return Addressing(addressees, recipients)

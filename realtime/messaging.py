@@ -10,7 +10,7 @@ from uuid import UUID
 from realtime import codec, metrics
 from realtime.crypto import Keyring, row_name, same_secret
 from realtime.db import Connection, Database
-from realtime.drafts import Draft, check_draft, expand_recipients, resolve_addressees
+from realtime.drafts import Draft, address, check_draft
 from realtime.errors import Conflict, NotFound
 from realtime.models import (
     Box,
@@ -65,12 +65,12 @@ class Messaging:
     async def _insert(
         self, conn: Connection, sender: User, draft: Draft
     ) -> tuple[SendReceipt, list[Event]]:
-        addressees = await resolve_addressees(conn, draft.to)
+        addressing = await address(conn, sender, draft.to)
         if draft.reply_to is not None and not await message_store.get_message(
             conn, message_id=draft.reply_to, viewer_id=sender.id
         ):
             raise NotFound("the message replied to was not found")
-        recipients = await expand_recipients(conn, sender, draft.to)
+        recipients = addressing.recipients
         message_id = uuid.uuid4()
         envelope, key = self._keyring.new_envelope(row_name("messages", message_id))
         sent_at = await message_store.insert_message(
@@ -83,7 +83,7 @@ class Messaging:
             key=key,
             subject=envelope.seal("subject", draft.subject),
             body=envelope.seal("body", draft.body),
-            addressees=addressees,
+            addressees=addressing.addressees,
             recipient_ids=recipients,
         )
         events = await event_store.append_events(

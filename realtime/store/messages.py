@@ -92,29 +92,32 @@ async def insert_message(
     addressees: Sequence[Addressee],
     recipient_ids: Sequence[UUID],
 ) -> datetime:
-    """Insert a message with its To field and its recipients; return when it was sent."""
+    """Insert a message with its To field and its recipients, in one statement; return when it
+    was sent."""
     sent_at: datetime = await conn.fetchval(
-        """insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
-                                 key_id, wrapped_key, subject, body, recipient_count)
-           values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9, $10)
-           returning sent_at""",
+        """with message as (
+               insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
+                                     key_id, wrapped_key, subject, body, recipient_count)
+               values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9,
+                       cardinality($13::uuid[]))
+               returning sent_at),
+           addressees as (
+               insert into message_addressees (message_id, position, kind, target_id, name)
+               select $1, position - 1, kind, target_id, name
+               from unnest($10::text[], $11::uuid[], $12::text[])
+                    with ordinality as a(kind, target_id, name, position)),
+           recipients as (
+               insert into message_recipients
+                   (message_id, user_id, sent_at, expires_at, high_priority)
+               select $1, user_id, statement_timestamp(), $3, $4
+               from unnest($13::uuid[]) as user_id)
+           select sent_at from message""",
         message_id, sender_id, expires_at, high_priority, reply_to,
-        key.key_id, key.wrapped, subject, body, len(recipient_ids),
-    )
-    await conn.execute(
-        """insert into message_addressees (message_id, position, kind, target_id, name)
-           select $1, position - 1, kind, target_id, name
-           from unnest($2::text[], $3::uuid[], $4::text[])
-                with ordinality as a(kind, target_id, name, position)""",
-        message_id,
+        key.key_id, key.wrapped, subject, body,
         [a.kind.value for a in addressees],
         [a.id for a in addressees],
         [a.name for a in addressees],
-    )
-    await conn.execute(
-        """insert into message_recipients (message_id, user_id, sent_at, expires_at, high_priority)
-           select $1, user_id, $2, $4, $5 from unnest($3::uuid[]) as user_id""",
-        message_id, sent_at, list(recipient_ids), expires_at, high_priority,
+        list(recipient_ids),
     )
     return sent_at
 

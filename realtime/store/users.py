@@ -112,23 +112,20 @@ async def lock_admins(conn: asyncpg.Connection) -> list[UUID]:
     return [row["id"] for row in rows]
 
 
-async def enabled_user_ids(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> set[UUID]:
-    rows = await conn.fetch(
-        "select id from users where id = any($1::uuid[]) and not disabled", list(user_ids)
-    )
-    return {row["id"] for row in rows}
-
-
 async def existing_user_ids(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> set[UUID]:
     rows = await conn.fetch("select id from users where id = any($1::uuid[])", list(user_ids))
     return {row["id"] for row in rows}
 
 
-async def display_names(conn: asyncpg.Connection, user_ids: Sequence[UUID]) -> dict[UUID, str]:
+async def names_and_states(
+    conn: asyncpg.Connection, user_ids: Sequence[UUID]
+) -> dict[UUID, tuple[str, bool]]:
+    """The display name of each existing user, and whether the account is enabled."""
     rows = await conn.fetch(
-        "select id, display_name from users where id = any($1::uuid[])", list(user_ids)
+        "select id, display_name, not disabled as enabled from users where id = any($1::uuid[])",
+        list(user_ids),
     )
-    return {row["id"]: row["display_name"] for row in rows}
+    return {row["id"]: (row["display_name"], row["enabled"]) for row in rows}
 
 
 def like_prefix(text: str) -> str:
