@@ -28,7 +28,7 @@ from realtime.config import Settings, load_settings
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
 from realtime.events import EventLog
-from realtime.expiry import run_purges
+from realtime.expiry import Expirer
 from realtime.frames import Frames
 from realtime.groups import Groups
 from realtime.hub import Hub, end_sessions_payload
@@ -59,8 +59,12 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; resources are opened by its lifespan, in order, and closed in reverse."""
+def create_app(settings: Settings | None = None, *, expire: bool = True) -> Starlette:
+    """Build the app; resources are opened by its lifespan, in order, and closed in reverse.
+
+    `expire=False` leaves expiry to the other nodes on the same database (every node of a
+    deployment runs the expirer; the test suite's in-process app does not).
+    """
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -71,13 +75,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db = await stack.enter_async_context(open_database(settings))
             async with db.connection() as conn:
                 await apply_migrations(conn)
-            await start_owned_task(stack, run_purges(db, settings), "purges")
             accounts = Accounts(db, settings)
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
                 announce_first_admin(generated)
             messaging = Messaging(db, keyring)
             app.state.live = await start_live_delivery(stack, settings, db, accounts, messaging)
+            if expire:
+                expirer = Expirer(db, settings, app.state.live.publisher.publish)
+                messaging.on_expiry_scheduled(expirer.expiry_scheduled)
+                await start_owned_task(stack, expirer.run(), "expirer")
             app.state.services = Services(
                 settings=settings,
                 db=db,
@@ -133,7 +140,7 @@ async def start_live_delivery(
 
     messaging.publish_to(publisher.publish)
     accounts.on_sessions_ended(end_sessions)
-    return Live(hub, frames, broker)
+    return Live(hub, frames, broker, publisher)
 
 
 async def start_owned_task(

@@ -42,6 +42,7 @@ class Settings:
     login_lockout: timedelta = timedelta(minutes=15)
     db_pool_size: int = 10
     max_sockets_per_user: int = 20
+    event_retention: timedelta = timedelta(days=7)
     ws_compression: bool = False
     log_level: str = "INFO"
 
@@ -80,6 +81,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=reader.integer("REALTIME_DB_POOL_SIZE", 10, low=2, high=1000),
         max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
         ws_compression=reader.flag("REALTIME_WS_COMPRESSION", False),
+        event_retention=reader.duration(
+            "REALTIME_EVENT_RETENTION", "7d", at_least=timedelta(days=7)
+        ),
         log_level=reader.choice(
             "REALTIME_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
         ),
@@ -155,14 +159,16 @@ class _Reader:
             raise ConfigError(f"{name} must be on or off (1/0, true/false), got {value!r}")
         return value.lower() in ("1", "true", "on")
 
-    def duration(self, name: str, default: str) -> timedelta:
+    def duration(
+        self, name: str, default: str, *, at_least: timedelta = timedelta(seconds=1)
+    ) -> timedelta:
         value = self.text(name, default)
         try:
             duration = parse_duration(value)
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}, got {value!r}") from None
-        if duration <= timedelta(0):
-            raise ConfigError(f"{name} must be longer than zero")
+        if duration < at_least:
+            raise ConfigError(f"{name} must be at least {at_least}, got {value!r}")
         return duration
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:

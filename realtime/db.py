@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -50,6 +50,17 @@ class EmbeddedPostgres:
             self._server = None
 
 
+# A database that cannot be reached now: worth trying again later.
+UNAVAILABLE = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+)
+# A transaction that lost a lock race: worth running again at once.
+CONTENDED = (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError)
+LISTEN_PING_INTERVAL = 5.0
+RECONNECT_MIN, RECONNECT_MAX = 0.1, 2.0
+
+
 class Database:
     """The pool, and the transactions the domain runs through it."""
 
@@ -75,6 +86,34 @@ class Database:
     async def connection(self) -> AsyncIterator[Connection]:
         async with self.pool.acquire() as conn:
             yield conn
+
+    async def run_listener(
+        self, channel: str, on_notify: Callable[[str], None], on_connect: Callable[[], None]
+    ) -> None:
+        """Listen to `channel` on a connection of its own until cancelled, reconnecting with
+        backoff when the database goes away; `on_connect` runs after each (re)connection, since
+        notifications sent meanwhile are lost."""
+        delay = RECONNECT_MIN
+        while True:
+            try:
+                conn = await asyncpg.connect(self.url, timeout=PING_TIMEOUT)
+            except (*UNAVAILABLE, asyncpg.PostgresError) as error:
+                log.debug("listener cannot connect: %s", type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                continue
+            delay = RECONNECT_MIN
+            try:
+                await conn.add_listener(channel, lambda _c, _pid, _ch, text: on_notify(text))
+                on_connect()
+                while True:  # a ping notices a connection that died without a word
+                    await asyncio.sleep(LISTEN_PING_INTERVAL)
+                    async with asyncio.timeout(PING_TIMEOUT):
+                        await conn.fetchval("select 1")
+            except (*UNAVAILABLE, asyncpg.PostgresError) as error:
+                log.info("listener lost the database (%s); reconnecting", type(error).__name__)
+            finally:
+                conn.terminate()
 
     async def ping(self) -> bool:
         """Whether the database answers within two seconds."""

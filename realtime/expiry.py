@@ -1,24 +1,49 @@
-"""What expiring means for what the server keeps: ended sessions, old idempotency keys, ended
-login windows, each purged on a schedule by a background task on every node."""
+"""Expiry on time: the expirer deletes each message when its expiry passes, on every node, and
+purges what the server no longer needs (ended sessions, old events, idempotency keys, ended
+login windows), each on its own schedule.
+
+The expirer sleeps until the earliest pending expiry (never a fixed poll). A send with a sooner
+expiry wakes it early: in process directly, on other nodes through PostgreSQL NOTIFY. Due
+messages are deleted in batches locked with SKIP LOCKED, so nodes share the work and none is
+deleted twice; each batch commits with one `message.deleted` (reason `expired`) for the sender
+and every recipient who still had the message.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
 
+from realtime import metrics
 from realtime.config import Settings
-from realtime.db import Database
+from realtime.db import CONTENDED, UNAVAILABLE, Database
+from realtime.models import DeleteReason, Event, EventType
+from realtime.store import events as event_store
+from realtime.store import expiry as expiry_store
 from realtime.store import idempotency, throttle
 from realtime.store import sessions as session_store
 
 log = logging.getLogger(__name__)
+
+BATCH = 1_000  # messages deleted per transaction
 PURGE_INTERVAL = 60.0
+PURGE_BATCH = 10_000  # events purged per statement
+RETRY_DELAY = 0.5  # after the database failed; a lost lock race is retried at once
+IDLE_WAIT = 3600.0  # with nothing to expire, the longest sleep (a wake-up comes first)
+LATE_MARGIN = 0.001  # wake just after the expiry, never just before
+
+EventSink = Callable[[list[Event]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Purged:
     sessions: int
+    events: int
     idempotency_keys: int
     login_windows: int
 
@@ -26,22 +51,113 @@ class Purged:
 async def purge_once(db: Database, settings: Settings) -> Purged:
     """Delete what has ended; safe to run on any number of nodes at once."""
     async with db.connection() as conn:
+        events = 0
+        while True:
+            purged = await event_store.purge_old_events(conn, settings.event_retention, PURGE_BATCH)
+            events += purged
+            if purged < PURGE_BATCH:
+                break
         return Purged(
             sessions=await session_store.purge_expired_sessions(
                 conn, settings.session_idle_timeout
             ),
+            events=events,
             idempotency_keys=await idempotency.purge_old_keys(conn),
             login_windows=await throttle.purge_ended_windows(conn, settings.login_lockout),
         )
 
 
-async def run_purges(db: Database, settings: Settings) -> None:
-    """Purge every PURGE_INTERVAL seconds until cancelled."""
-    while True:
-        await asyncio.sleep(PURGE_INTERVAL)
+class Expirer:
+    """The task that deletes messages as they expire and runs the purges."""
+
+    def __init__(self, db: Database, settings: Settings, publish: EventSink) -> None:
+        self._db = db
+        self._settings = settings
+        self._publish = publish
+        self._wakeup = asyncio.Event()
+        self._planned = 0.0  # the monotonic time of the next planned wake-up
+
+    def expiry_scheduled(self, expires_at: datetime) -> None:
+        """A message expiring at `expires_at` was sent: wake up if that is sooner than planned."""
+        due = time.monotonic() + (expires_at - datetime.now(UTC)).total_seconds()
+        if due < self._planned:
+            self._wakeup.set()
+
+    def _notified(self, payload: str) -> None:
         try:
-            purged = await purge_once(db, settings)
-        except Exception:  # a background loop logs and goes on
-            log.exception("the purge failed; it will run again")
-            continue
-        log.debug("purged %s", purged)
+            self.expiry_scheduled(datetime.fromisoformat(payload))
+        except ValueError:  # not ours to judge: look again
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        """Expire and purge until cancelled; a database outage is waited out, then caught up."""
+        listener = asyncio.create_task(
+            self._db.run_listener(expiry_store.CHANNEL, self._notified, self._wakeup.set),
+            name="expiry-listener",
+        )
+        next_purge = time.monotonic() + PURGE_INTERVAL
+        try:
+            while True:
+                self._wakeup.clear()  # a wake-up from now on means: look again
+                try:
+                    wait = await self.expire_due()
+                    if time.monotonic() >= next_purge:
+                        log.debug("purged %s", await purge_once(self._db, self._settings))
+                        next_purge = time.monotonic() + PURGE_INTERVAL
+                except UNAVAILABLE as error:
+                    log.warning("expiry: the database is unavailable (%s); retrying",
+                                type(error).__name__)
+                    wait = RETRY_DELAY
+                except Exception:  # the top of a background loop: log, wait a little, go on
+                    log.exception("expiry failed; retrying")
+                    wait = RETRY_DELAY
+                wait = min(wait, max(0.0, next_purge - time.monotonic()))
+                self._planned = time.monotonic() + wait
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            listener.cancel()
+
+    async def expire_due(self) -> float:
+        """Delete every message due now, batch after batch; return the seconds until the next."""
+        while True:
+            try:
+                deleted = await self._expire_batch()
+            except CONTENDED:
+                continue  # a reader or a recall held a row: this batch gave way; run it again
+            if deleted < BATCH:
+                break
+        async with self._db.connection() as conn:
+            until_next = await expiry_store.seconds_until_next_expiry(conn)
+            overdue = await expiry_store.count_overdue(conn) if until_next is not None else 0
+        metrics.overdue_messages.set(overdue)
+        if until_next is None:
+            return IDLE_WAIT
+        return max(0.0, until_next) + LATE_MARGIN
+
+    async def _expire_batch(self) -> int:
+        async with self._db.transaction() as conn:
+            expired = await expiry_store.delete_expired(conn, BATCH)
+            entries = [
+                (user_id, EventType.MESSAGE_DELETED,
+                 {"message_id": str(message.message_id), "reason": DeleteReason.EXPIRED.value})
+                for message in expired
+                for user_id in _told_of(message)
+            ]
+            events = await event_store.append_each(conn, entries)
+        for message in expired:
+            lag = (message.deleted_at - message.expires_at).total_seconds()
+            metrics.expiry_lag.observe(max(0.0, lag))
+        if expired:
+            metrics.messages_expired.inc(len(expired))
+            log.debug("expired %d messages", len(expired))
+            await self._publish(events)
+        return len(expired)
+
+
+def _told_of(message: expiry_store.Expired) -> list[UUID]:
+    """The sender and every recipient who still had the message, once each."""
+    return list(dict.fromkeys([message.sender_id, *message.holders]))

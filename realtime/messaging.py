@@ -24,12 +24,17 @@ from realtime.models import (
     User,
 )
 from realtime.store import events as event_store
+from realtime.store import expiry as expiry_store
 from realtime.store import idempotency
 from realtime.store import messages as message_store
 
 HIGH_PRIORITY_LIMIT = 100
 
 EventSink = Callable[[list[Event]], Awaitable[None]]
+
+
+def _ignore(expires_at: datetime) -> None:
+    """The default: no expirer listens."""
 
 
 async def _discard(events: list[Event]) -> None:
@@ -41,6 +46,7 @@ class Messaging:
         self._db = db
         self._keyring = keyring
         self._publish = publish
+        self._expiry_scheduled: Callable[[datetime], None] = _ignore
 
     async def send(self, sender: User, draft: Draft, idempotency_key: str | None) -> SendReceipt:
         """Commit the message and one `message.new` per recipient, then publish them."""
@@ -59,6 +65,8 @@ class Messaging:
                      "recipients": receipt.recipients},
                 )
         metrics.messages_sent.inc()
+        if draft.expires_at is not None:
+            self._expiry_scheduled(draft.expires_at)
         await self._committed(events)
         return receipt
 
@@ -89,6 +97,8 @@ class Messaging:
         events = await event_store.append_events(
             conn, recipients, EventType.MESSAGE_NEW, {"message_id": str(message_id)}
         )
+        if draft.expires_at is not None:
+            await expiry_store.announce(conn, draft.expires_at)  # to the other nodes' expirers
         return SendReceipt(message_id, sent_at, len(recipients)), events
 
     async def list_messages(
@@ -190,6 +200,10 @@ class Messaging:
         async with self._db.connection() as conn:
             sealed = await message_store.list_for_recipient(conn, user_id, message_ids)
             return {m.header.id: m for m in await self._open_all(conn, sealed)}
+
+    def on_expiry_scheduled(self, listener: Callable[[datetime], None]) -> None:
+        """Tell `listener` of each expiry time a committed send brings (the expirer's wake-up)."""
+        self._expiry_scheduled = listener
 
     def publish_to(self, publish: EventSink) -> None:
         """Hand committed events to `publish` from now on (the live delivery)."""

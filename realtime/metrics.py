@@ -30,3 +30,15 @@ publish_batches = Histogram(
     "realtime_publish_batch_events", "Events published together after their commits",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=REGISTRY,
 )
+messages_expired = Counter(
+    "realtime_messages_expired", "Messages deleted by the expirer", registry=REGISTRY
+)
+expiry_lag = Histogram(
+    "realtime_expiry_lag_seconds", "Time from a message's expiry to its deletion",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+overdue_messages = Gauge(
+    "realtime_overdue_messages", "Messages past their expiry not deleted yet, when last looked",
+    registry=REGISTRY,
+)

@@ -14,6 +14,7 @@ from realtime.broker.base import Broker
 from realtime.errors import Forbidden, InvalidInput, RealtimeError, Unauthenticated
 from realtime.frames import Frames
 from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, Connection, Hub
+from realtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Live:
     hub: Hub
     frames: Frames
     broker: Broker
+    publisher: Publisher
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:

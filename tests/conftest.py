@@ -66,8 +66,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[Starlette]:
-    """The real application with its lifespan entered, shared by the session's tests."""
-    application = create_app(settings)
+    """The real application with its lifespan entered, shared by the session's tests. It runs
+    no expirer: the live servers do, so that their sockets hear of the messages they expire."""
+    application = create_app(settings, expire=False)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,3 +153,15 @@ async def wait_until_past(raw_db: asyncpg.Connection, moment: str) -> None:
     while not await raw_db.fetchval("select statement_timestamp() > $1", deadline):
         assert asyncio.get_running_loop().time() < give_up, "the database clock stands still"
         await asyncio.sleep(0.05 * TIME_FACTOR)
+
+
+@contextlib.asynccontextmanager
+async def expirer_held_off(raw_db: asyncpg.Connection, *message_ids: str) -> AsyncIterator[None]:
+    """Lock the messages' rows, so that the expirer (which skips locked rows) leaves them be:
+    what is read meanwhile shows that reads hide an expired message by themselves."""
+    async with raw_db.transaction():
+        locked = await raw_db.fetch(
+            "select id from messages where id = any($1::uuid[]) for update", list(message_ids)
+        )
+        assert len(locked) == len(message_ids)
+        yield

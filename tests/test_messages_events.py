@@ -14,6 +14,7 @@ from tests.messages_support import (
     box_ids,
     count_rows,
     events_of,
+    expirer_held_off,
     group,
     make_group,
     send,
@@ -152,28 +153,30 @@ async def test_simultaneous_sends_give_distinct_consecutive_seqs(
     await assert_seqs_without_gaps(raw_db, bob, carol)
 
 
-# Expiry: nothing deletes expired messages yet, so every read must hide them by itself.
+# Expiry: every read hides an expired message by itself, however late the expirer is.
 
 
 async def test_an_expired_message_is_never_listed_or_opened(
     make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
-    """Once its expiry time has passed a message is gone from both boxes, opening and unread."""
+    """Once its expiry time has passed a message is gone from both boxes, opening and unread,
+    even while the expirer has not deleted it."""
     alice, bob = await make_user(), await make_user()
     expires_at = soon()
     fleeting = await send_ok(alice, bob, high_priority=True, expires_at=expires_at)
     lasting = await send_ok(alice, bob, high_priority=True)
     assert await box_ids(bob) == [lasting, fleeting]
     assert (await unread(bob))["count"] == 2
-    await wait_until_past(raw_db, expires_at)
-    assert await count_rows(raw_db, "messages") == 2
-    assert await box_ids(bob) == [lasting]
-    assert await box_ids(alice, "sent") == [lasting]
-    for person in (alice, bob):
-        assert_error(await person.http.get(f"/api/messages/{fleeting}"), 404, "not_found")
-    state = await unread(bob)
-    assert state["count"] == 1
-    assert [m["id"] for m in state["high_priority"]] == [lasting]
+    async with expirer_held_off(raw_db, fleeting):
+        await wait_until_past(raw_db, expires_at)
+        assert await count_rows(raw_db, "messages") == 2
+        assert await box_ids(bob) == [lasting]
+        assert await box_ids(alice, "sent") == [lasting]
+        for person in (alice, bob):
+            assert_error(await person.http.get(f"/api/messages/{fleeting}"), 404, "not_found")
+        state = await unread(bob)
+        assert state["count"] == 1
+        assert [m["id"] for m in state["high_priority"]] == [lasting]
 
 
 async def test_an_expired_message_cannot_be_closed_deleted_or_answered(
@@ -185,14 +188,17 @@ async def test_an_expired_message_cannot_be_closed_deleted_or_answered(
     fleeting = await send_ok(alice, bob, expires_at=expires_at)
     read_later = await send_ok(alice, bob, expires_at=expires_at)
     assert (await bob.http.post(f"/api/messages/{read_later}/read")).status_code == 200
-    await wait_until_past(raw_db, expires_at)
-    before = await stored_counts(raw_db)
-    for message_id in (fleeting, read_later):
-        assert_error(await bob.http.post(f"/api/messages/{message_id}/read"), 404, "not_found")
-        assert_error(await bob.http.delete(f"/api/messages/{message_id}"), 404, "not_found")
-        assert_error(await alice.http.delete(f"/api/messages/{message_id}"), 404, "not_found")
-        for author, to in ((bob, alice), (alice, bob)):
-            answer = await send(author, [user(to)], reply_to=message_id)
+    async with expirer_held_off(raw_db, fleeting, read_later):
+        await wait_until_past(raw_db, expires_at)
+        before = await stored_counts(raw_db)
+        for message_id in (fleeting, read_later):
+            answer = await bob.http.post(f"/api/messages/{message_id}/read")
             assert_error(answer, 404, "not_found")
-    assert await stored_counts(raw_db) == before
+            assert_error(await bob.http.delete(f"/api/messages/{message_id}"), 404, "not_found")
+            answer = await alice.http.delete(f"/api/messages/{message_id}")
+            assert_error(answer, 404, "not_found")
+            for author, to in ((bob, alice), (alice, bob)):
+                answer = await send(author, [user(to)], reply_to=message_id)
+                assert_error(answer, 404, "not_found")
+        assert await stored_counts(raw_db) == before
     assert (await box(bob)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +40,43 @@ async def append_events(
     return [Event(row["user_id"], row["seq"], type_, payload) for row in rows]
 
 
+async def append_each(
+    conn: asyncpg.Connection, entries: Sequence[tuple[UUID, EventType, dict[str, Any]]]
+) -> list[Event]:
+    """Append events of any types and payloads, several per user allowed, each with its user's
+    next seq in the order given; call inside a transaction. Counters are locked in id order."""
+    if not entries:
+        return []
+    rows = await conn.fetch(
+        """with wanted as (
+               select user_id, type, payload, n
+               from unnest($1::uuid[], $2::text[], $3::jsonb[])
+                    with ordinality as w(user_id, type, payload, n)),
+           counts as (select user_id, count(*) as added from wanted group by user_id),
+           locked as (
+               select c.user_id from event_counters c
+               where c.user_id in (select user_id from counts)
+               order by c.user_id for update),
+           bumped as (
+               update event_counters c set last_seq = c.last_seq + counts.added
+               from counts join locked using (user_id)
+               where c.user_id = counts.user_id
+               returning c.user_id, c.last_seq - counts.added as base)
+           insert into events (user_id, seq, type, payload)
+           select w.user_id, b.base + row_number() over (partition by w.user_id order by w.n),
+                  w.type, w.payload
+           from wanted w join bumped b using (user_id)
+           returning user_id, seq, type, payload""",
+        [user_id for user_id, _, _ in entries],
+        [type_.value for _, type_, _ in entries],
+        [payload for _, _, payload in entries],
+    )
+    if len(rows) != len(entries):
+        raise RuntimeError("a user without an event counter cannot receive events")
+    events = [Event(r["user_id"], r["seq"], EventType(r["type"]), r["payload"]) for r in rows]
+    return sorted(events, key=lambda event: (event.user_id, event.seq))
+
+
 async def latest_seq(conn: asyncpg.Connection, user_id: UUID) -> int:
     """The last seq given to the user: what `hello` reports."""
     value = await conn.fetchval("select last_seq from event_counters where user_id = $1", user_id)
@@ -65,3 +103,13 @@ async def events_after(
         user_id, after_seq, limit,
     )
     return [Event(user_id, row["seq"], EventType(row["type"]), row["payload"]) for row in rows]
+
+
+async def purge_old_events(conn: asyncpg.Connection, retention: timedelta, limit: int) -> int:
+    """Delete up to `limit` events older than `retention`; return how many went."""
+    status = await conn.execute(
+        """delete from events where ctid in (
+               select ctid from events where created_at < now() - $1::interval limit $2)""",
+        retention, limit,
+    )
+    return int(status.split()[-1])
