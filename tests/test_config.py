@@ -34,6 +34,7 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert settings.login_lockout == timedelta(minutes=15)
     assert settings.db_pool_size == 10
     assert settings.log_level == "INFO"
+    assert settings.event_retention == timedelta(days=7)
 
 
 def test_blank_values_count_as_unset() -> None:
@@ -60,6 +61,7 @@ def test_every_variable_is_read() -> None:
         "REALTIME_LOGIN_LOCKOUT": "90",
         "REALTIME_DB_POOL_SIZE": "4",
         "REALTIME_LOG_LEVEL": "debug",
+        "REALTIME_EVENT_RETENTION": "30d",
     })
     assert (settings.host, settings.port) == ("192.0.2.10", 9000)
     assert settings.database_url == "postgresql://app:pw@db/realtime"
@@ -77,6 +79,7 @@ def test_every_variable_is_read() -> None:
     assert settings.login_lockout == timedelta(seconds=90)
     assert settings.db_pool_size == 4
     assert settings.log_level == "DEBUG"
+    assert settings.event_retention == timedelta(days=30)
 
 
 def test_the_master_key_file_is_read_as_a_path() -> None:
@@ -118,6 +121,8 @@ def test_the_master_key_file_is_read_as_a_path() -> None:
         ("REALTIME_MAX_SOCKETS_PER_USER", "0"),
         ("REALTIME_MAX_SOCKETS_PER_USER", "many"),
         ("REALTIME_WS_COMPRESSION", "maybe"),
+        ("REALTIME_EVENT_RETENTION", "6d"),
+        ("REALTIME_EVENT_RETENTION", "0"),
         ("REALTIME_REDIS_PREFIX", "two words"),
         ("REALTIME_REDIS_PREFIX", "a:b"),
         ("REALTIME_REDIS_PREFIX", "x" * 65),

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+import pytest
 
 from realtime.api.http import Services
 from realtime.config import Settings
-from tests.conftest import MakeUser
+from realtime.db import EmbeddedPostgres
+from realtime.events import EventLog
+from realtime.expiry import purge_once
+from tests.conftest import MakeUser, log_in
 from tests.live_server import LiveServer, live_server
-from tests.messages_support import count_rows, send_ok, stored_counts
+from tests.messages_support import count_rows, events_of, send_ok, stored_counts
 from tests.redis_support import TIME_FACTOR, eventually
 from tests.ws_support import frames_until, next_frame, of_type, open_socket, send
 
@@ -158,3 +166,70 @@ async def test_a_burst_of_ten_thousand_expiring_in_one_second_is_deleted_within_
     )
     told = await expired_events(raw_db)
     assert len(told) == 2 * count and set(told.values()) == {1}
+
+
+async def test_events_older_than_the_retention_are_purged_and_resume_asks_for_resync(
+    services: Services, settings: Settings, make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    """Events older than REALTIME_EVENT_RETENTION are purged, newer ones kept; resuming from
+    before the purged ones is answered resync, from after them replays."""
+    alice, bob = await make_user(), await make_user()
+    for _ in range(3):
+        await send_ok(alice, bob)
+    await raw_db.execute(
+        "update events set created_at = now() - interval '8 days' where user_id = $1 and seq < 3",
+        bob.user.id,
+    )
+    purged = await purge_once(services.db, settings)
+    assert purged.events == 2
+    assert [e["seq"] for e in await events_of(raw_db, bob)] == [3]
+    log = EventLog(services.db)
+    assert (await log.after(bob.user.id, 0)).too_old
+    kept = await log.after(bob.user.id, 2)
+    assert not kept.too_old and [e.seq for e in kept.events] == [3]
+
+
+async def test_the_expirer_survives_a_database_restart(settings: Settings) -> None:
+    """With its database stopped and started again, a node's expirer reconnects and deletes
+    what expired meanwhile, and what expires afterwards on time."""
+    root = Path(tempfile.mkdtemp(prefix="realtime-test-restart-"))
+    database = EmbeddedPostgres(root / "data")
+    try:
+        url = await asyncio.to_thread(database.start)
+        restarted = settings.with_overrides(database_url=url)
+        with live_server(restarted) as node:
+            async with httpx.AsyncClient(base_url=node.url) as http:
+                await log_in(http, "admin", "first-admin-password")
+                answer = await http.post("/api/admin/users", json={
+                    "username": "bob", "password": "correct horse battery"})
+                assert answer.status_code == 201, answer.text
+                bob = answer.json()["id"]
+                during = await _send_expiring(http, bob, in_seconds=3)
+                await asyncio.to_thread(database.stop)
+                with pytest.raises(OSError):
+                    await asyncpg.connect(url, timeout=2)
+                await asyncio.sleep(4 * TIME_FACTOR)  # it expires while the database is down
+                assert await asyncio.to_thread(database.start) == url
+                conn = await asyncpg.connect(url)
+                try:
+                    await gone_at(conn, during, give_up=15 * TIME_FACTOR)
+                    after = await _send_expiring(http, bob, in_seconds=1)
+                    await gone_at(conn, after, give_up=10 * TIME_FACTOR)
+                    told = await expired_events(conn)
+                    assert told[(uuid.UUID(bob), during)] == 1
+                    assert told[(uuid.UUID(bob), after)] == 1
+                finally:
+                    await conn.close()
+    finally:
+        await asyncio.to_thread(database.stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _send_expiring(http: httpx.AsyncClient, to: str, in_seconds: float) -> str:
+    answer = await http.post("/api/messages", json={
+        "to": [{"kind": "user", "id": to}], "subject": "brief",
+        "expires_at": (datetime.now(UTC) + timedelta(seconds=in_seconds)).isoformat(),
+    })
+    assert answer.status_code == 201, answer.text
+    message_id: str = answer.json()["id"]
+    return message_id
