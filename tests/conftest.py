@@ -7,6 +7,7 @@ REALTIME_TEST_DATABASE_URL (a throwaway database: every table is emptied before 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import shutil
 import tempfile
@@ -192,16 +193,14 @@ def live(settings: Settings, services: Services) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-async def people(
-    live: LiveServer, services: Services
-) -> AsyncIterator[Any]:
-    """Make users and log them in over the live server's HTTP."""
+async def join(services: Services) -> AsyncIterator[Any]:
+    """Create a user (with the given flags) and log them in over a live server's HTTP."""
     opened: list[httpx.AsyncClient] = []
 
-    async def make(**flags: Any) -> Member:
+    async def make(node: LiveServer, **flags: Any) -> Member:
         username = unique_name()
         user = await services.accounts.create_user(username, PASSWORD, **flags)
-        http = httpx.AsyncClient(base_url=live.url)
+        http = httpx.AsyncClient(base_url=node.url)
         opened.append(http)
         token = await log_in(http, username, PASSWORD)
         return Member(str(user.id), username, token, http)
@@ -209,3 +208,9 @@ async def people(
     yield make
     for http in opened:
         await http.aclose()
+
+
+@pytest.fixture
+def people(live: LiveServer, join: Any) -> Any:
+    """Make users and log them in over the live server's HTTP."""
+    return functools.partial(join, live)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -18,7 +18,7 @@ from realtime.broker.redis import (
     HEARTBEAT_INTERVAL,
 )
 from realtime.config import Settings
-from tests.conftest import log_in, unique_name
+from tests.conftest import unique_name
 from tests.live_server import LiveServer, live_server
 from tests.redis_support import (
     FreezableProxy,
@@ -29,7 +29,6 @@ from tests.redis_support import (
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
 from tests.ws_support import (
-    PASSWORD,
     Inbox,
     Member,
     frames_until,
@@ -61,24 +60,6 @@ def start_nodes(settings: Settings, services: Services) -> Iterator[StartNodes]:
             return [stack.enter_context(live_server(cluster)) for _ in range(count)]
 
         yield start
-
-
-@pytest.fixture
-async def join(services: Services) -> AsyncIterator[Join]:
-    """Create a user and log them in through the given node."""
-    opened: list[httpx.AsyncClient] = []
-
-    async def make(node: LiveServer) -> Member:
-        username = unique_name()
-        user = await services.accounts.create_user(username, PASSWORD)
-        http = httpx.AsyncClient(base_url=node.url)
-        opened.append(http)
-        token = await log_in(http, username, PASSWORD)
-        return Member(str(user.id), username, token, http)
-
-    yield make
-    for http in opened:
-        await http.aclose()
 
 
 async def ready(node: LiveServer) -> dict[str, Any]:
