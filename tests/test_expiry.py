@@ -21,6 +21,8 @@ from realtime.config import Settings
 from realtime.db import EmbeddedPostgres
 from realtime.events import EventLog
 from realtime.expiry import purge_once
+from realtime.models import EventType
+from realtime.store import events as event_store
 from tests.conftest import MakeUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import count_rows, events_of, send_ok, stored_counts
@@ -233,3 +235,25 @@ async def _send_expiring(http: httpx.AsyncClient, to: str, in_seconds: float) ->
     assert answer.status_code == 201, answer.text
     message_id: str = answer.json()["id"]
     return message_id
+
+
+async def test_a_batch_of_events_gives_each_user_consecutive_seqs_in_the_order_given(
+    services: Services, make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    """Several events for one user in one batch (as an expiry batch writes them) take that
+    user's next seqs in the order given, and each keeps its own payload."""
+    alice, bob = await make_user(), await make_user()
+    await send_ok(alice, bob)  # bob's counter is at 1 already
+    deleted = EventType.MESSAGE_DELETED
+    entries = [
+        (bob.user.id, deleted, {"message_id": "first", "reason": "expired"}),
+        (alice.user.id, deleted, {"message_id": "first", "reason": "expired"}),
+        (bob.user.id, deleted, {"message_id": "second", "reason": "expired"}),
+    ]
+    async with services.db.transaction() as conn:
+        events = await event_store.append_each(conn, entries)
+    assert [(e.user_id, e.seq, e.payload["message_id"]) for e in events] == [
+        (bob.user.id, 2, "first"), (alice.user.id, 1, "first"), (bob.user.id, 3, "second"),
+    ]
+    stored = [(e["seq"], e["payload"]["message_id"]) for e in await events_of(raw_db, bob)]
+    assert stored[1:] == [(2, "first"), (3, "second")]

@@ -61,20 +61,25 @@ async def append_each(
                update event_counters c set last_seq = c.last_seq + counts.added
                from counts join locked using (user_id)
                where c.user_id = counts.user_id
-               returning c.user_id, c.last_seq - counts.added as base)
-           insert into events (user_id, seq, type, payload)
-           select w.user_id, b.base + row_number() over (partition by w.user_id order by w.n),
-                  w.type, w.payload
-           from wanted w join bumped b using (user_id)
-           returning user_id, seq, type, payload""",
+               returning c.user_id, c.last_seq - counts.added as base),
+           numbered as (
+               select w.n, w.user_id, w.type, w.payload,
+                      b.base + row_number() over (partition by w.user_id order by w.n) as seq
+               from wanted w join bumped b using (user_id)),
+           inserted as (
+               insert into events (user_id, seq, type, payload)
+               select user_id, seq, type, payload from numbered)
+           select n, seq from numbered order by n""",
         [user_id for user_id, _, _ in entries],
         [type_.value for _, type_, _ in entries],
         [payload for _, _, payload in entries],
     )
     if len(rows) != len(entries):
         raise RuntimeError("a user without an event counter cannot receive events")
-    events = [Event(r["user_id"], r["seq"], EventType(r["type"]), r["payload"]) for r in rows]
-    return sorted(events, key=lambda event: (event.user_id, event.seq))
+    # The entries are at hand: only each one's seq comes back, not its payload decoded again.
+    return [
+        Event(entries[n - 1][0], seq, entries[n - 1][1], entries[n - 1][2]) for n, seq in rows
+    ]
 
 
 async def latest_seq(conn: asyncpg.Connection, user_id: UUID) -> int:
