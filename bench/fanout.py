@@ -347,20 +347,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, nargs="+", default=[1000, 5000, 10000],
                         help="numbers of sockets to fan out to (default: 1000 5000 10000)")
-    parser.add_argument("--redis", action="store_true",
-                        help="carry live events through a private redis-server")
-    parser.add_argument("--ws", choices=harness.WS_IMPLEMENTATIONS, default=harness.SERVER_WS,
-                        help=f"uvicorn's websocket implementation (default: {harness.SERVER_WS},"
-                             " the server's own)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="client processes sharing the sockets (default: 1)")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="handshakes in flight per client process (default: 100)")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds between the last socket opened and the send (default: 2)")
-    parser.add_argument("--wait", type=float, default=30.0,
-                        help="seconds to wait for every socket's frames (default: 30)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    harness.add_server_and_client_options(
+        parser, wait_help="seconds to wait for every socket's frames"
+    )
     return parser.parse_args()
 
 

@@ -173,6 +173,21 @@ class CpuUse:
 # --- processes ---------------------------------------------------------------------------------
 
 
+def add_server_and_client_options(parser: argparse.ArgumentParser, *, wait_help: str) -> None:
+    """The options both load benchmarks take: broker, websocket implementation, clients, output."""
+    parser.add_argument("--redis", action="store_true",
+                        help="carry live events through a private redis-server")
+    parser.add_argument("--ws", choices=WS_IMPLEMENTATIONS, default=SERVER_WS,
+                        help=f"uvicorn's websocket implementation (default: {SERVER_WS},"
+                             " the server's own)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="client processes sharing the sockets (default: 1)")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="handshakes in flight per client process (default: 100)")
+    parser.add_argument("--wait", type=float, default=30.0, help=f"{wait_help} (default: 30)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
 def raise_open_files_limit() -> None:
     """Raise this process's soft limit of open files to the hard one; children inherit it."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -355,11 +355,6 @@ def parse_args() -> argparse.Namespace:
                         help="how long each rate is held (default: 30)")
     parser.add_argument("--users", type=int, default=1000,
                         help="connected users, one socket each (default: 1000)")
-    parser.add_argument("--redis", action="store_true",
-                        help="carry live events through a private redis-server")
-    parser.add_argument("--ws", choices=harness.WS_IMPLEMENTATIONS, default=harness.SERVER_WS,
-                        help=f"uvicorn's websocket implementation (default: {harness.SERVER_WS},"
-                             " the server's own)")
     parser.add_argument("--search", action="store_true",
                         help="then bisect the highest rate keeping p99 under 100 ms")
     parser.add_argument("--search-seconds", type=float, default=10.0,
@@ -368,15 +363,11 @@ def parse_args() -> argparse.Namespace:
                         help="stop searching when the bounds are this close (default: 100/s)")
     parser.add_argument("--connections", type=int, default=64,
                         help="the sender's keep-alive connections (default: 64)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="client processes sharing the sockets (default: 1)")
-    parser.add_argument("--concurrency", type=int, default=100,
-                        help="handshakes in flight per client process (default: 100)")
     parser.add_argument("--pause", type=float, default=3.0,
                         help="seconds of rest between steps (default: 3)")
-    parser.add_argument("--wait", type=float, default=30.0,
-                        help="seconds to wait for a step's last deliveries (default: 30)")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    harness.add_server_and_client_options(
+        parser, wait_help="seconds to wait for a step's last deliveries"
+    )
     return parser.parse_args()
 
 
