@@ -3,8 +3,9 @@
 A change hands its events over once committed and goes on at once: the request that made it does
 not wait for the broker. The events of every commit that came meanwhile are rendered together
 (one query for the new messages, one for the unread counts) and published in one pipeline, in
-the order they were handed over. A batch that cannot be published is not lost: the events are in
-the log, and a socket repairs its gap from there at its next event or resume.
+the order they were handed over. A batch that fails (the database busy a moment) is tried again;
+one that keeps failing is not lost: the events are in the log, and a socket repairs its gap
+from there at its next event or resume.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5_000  # events rendered in one go; a larger backlog takes several rounds
 CLOSE_TIMEOUT = 5.0  # at shutdown, how long the last batches may take
+ATTEMPTS = 3  # a batch whose render or publish fails is tried again, after 0.1 s, then 0.2 s
+RETRY_DELAY = 0.1
 
 Renderer = Callable[[list[Event]], Awaitable[list[tuple[UUID, bytes]]]]
 
@@ -71,11 +74,18 @@ class Publisher:
                 return
 
     async def _publish_batch(self, batch: list[Event]) -> None:
-        try:
-            payloads = await self._render(batch)
-            await self._broker.publish(payloads)
-        except Exception:  # the top of the publishing loop: the log still holds the events
-            log.exception("Could not publish %d events; sockets will catch up from the log",
-                          len(batch))
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                payloads = await self._render(batch)
+                await self._broker.publish(payloads)
+            except Exception:  # the top of the publishing loop: the log still holds the events
+                if attempt == ATTEMPTS:
+                    log.exception("Could not publish %d events; sockets will catch up from the "
+                                  "log", len(batch))
+                    return
+                log.warning("Could not publish %d events (attempt %d); trying again",
+                            len(batch), attempt, exc_info=True)
+                await asyncio.sleep(RETRY_DELAY * attempt)
+                continue
+            metrics.publish_batches.observe(len(batch))
             return
-        metrics.publish_batches.observe(len(batch))

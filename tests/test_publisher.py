@@ -10,7 +10,7 @@ import pytest
 
 from realtime.broker.memory import MemoryBroker
 from realtime.models import Event, EventType
-from realtime.publisher import Publisher
+from realtime.publisher import ATTEMPTS, Publisher
 from tests.redis_support import eventually
 
 USER = uuid.uuid4()
@@ -72,19 +72,30 @@ async def test_commits_made_while_a_batch_is_out_are_published_together_in_order
     await publisher.close()
 
 
-async def test_a_batch_that_fails_is_logged_and_the_next_ones_still_go_out(
-    recorder: Recorder, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A render that fails loses only its own batch (the log keeps the events): later commits
-    are published."""
+async def test_a_batch_that_fails_once_is_tried_again_and_delivered(recorder: Recorder) -> None:
+    """A render that fails once (the database busy a moment) is tried again: the events go out."""
     publisher = Publisher(recorder.render, recorder.broker)
     publisher.start()
     recorder.failures = 1
     await publisher.publish(commit(1))
-    await eventually(lambda: recorder.batches == [[1]], "the failed batch")
+    await eventually(lambda: recorder.delivered == [b"1"], "the retried batch")
+    assert recorder.batches == [[1], [1]]
+    await publisher.close()
+
+
+async def test_a_batch_that_keeps_failing_is_logged_and_the_next_ones_still_go_out(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A render that fails on every attempt loses only its own batch (the log keeps the
+    events): later commits are published."""
+    publisher = Publisher(recorder.render, recorder.broker)
+    publisher.start()
+    recorder.failures = ATTEMPTS
+    await publisher.publish(commit(1))
+    await eventually(lambda: recorder.batches == [[1]] * ATTEMPTS, "every attempt")
     await publisher.publish(commit(2))
     await eventually(lambda: recorder.delivered == [b"2"], "the next batch")
-    assert "Could not publish 1 events" in caplog.text
+    assert "Could not publish 1 events; sockets will catch up" in caplog.text
     await publisher.close()
 
 
