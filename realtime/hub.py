@@ -1,8 +1,9 @@
 """This node's sockets by user, and the fan-out of published events to them.
 
-The fan-out never waits: each delivery is put on a bounded per-socket queue (`put_nowait`), and
-a writer task per socket sends what is queued, in seq order, exactly once. A socket whose queue
-overflows is closed with 1013; its client reconnects and resumes.
+The fan-out never waits: each delivery is appended to a bounded per-socket queue, and a writer
+task per socket sends what is queued, in seq order, exactly once. The writer runs only while its
+queue holds something, so an idle socket costs no task. A socket whose queue overflows is closed
+with 1013; its client reconnects and resumes.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class _Resume:
 _Item = tuple[int, str] | _Unread | _Resume  # a frame with its seq (0: none), a count, a resume
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class Connection:
     """One open socket: who it is, how to write to it, and what it has been sent."""
 
@@ -85,11 +86,10 @@ class Connection:
     close: Callable[[int, str], Awaitable[None]]
     last_seq: int = 0
     unread_as_of: int = 0  # the seq of the last unread count sent: an older one is stale
-    queue: asyncio.Queue[_Item | None] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
-    )
+    queued: list[_Item] = field(default_factory=list)  # what the writer has still to send
+    started: bool = False  # hello has gone: the writer may send
     closing: bool = False
-    writer: asyncio.Task[None] | None = None
+    writer: asyncio.Task[None] | None = None  # while it has something to send
 
 
 class Hub:
@@ -124,8 +124,9 @@ class Hub:
             self._forget(sockets[0])
 
     def start(self, conn: Connection) -> None:
-        """Start the socket's writer, after its `hello` has been sent."""
-        conn.writer = asyncio.create_task(self._write(conn), name=f"ws-writer-{conn.user_id}")
+        """Let the socket's writer send, after its `hello` has gone: what was queued first."""
+        conn.started = True
+        self._wake(conn)
 
     async def unregister(self, conn: Connection) -> None:
         """Remove a socket whose client has gone, and stop its writer."""
@@ -184,9 +185,6 @@ class Hub:
     async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
         """Shut down: let queued frames drain (bounded), then close every socket with `code`."""
         conns = [conn for sockets in self._sockets.values() for conn in sockets]
-        for conn in conns:
-            with contextlib.suppress(asyncio.QueueFull):
-                conn.queue.put_nowait(None)
         writers = [conn.writer for conn in conns if conn.writer is not None]
         if writers:
             await asyncio.wait(writers, timeout=DRAIN_TIMEOUT)
@@ -202,11 +200,16 @@ class Hub:
     def _offer(self, conn: Connection, item: _Item) -> None:
         if conn.closing:
             return
-        try:
-            conn.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(conn.queued) >= QUEUE_SIZE:
             self._close_soon(conn, CLOSE_SLOW, "the client reads too slowly")
             self._forget(conn)
+            return
+        conn.queued.append(item)
+        self._wake(conn)
+
+    def _wake(self, conn: Connection) -> None:
+        if conn.writer is None and conn.started and conn.queued and not conn.closing:
+            conn.writer = asyncio.create_task(self._write(conn))
 
     def _close_soon(self, conn: Connection, code: int, reason: str) -> None:
         if conn.closing:
@@ -227,27 +230,36 @@ class Hub:
             log.debug("a socket task failed: %s", task.exception())
 
     async def _write(self, conn: Connection) -> None:
-        """Send the socket's queue in order: each seq once, gaps repaired from the log."""
-        while True:
-            item = await conn.queue.get()
-            if item is None:
+        """Send the socket's queue in order, then end: each seq once, gaps repaired from the log.
+        A write that fails closes the socket with 1013: its client reconnects and resumes."""
+        try:
+            while conn.queued:
+                await self._send_item(conn, conn.queued.pop(0))
+        except Exception as exc:
+            log.debug("a socket's writer failed: %r", exc)
+            conn.writer = None
+            self._close_soon(conn, CLOSE_SLOW, "try again")
+            self._forget(conn)
+        finally:
+            conn.writer = None
+
+    async def _send_item(self, conn: Connection, item: _Item) -> None:
+        if isinstance(item, _Resume):
+            await self._resume(conn, item)
+            return
+        if isinstance(item, _Unread):
+            await self._send_unread(conn, item.as_of, item.frame)
+            return
+        seq, frame = item
+        if seq and seq <= conn.last_seq:
+            return
+        if seq > conn.last_seq + 1:
+            await self._resume(conn, _Resume(conn.last_seq, answer=False))
+            if seq <= conn.last_seq:
                 return
-            if isinstance(item, _Resume):
-                await self._resume(conn, item)
-                continue
-            if isinstance(item, _Unread):
-                await self._send_unread(conn, item.as_of, item.frame)
-                continue
-            seq, frame = item
-            if seq and seq <= conn.last_seq:
-                continue
-            if seq > conn.last_seq + 1:
-                await self._resume(conn, _Resume(conn.last_seq, answer=False))
-                if seq <= conn.last_seq:
-                    continue
-            await conn.send(frame)
-            metrics.events_delivered.inc()
-            conn.last_seq = max(conn.last_seq, seq)
+        await conn.send(frame)
+        metrics.events_delivered.inc()
+        conn.last_seq = max(conn.last_seq, seq)
 
     async def _resume(self, conn: Connection, request: _Resume) -> None:
         if not await self._session_alive(conn.session_id):

@@ -14,6 +14,7 @@ from realtime.broker.base import Broker
 from realtime.errors import Forbidden, InvalidInput, RealtimeError, Unauthenticated
 from realtime.frames import Frames
 from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, Connection, Hub
+from realtime.models import AuthContext, User
 from realtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_POLICY)  # before accept: the handshake gets 403
         return
     await websocket.accept()
-    try:
-        token, _ = credentials(websocket)
-        if token is None:
-            raise Unauthenticated("log in first")
-        auth = await services.accounts.authenticate(token)
-    except Unauthenticated as exc:
-        await websocket.close(code=CLOSE_SESSION_ENDED, reason=exc.message)
+    auth = await _authenticated(websocket, services)
+    if auth is None:
         return
     conn = Connection(
         user_id=auth.user.id,
@@ -59,15 +55,33 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     )
     await live.hub.register(conn)  # subscribed before the snapshot: nothing falls between
     try:
-        seq, hello = await live.frames.hello(auth.user)
-        conn.last_seq = conn.unread_as_of = seq  # hello holds the events and count up to seq
-        await websocket.send_text(hello.decode())
+        await _greet(websocket, conn, auth.user, live)
+        del auth  # an open socket keeps only its connection
         live.hub.start(conn)
         await _read(websocket, conn, live.hub)
     except WebSocketDisconnect:
         pass
     finally:
         await live.hub.unregister(conn)
+
+
+async def _authenticated(websocket: WebSocket, services: Services) -> AuthContext | None:
+    """The socket's user and session, or None once it is closed 4401 for want of a live one."""
+    try:
+        token, _ = credentials(websocket)
+        if token is None:
+            raise Unauthenticated("log in first")
+        return await services.accounts.authenticate(token)
+    except Unauthenticated as exc:
+        await websocket.close(code=CLOSE_SESSION_ENDED, reason=exc.message)
+        return None
+
+
+async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:
+    """Send `hello`; nothing of it stays referenced while the socket lives."""
+    seq, hello = await live.frames.hello(user)
+    conn.last_seq = conn.unread_as_of = seq  # hello holds the events and count up to seq
+    await websocket.send_text(hello.decode())
 
 
 def _by_cookie(websocket: WebSocket) -> bool:

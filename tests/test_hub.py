@@ -60,6 +60,37 @@ async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiv
     await hub.close_all()
 
 
+async def test_a_socket_whose_write_fails_is_closed_1013_and_never_left_silent() -> None:
+    """A write that fails (the replay's database gone, the transport broken) closes that socket
+    with 1013, so its client reconnects and resumes, instead of leaving it open and deaf."""
+    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    user, received, codes = uuid.uuid4(), asyncio.Queue[str](), asyncio.Queue[int]()
+
+    async def broken(frame: str) -> None:
+        raise ConnectionResetError("the transport is gone")
+
+    async def record_close(code: int, reason: str) -> None:
+        await codes.put(code)
+
+    async def ignore_close(code: int, reason: str) -> None:
+        raise AssertionError("the working socket must stay open")
+
+    failing = Connection(user, uuid.uuid4(), send=broken, close=record_close)
+    working = Connection(user, uuid.uuid4(), send=received.put, close=ignore_close)
+    for conn in (failing, working):
+        await hub.register(conn)
+        hub.start(conn)
+    for seq in (1, 2):
+        hub.deliver(user, frame_payload(seq, b'{"seq":%d}' % seq))
+    assert await asyncio.wait_for(codes.get(), 5) == 1013
+    assert [await received.get(), await received.get()] == ['{"seq":1}', '{"seq":2}']
+    assert hub.connections == 1
+    hub.deliver(user, frame_payload(3, b'{"seq":3}'))
+    assert await asyncio.wait_for(received.get(), 5) == '{"seq":3}'
+    assert codes.empty()
+    await hub.close_all()
+
+
 async def test_an_unread_count_older_than_the_sockets_is_never_sent() -> None:
     """A count that is the state after an older seq than the one the socket has (a batch from
     another node arriving late) is dropped; a newer one is sent."""
