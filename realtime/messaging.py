@@ -49,16 +49,22 @@ class Messaging:
         self._expiry_scheduled: Callable[[datetime], None] = _ignore
 
     async def send(self, sender: User, draft: Draft, idempotency_key: str | None) -> SendReceipt:
-        """Commit the message and one `message.new` per recipient, then publish them."""
-        async with self._db.transaction() as conn:
-            if idempotency_key is not None:
+        """Commit the message and one `message.new` per recipient, then publish them.
+
+        Without an idempotency key the message is written by one statement, with no transaction
+        around it; with one, the key's claim, the message and the answer commit together."""
+        if idempotency_key is None:
+            async with self._db.connection() as conn:
+                check_draft(sender, draft)
+                receipt, events = await self._insert(conn, sender, draft)
+        else:
+            async with self._db.transaction() as conn:
                 fingerprint = self._keyring.fingerprint(draft.canonical())
                 claim = await idempotency.claim_key(conn, sender.id, idempotency_key, fingerprint)
                 if not claim.claimed:  # a retry gets the first answer, whatever changed since
                     return _earlier_receipt(claim, fingerprint)
-            check_draft(sender, draft)
-            receipt, events = await self._insert(conn, sender, draft)
-            if idempotency_key is not None:
+                check_draft(sender, draft)
+                receipt, events = await self._insert(conn, sender, draft)
                 await idempotency.store_response(
                     conn, sender.id, idempotency_key,
                     {"id": receipt.id, "sent_at": receipt.sent_at,
@@ -81,7 +87,8 @@ class Messaging:
         recipients = addressing.recipients
         message_id = uuid.uuid4()
         envelope, key = self._keyring.new_envelope(row_name("messages", message_id))
-        sent_at = await message_store.insert_message(
+        payload = {"message_id": str(message_id)}
+        inserted = await message_store.insert_message(
             conn,
             message_id=message_id,
             sender_id=sender.id,
@@ -93,13 +100,17 @@ class Messaging:
             body=envelope.seal("body", draft.body),
             addressees=addressing.addressees,
             recipient_ids=recipients,
+            event_type=EventType.MESSAGE_NEW,
+            event_payload=payload,
+            announcement=(  # to the other nodes' expirers
+                None if draft.expires_at is None else expiry_store.announcement(draft.expires_at)
+            ),
         )
-        events = await event_store.append_events(
-            conn, recipients, EventType.MESSAGE_NEW, {"message_id": str(message_id)}
-        )
-        if draft.expires_at is not None:
-            await expiry_store.announce(conn, draft.expires_at)  # to the other nodes' expirers
-        return SendReceipt(message_id, sent_at, len(recipients)), events
+        events = [
+            Event(user_id, seq, EventType.MESSAGE_NEW, payload)
+            for user_id, seq in inserted.seqs.items()
+        ]
+        return SendReceipt(message_id, inserted.sent_at, len(recipients)), events
 
     async def list_messages(
         self, user: User, box: Box, limit: int, before: str | None

@@ -12,27 +12,35 @@ import asyncpg
 from realtime.models import Event, EventType
 
 
-async def append_events(
-    conn: asyncpg.Connection, user_ids: Sequence[UUID], type_: EventType, payload: dict[str, Any]
-) -> list[Event]:
-    """Append one event per user, each with that user's next seq; call inside a transaction.
+def appending(user_ids: str, type_: str, payload: str) -> str:
+    """The common table expressions that append one event per user of the `uuid[]` expression
+    `user_ids` (distinct), of the given type and payload expressions, for a statement of its
+    own; `appended` yields each event's user_id and seq.
 
     The counters are locked in id order, so concurrent writers never deadlock, and each row lock
     is held until commit, so a user's events commit in the order of their seqs.
     """
-    if not user_ids:
-        return []
-    rows = await conn.fetch(
-        """with locked as (
+    return f"""locked as (
                select user_id from event_counters
-               where user_id = any($1::uuid[]) order by user_id for update),
+               where user_id = any({user_ids}) order by user_id for update),
            bumped as (
                update event_counters c set last_seq = c.last_seq + 1
                from locked where c.user_id = locked.user_id
-               returning c.user_id, c.last_seq)
-           insert into events (user_id, seq, type, payload)
-           select user_id, last_seq, $2, $3 from bumped
-           returning user_id, seq""",
+               returning c.user_id, c.last_seq),
+           appended as (
+               insert into events (user_id, seq, type, payload)
+               select user_id, last_seq, {type_}, {payload} from bumped
+               returning user_id, seq)"""
+
+
+async def append_events(
+    conn: asyncpg.Connection, user_ids: Sequence[UUID], type_: EventType, payload: dict[str, Any]
+) -> list[Event]:
+    """Append one event per user, each with that user's next seq; call inside a transaction."""
+    if not user_ids:
+        return []
+    rows = await conn.fetch(
+        f"with {appending('$1::uuid[]', '$2', '$3')} select user_id, seq from appended",
         list(dict.fromkeys(user_ids)), type_.value, payload,
     )
     if len(rows) != len(set(user_ids)):

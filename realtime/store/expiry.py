@@ -24,9 +24,10 @@ class Expired:
 CHANNEL = "realtime_expiry"
 
 
-async def announce(conn: asyncpg.Connection, expires_at: datetime) -> None:
-    """Tell every node's expirer of a new expiry time once this transaction commits."""
-    await conn.execute("select pg_notify($1, $2)", CHANNEL, expires_at.isoformat())
+def announcement(expires_at: datetime) -> tuple[str, str]:
+    """The notification (channel, payload) that tells every node's expirer of a new expiry
+    time: what `realtime.expiry` listens for."""
+    return CHANNEL, expires_at.isoformat()
 
 
 async def seconds_until_next_expiry(conn: asyncpg.Connection) -> float | None:

@@ -9,11 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from realtime.models import Addressee, AddresseeKind, MessageHeader, SealedKey, SealedMessage
+from realtime.models import (
+    Addressee,
+    AddresseeKind,
+    EventType,
+    MessageHeader,
+    SealedKey,
+    SealedMessage,
+)
+from realtime.store.events import appending
 
 _LIVE = "(m.expires_at is null or m.expires_at > statement_timestamp())"
 _LIVE_FOR_RECIPIENT = "(r.expires_at is null or r.expires_at > statement_timestamp())"
@@ -78,6 +87,14 @@ def _sealed(row: asyncpg.Record, *, with_body: bool = False) -> SealedMessage:
     )
 
 
+@dataclass(frozen=True)
+class Inserted:
+    """A message just written: when it was sent, and the seq of each recipient's event."""
+
+    sent_at: datetime
+    seqs: dict[UUID, int]
+
+
 async def insert_message(
     conn: asyncpg.Connection,
     *,
@@ -91,11 +108,15 @@ async def insert_message(
     body: bytes,
     addressees: Sequence[Addressee],
     recipient_ids: Sequence[UUID],
-) -> datetime:
-    """Insert a message with its To field and its recipients, in one statement; return when it
-    was sent."""
-    sent_at: datetime = await conn.fetchval(
-        """with message as (
+    event_type: EventType,
+    event_payload: dict[str, Any],
+    announcement: tuple[str, str] | None,
+) -> Inserted:
+    """Insert a message with its To field, its recipients (distinct) and one event for each of
+    them, and notify `announcement` (channel, payload) on commit, all in one statement: atomic
+    even outside a transaction."""
+    rows = await conn.fetch(
+        f"""with message as (
                insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
                                      key_id, wrapped_key, subject, body, recipient_count)
                values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9,
@@ -110,16 +131,23 @@ async def insert_message(
                insert into message_recipients
                    (message_id, user_id, sent_at, expires_at, high_priority)
                select $1, user_id, statement_timestamp(), $3, $4
-               from unnest($13::uuid[]) as user_id)
-           select sent_at from message""",
+               from unnest($13::uuid[]) as user_id),
+           {appending('$13::uuid[]', '$14', '$15')},
+           announced as (select pg_notify($16, $17) where $16::text is not null)
+           select message.sent_at, appended.user_id, appended.seq,
+                  (select count(*) from announced) as announced
+           from message cross join appended""",
         message_id, sender_id, expires_at, high_priority, reply_to,
         key.key_id, key.wrapped, subject, body,
         [a.kind.value for a in addressees],
         [a.id for a in addressees],
         [a.name for a in addressees],
         list(recipient_ids),
+        event_type.value, event_payload, *(announcement or (None, None)),
     )
-    return sent_at
+    if len(rows) != len(recipient_ids):
+        raise RuntimeError("a user without an event counter cannot receive events")
+    return Inserted(rows[0]["sent_at"], {row["user_id"]: row["seq"] for row in rows})
 
 
 async def get_message(
