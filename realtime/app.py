@@ -23,12 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from realtime import api, metrics
 from realtime.accounts import Accounts
 from realtime.api.http import Services, error_response, http_error_response
+from realtime.attachments import Attachments
 from realtime.broker import create_broker
 from realtime.config import Settings, load_settings
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
 from realtime.events import EventLog
 from realtime.expiry import Expirer
+from realtime.files import Files
 from realtime.frames import Frames
 from realtime.groups import Groups
 from realtime.hub import Hub, end_sessions_payload
@@ -36,6 +38,7 @@ from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.publisher import Publisher
+from realtime.vault import Vault
 from realtime.ws import Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -79,7 +82,10 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
                 announce_first_admin(generated)
-            messaging = Messaging(db, keyring)
+            files = Files(db, keyring)
+            vault = Vault(db, keyring, files)
+            attachments = Attachments(db, keyring, vault, files)
+            messaging = Messaging(db, keyring, attachments)
             app.state.live = await start_live_delivery(stack, settings, db, accounts, messaging)
             if expire:
                 expirer = Expirer(db, settings, app.state.live.publisher.publish)
@@ -92,6 +98,9 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 groups=Groups(db),
                 messaging=messaging,
                 broker=app.state.live.broker,
+                vault=vault,
+                files=files,
+                attachments=attachments,
             )
             yield
 

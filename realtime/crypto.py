@@ -27,6 +27,7 @@ NONCE_BYTES = 12
 TOKEN_BYTES = 32
 _KEY_AAD = b"realtime/v1/data-key/"
 _FIELD_AAD = b"realtime/v1/field/"
+_CHUNK_AAD = b"realtime/v1/chunk/"
 _FINGERPRINT_INFO = b"realtime/v1/request-fingerprint"
 
 # Argon2id at the OWASP baseline: 19 MiB, two passes, one lane.
@@ -67,8 +68,32 @@ class Envelope:
     def open_text(self, field_name: str, sealed: bytes) -> str:
         return self.open(field_name, sealed).decode()
 
+    def seal_chunk(self, index: int, data: bytes | bytearray | memoryview) -> bytes:
+        """Seal the `index`th chunk of the row's one stream of bytes (a file).
+
+        The nonce is the chunk's index: the row's data key seals that one stream, each chunk
+        once, so no nonce repeats under it. The associated data binds the chunk to its row and
+        place, so chunks cannot be swapped, moved or borrowed from another file.
+        """
+        return AESGCM(self.data_key).encrypt(_chunk_nonce(index), data, self._chunk_aad(index))
+
+    def open_chunk(self, index: int, sealed: bytes) -> bytes:
+        try:
+            return AESGCM(self.data_key).decrypt(
+                _chunk_nonce(index), sealed, self._chunk_aad(index)
+            )
+        except (InvalidTag, ValueError):
+            raise CryptoError(f"chunk {index} of {self.row} does not open") from None
+
     def _aad(self, field_name: str) -> bytes:
         return _FIELD_AAD + self.row.encode() + b"/" + field_name.encode()
+
+    def _chunk_aad(self, index: int) -> bytes:
+        return _CHUNK_AAD + self.row.encode() + b"/" + str(index).encode()
+
+
+def _chunk_nonce(index: int) -> bytes:
+    return index.to_bytes(NONCE_BYTES, "big")
 
 
 class Keyring:

@@ -10,7 +10,7 @@ from uuid import UUID
 from realtime import codec
 from realtime.db import Connection
 from realtime.errors import Forbidden, InvalidInput
-from realtime.models import Addressee, AddresseeKind, User
+from realtime.models import Addressee, AddresseeKind, AttachmentKind, EntryFields, User
 from realtime.store import groups as group_store
 from realtime.store import users as user_store
 
@@ -30,6 +30,16 @@ class Target:
 
 
 @dataclass(frozen=True)
+class AttachmentRequest:
+    """One attachment as sent: a credential typed in, or the id of the sender's entry, folder
+    or upload."""
+
+    kind: AttachmentKind
+    ref: UUID | None = None
+    credential: EntryFields | None = None
+
+
+@dataclass(frozen=True)
 class Draft:
     to: tuple[Target, ...]
     subject: str = field(repr=False)
@@ -37,7 +47,7 @@ class Draft:
     expires_at: datetime | None = None
     high_priority: bool = False
     reply_to: UUID | None = None
-    attachment_count: int = 0
+    attachments: tuple[AttachmentRequest, ...] = ()
 
     def canonical(self) -> bytes:
         """The request in one canonical encoding, to tell a retry from a different send."""
@@ -48,12 +58,11 @@ def check_draft(sender: User, draft: Draft) -> None:
     """The sender's rights and the expiry time; raise what forbids sending."""
     if not sender.can_send:
         raise Forbidden("you are not allowed to send messages")
-    if draft.attachment_count and not sender.can_attach:
+    if draft.attachments and not sender.can_attach:
         raise Forbidden("you are not allowed to send attachments")
-    if draft.attachment_count:
+    if len(draft.attachments) > MAX_ATTACHMENTS:
         raise InvalidInput(
-            "attachments are not accepted by this server yet",
-            {"attachments": "not supported yet"},
+            "too many attachments", {"attachments": f"at most {MAX_ATTACHMENTS}"}
         )
     if draft.expires_at is None:
         return

@@ -1,6 +1,6 @@
 """Expiry on time: the expirer deletes each message when its expiry passes, on every node, and
 purges what the server no longer needs (ended sessions, old events, idempotency keys, ended
-login windows), each on its own schedule.
+login windows, uploads never attached), each on its own schedule.
 
 The expirer sleeps until the earliest pending expiry (never a fixed poll). A send with a sooner
 expiry wakes it early: in process directly, on other nodes through PostgreSQL NOTIFY. Due
@@ -16,15 +16,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from realtime import metrics
 from realtime.config import Settings
-from realtime.db import CONTENDED, UNAVAILABLE, Database
+from realtime.db import CONTENDED, UNAVAILABLE, Connection, Database
 from realtime.models import DeleteReason, Event, EventType
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
+from realtime.store import files as file_store
 from realtime.store import idempotency, throttle
 from realtime.store import sessions as session_store
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 BATCH = 1_000  # messages deleted per transaction
 PURGE_INTERVAL = 60.0
 PURGE_BATCH = 10_000  # events purged per statement
+UNATTACHED_UPLOAD_LIFETIME = timedelta(hours=1)
+FILE_PURGE_BATCH = 100  # files purged per statement: up to 25 MiB each
 RETRY_DELAY = 0.5  # after the database failed; a lost lock race is retried at once
 IDLE_WAIT = 3600.0  # with nothing to expire, the longest sleep (a wake-up comes first)
 LATE_MARGIN = 0.001  # wake just after the expiry, never just before
@@ -46,6 +49,7 @@ class Purged:
     events: int
     idempotency_keys: int
     login_windows: int
+    uploads: int
 
 
 async def purge_once(db: Database, settings: Settings) -> Purged:
@@ -64,7 +68,19 @@ async def purge_once(db: Database, settings: Settings) -> Purged:
             events=events,
             idempotency_keys=await idempotency.purge_old_keys(conn),
             login_windows=await throttle.purge_ended_windows(conn, settings.login_lockout),
+            uploads=await _purge_unattached_uploads(conn),
         )
+
+
+async def _purge_unattached_uploads(conn: Connection) -> int:
+    total = 0
+    while True:
+        purged = await file_store.purge_unattached(
+            conn, UNATTACHED_UPLOAD_LIFETIME, FILE_PURGE_BATCH
+        )
+        total += purged
+        if purged < FILE_PURGE_BATCH:
+            return total
 
 
 class Expirer:
@@ -148,6 +164,9 @@ class Expirer:
                 for user_id in _told_of(message)
             ]
             events = await event_store.append_each(conn, entries)
+            await file_store.release_files(
+                conn, [file_id for message in expired for file_id in message.file_ids]
+            )
         for message in expired:
             lag = (message.deleted_at - message.expires_at).total_seconds()
             metrics.expiry_lag.observe(max(0.0, lag))

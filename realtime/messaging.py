@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from realtime import codec, metrics
+from realtime.attachments import Attachments, Prepared
 from realtime.crypto import Keyring, row_name, same_secret
 from realtime.db import Connection, Database
 from realtime.drafts import Draft, address, check_draft
@@ -23,8 +24,10 @@ from realtime.models import (
     SendReceipt,
     User,
 )
+from realtime.store import attachments as attachment_store
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
+from realtime.store import files as file_store
 from realtime.store import idempotency
 from realtime.store import messages as message_store
 
@@ -42,21 +45,31 @@ async def _discard(events: list[Event]) -> None:
 
 
 class Messaging:
-    def __init__(self, db: Database, keyring: Keyring, publish: EventSink = _discard) -> None:
+    def __init__(
+        self, db: Database, keyring: Keyring, attachments: Attachments,
+        publish: EventSink = _discard,
+    ) -> None:
         self._db = db
         self._keyring = keyring
+        self._attachments = attachments
         self._publish = publish
         self._expiry_scheduled: Callable[[datetime], None] = _ignore
 
     async def send(self, sender: User, draft: Draft, idempotency_key: str | None) -> SendReceipt:
         """Commit the message and one `message.new` per recipient, then publish them.
 
-        Without an idempotency key the message is written by one statement, with no transaction
-        around it; with one, the key's claim, the message and the answer commit together."""
-        if idempotency_key is None:
+        Without an idempotency key or attachments the message is written by one statement, with
+        no transaction around it; otherwise the key's claim, the message, its attachments and
+        the answer commit together. Attachments are copies taken before the transaction."""
+        if idempotency_key is None and not draft.attachments:
             async with self._db.connection() as conn:
                 check_draft(sender, draft)
-                receipt, events = await self._insert(conn, sender, draft)
+                receipt, events = await self._insert(conn, sender, draft, [])
+        elif idempotency_key is None:
+            check_draft(sender, draft)
+            prepared = await self._attachments.prepare(sender, draft.attachments)
+            async with self._db.transaction() as conn:
+                receipt, events = await self._insert(conn, sender, draft, prepared)
         else:
             async with self._db.transaction() as conn:
                 fingerprint = self._keyring.fingerprint(draft.canonical())
@@ -64,7 +77,8 @@ class Messaging:
                 if not claim.claimed:  # a retry gets the first answer, whatever changed since
                     return _earlier_receipt(claim, fingerprint)
                 check_draft(sender, draft)
-                receipt, events = await self._insert(conn, sender, draft)
+                prepared = await self._attachments.prepare(sender, draft.attachments)
+                receipt, events = await self._insert(conn, sender, draft, prepared)
                 await idempotency.store_response(
                     conn, sender.id, idempotency_key,
                     {"id": receipt.id, "sent_at": receipt.sent_at,
@@ -77,7 +91,7 @@ class Messaging:
         return receipt
 
     async def _insert(
-        self, conn: Connection, sender: User, draft: Draft
+        self, conn: Connection, sender: User, draft: Draft, prepared: Sequence[Prepared]
     ) -> tuple[SendReceipt, list[Event]]:
         addressing = await address(conn, sender, draft.to)
         if draft.reply_to is not None and not await message_store.get_message(
@@ -106,6 +120,7 @@ class Messaging:
                 None if draft.expires_at is None else expiry_store.announcement(draft.expires_at)
             ),
         )
+        await self._attachments.write(conn, message_id, envelope, prepared)
         events = [
             Event(user_id, seq, EventType.MESSAGE_NEW, payload)
             for user_id, seq in inserted.seqs.items()
@@ -161,10 +176,12 @@ class Messaging:
     async def delete_message(self, user: User, message_id: UUID) -> DeleteReason:
         """The sender recalls it from everyone; a recipient removes it from their inbox."""
         async with self._db.transaction() as conn:
+            file_ids = await attachment_store.files_of(conn, [message_id])
             holders = await message_store.delete_sent_message(
                 conn, message_id=message_id, sender_id=user.id
             )
             if holders is not None:
+                await file_store.release_files(conn, file_ids)
                 reason = DeleteReason.RECALLED
                 user_ids = [user.id, *(holder.user_id for holder in holders)]
             else:
@@ -226,9 +243,14 @@ class Messaging:
         await self._publish(events)
 
     async def _open_all(self, conn: Connection, sealed: Sequence[SealedMessage]) -> list[Message]:
-        """Decrypt subjects (and bodies), adding the To field for the sender."""
+        """Decrypt subjects (and bodies) and attachments' names, adding the To field for the
+        sender."""
         own = [s.header.id for s in sealed if s.header.is_sender]
         addressees = await message_store.addressees_of(conn, own) if own else {}
+        attached = (
+            await attachment_store.headers_of(conn, [s.header.id for s in sealed])
+            if sealed else {}
+        )
         opened = []
         for item in sealed:
             header = item.header
@@ -239,6 +261,9 @@ class Messaging:
                     subject=envelope.open_text("subject", item.subject),
                     body=None if item.body is None else envelope.open_text("body", item.body),
                     addressees=addressees.get(header.id, ()),
+                    attachments=self._attachments.describe(
+                        envelope, attached.get(header.id, ())
+                    ),
                 )
             )
         return opened

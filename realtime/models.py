@@ -139,6 +139,7 @@ class Message:
     subject: str
     body: str | None = None
     addressees: tuple[Addressee, ...] = ()
+    attachments: tuple[AttachmentInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,3 +163,116 @@ class Event:
     seq: int
     type: EventType
     payload: dict[str, Any]
+
+
+class EntryKind(StrEnum):
+    CREDENTIAL = "credential"
+    NOTE = "note"
+    FILE = "file"
+
+
+class AttachmentKind(StrEnum):
+    CREDENTIAL = "credential"
+    ENTRY = "entry"
+    FOLDER = "folder"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class SealedFile:
+    """A stored file's row: its name sealed under its own data key, its bytes in chunks."""
+
+    id: UUID
+    owner_id: UUID
+    key: SealedKey
+    name: bytes = field(repr=False)
+    content_type: str
+    size: int
+    chunk_count: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A stored file as its readers see it, without its bytes."""
+
+    id: UUID
+    name: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class EntryFields:
+    """What an entry holds besides its file: every one of them secret."""
+
+    title: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    url: str = ""
+    notes: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class SealedFolder:
+    id: UUID
+    owner_id: UUID
+    parent_id: UUID | None
+    key: SealedKey
+    name: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: UUID
+    parent_id: UUID | None
+    name: str
+
+
+@dataclass(frozen=True)
+class SealedEntry:
+    id: UUID
+    owner_id: UUID
+    folder_id: UUID | None
+    kind: EntryKind
+    key: SealedKey
+    fields: bytes = field(repr=False)
+    file_id: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A vault entry opened for its owner."""
+
+    id: UUID
+    folder_id: UUID | None
+    kind: EntryKind
+    fields: EntryFields
+    file: FileInfo | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SealedAttachment:
+    """A message's attachment as the store keeps it, sealed under the message's data key."""
+
+    id: UUID
+    message_id: UUID
+    kind: AttachmentKind
+    name: bytes = field(repr=False)
+    size: int | None
+    content: bytes | None = field(repr=False)
+    file_id: UUID | None
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """What a message's summary shows of one attachment."""
+
+    id: UUID
+    kind: AttachmentKind
+    name: str
+    size: int | None

@@ -13,6 +13,12 @@ from typing import Any
 import asyncpg
 import httpx
 
+from realtime.attachments import Attachments
+from realtime.crypto import Keyring
+from realtime.db import Database
+from realtime.files import Files
+from realtime.messaging import Messaging
+from realtime.vault import Vault
 from tests.conftest import Person, unique_name
 
 # Every wait in the message tests is scaled by this one factor (raise it on a slow machine).
@@ -165,3 +171,9 @@ async def expirer_held_off(raw_db: asyncpg.Connection, *message_ids: str) -> Asy
         )
         assert len(locked) == len(message_ids)
         yield
+
+
+def messaging_with(db: Database, keyring: Keyring) -> Messaging:
+    """The messaging domain of a node holding `keyring`, over the test database."""
+    files = Files(db, keyring)
+    return Messaging(db, keyring, Attachments(db, keyring, Vault(db, keyring, files), files))

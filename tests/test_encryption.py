@@ -11,9 +11,9 @@ import pytest
 from realtime.api.http import Services
 from realtime.crypto import Keyring, generate_master_key
 from realtime.errors import CryptoError
-from realtime.messaging import Messaging
 from realtime.models import Box
 from tests.conftest import MakeUser, Person, unique_name
+from tests.messages_support import messaging_with
 
 
 async def send(sender: Person, recipient: Person, subject: str, body: str) -> UUID:
@@ -160,7 +160,7 @@ async def test_another_master_key_opens_nothing(
     """Messaging with a different master key can read no message, one by one or listed."""
     alice, bob = await make_user(), await make_user()
     ids = [await send(alice, bob, f"subject {n}", f"body {n}") for n in range(3)]
-    stranger = Messaging(services.db, Keyring([generate_master_key()]))
+    stranger = messaging_with(services.db, Keyring([generate_master_key()]))
     for message_id in ids:
         assert (await services.messaging.get_message(bob.user, message_id)).body is not None
         with pytest.raises(CryptoError):

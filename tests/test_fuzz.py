@@ -41,12 +41,15 @@ LEAVER_PASSWORD = "a password to log in and out with"
 
 # `positive_data_acceptance` takes every schema-valid request for one the server must accept.
 # These operations also refuse, with 400 and the field at fault as the contract says, what no JSON
-# Schema can express: ids that name nothing (recipients, members), an expiry already past, a cursor
-# this server did not issue, no character class chosen, and attachments, which this server does
-# not accept yet. Every other status stays as strict as schemathesis makes it.
+# Schema can express: ids that name nothing (recipients, members, attachments' entries, folders
+# and uploads), an expiry already past, a cursor this server did not issue, no character class
+# chosen, and a file entry without its upload or another entry with one. Every other status
+# stays as strict as schemathesis makes it.
 REFERENCES_AND_RULES = [
     "POST /api/messages", "GET /api/messages", "GET /api/password",
     "POST /api/admin/groups", "PUT /api/admin/groups/{id}/members",
+    "POST /api/vault/entries", "PATCH /api/vault/entries/{id}", "POST /api/vault/folders",
+    "POST /api/messages/{id}/save",
 ]
 ACCEPTED_OR_REFUSED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 

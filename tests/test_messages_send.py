@@ -265,15 +265,6 @@ async def test_attachments_without_can_attach_are_forbidden(
     assert (await send(alice, [user(bob)])).status_code == 201
 
 
-async def test_attachments_are_not_accepted_yet(
-    make_user: MakeUser, raw_db: asyncpg.Connection
-) -> None:
-    """With can_attach on, attachments are answered 400 on `attachments` until the vault exists."""
-    alice, bob = await make_user(), await make_user()
-    assert_invalid(await send(alice, [user(bob)], attachments=[CREDENTIAL]), "attachments")
-    assert await stored_counts(raw_db) == NOTHING_STORED
-
-
 # Idempotency-Key
 
 

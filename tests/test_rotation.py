@@ -28,6 +28,7 @@ from realtime.keyfile import (
 from realtime.messaging import Messaging
 from realtime.rotation import rotate_master_key
 from tests.conftest import TEST_MASTER_KEY, MakeUser, Person
+from tests.messages_support import messaging_with
 
 COMMAND_TIMEOUT = 60
 
@@ -71,8 +72,8 @@ async def test_rotation_rewraps_every_key_and_counts_them(
     count = await rotate_master_key(services.db, Keyring([new_key, TEST_MASTER_KEY]))
     assert count == len(sent)
     assert {row["key_id"] for row in (await stored(raw_db)).values()} == {master_key_id(new_key)}
-    await assert_readable(Messaging(services.db, Keyring([new_key])), bob, sent)
-    old_only = Messaging(services.db, Keyring([TEST_MASTER_KEY]))
+    await assert_readable(messaging_with(services.db, Keyring([new_key])), bob, sent)
+    old_only = messaging_with(services.db, Keyring([TEST_MASTER_KEY]))
     for message_id in sent:
         with pytest.raises(CryptoError):
             await old_only.get_message(bob.user, message_id)
@@ -163,7 +164,7 @@ async def test_the_rotate_key_command_rewrites_the_key_file(
     assert left == ["master.key", "master.key.lock"]  # no temporary file left behind
     rows = await stored(raw_db)
     assert {row["key_id"] for row in rows.values()} == {master_key_id(keys[0])}
-    await assert_readable(Messaging(services.db, Keyring(keys)), bob, sent)
+    await assert_readable(messaging_with(services.db, Keyring(keys)), bob, sent)
     with pytest.raises(CryptoError):
         await services.messaging.get_message(bob.user, next(iter(sent)))
 
@@ -224,7 +225,7 @@ async def test_a_node_reading_the_key_file_follows_a_rotation(
     node_settings = Settings(database_url="postgresql://unused", master_key_file=key_file)
     node_keyring = load_keyring(node_settings)
     watch = KeyFileWatch(key_file)
-    node = Messaging(services.db, node_keyring)
+    node = messaging_with(services.db, node_keyring)
     bob, sent = await send_some(make_user, 2)
     assert watch() is None
 

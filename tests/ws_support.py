@@ -164,7 +164,7 @@ class RawSocket:
     def _drain(self) -> tuple[list[Frame], Close | None]:
         frames: list[Frame] = []
         with contextlib.closing(self._sock):
-            while data := self._sock.recv(1 << 20):
+            while data := self._receive():
                 self._protocol.receive_data(data)
                 frames += [
                     event for event in self._protocol.events_received()
@@ -172,6 +172,17 @@ class RawSocket:
                 ]
                 self._flush()  # the answer to the server's close frame, once it is read
         return frames, self._protocol.close_rcvd
+
+    def _receive(self) -> bytes:
+        """The next bytes, or none once the server has gone. A server that closed right after
+        its close frame may reset the connection when our answer to it arrives: that is the
+        end too, once its close frame has been read."""
+        try:
+            return self._sock.recv(1 << 20)
+        except ConnectionResetError:
+            if self._protocol.close_rcvd is None:
+                raise
+            return b""
 
     def close(self) -> None:
         self._sock.close()

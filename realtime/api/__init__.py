@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from realtime.api import admin, auth, directory, messages, ops, schemas
+from realtime.api import admin, auth, directory, messages, ops, schemas, uploads, vault
 from realtime.api.http import Call, Operation, bind, json_response
 from realtime.api.openapi import build_document
 
@@ -21,6 +21,8 @@ OPERATIONS: tuple[Operation, ...] = (
     *auth.OPERATIONS,
     *directory.OPERATIONS,
     *messages.OPERATIONS,
+    *uploads.OPERATIONS,
+    *vault.OPERATIONS,
     *admin.OPERATIONS,
     *ops.OPERATIONS,
     Operation("GET", _OPENAPI_PATH, openapi, "This document", auth=False,

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from realtime import codec
 from realtime.accounts import Accounts
+from realtime.attachments import Attachments
 from realtime.broker.base import Broker
 from realtime.config import Settings
 from realtime.db import Database
@@ -27,9 +28,11 @@ from realtime.errors import (
     TooLarge,
     Unauthenticated,
 )
+from realtime.files import Files
 from realtime.groups import Groups
 from realtime.messaging import Messaging
 from realtime.models import AuthContext, User
+from realtime.vault import Vault
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "session"
@@ -48,6 +51,9 @@ class Services:
     groups: Groups
     messaging: Messaging
     broker: Broker
+    vault: Vault
+    files: Files
+    attachments: Attachments
 
 
 @dataclass(frozen=True)

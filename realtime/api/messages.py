@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 
 from realtime.api import fields, schemas
+from realtime.api.downloads import stream_file
 from realtime.api.http import (
     Call,
     Operation,
@@ -14,9 +17,10 @@ from realtime.api.http import (
     path_id,
     query_int,
 )
-from realtime.drafts import Draft, Target
+from realtime.attachments import Opened
+from realtime.drafts import AttachmentRequest, Draft, Target
 from realtime.errors import InvalidInput
-from realtime.models import AddresseeKind, Box, Message
+from realtime.models import AddresseeKind, AttachmentKind, Box, EntryFields, Message
 
 MAX_IDEMPOTENCY_KEY = 255
 _NOT_FOUND = {404: None}
@@ -40,7 +44,10 @@ def summary_view(message: Message) -> schemas.Summary:
         high_priority=header.high_priority,
         read_at=header.read_at,
         reply_to=header.reply_to,
-        attachments=[],
+        attachments=[
+            schemas.AttachmentOut(id=a.id, kind=a.kind.value, name=a.name, size=a.size)
+            for a in message.attachments
+        ],
     )
 
 
@@ -70,13 +77,26 @@ async def send(call: Call) -> Response:
         expires_at=body.expires_at,
         high_priority=body.high_priority,
         reply_to=body.reply_to,
-        attachment_count=len(body.attachments),
+        attachments=tuple(_attachment_request(a) for a in body.attachments),
     )
     receipt = await call.services.messaging.send(call.user, draft, _idempotency_key(call))
     return json_response(
         schemas.SendResponse(id=receipt.id, sent_at=receipt.sent_at, recipients=receipt.recipients),
         status=201,
     )
+
+
+def _attachment_request(attachment: schemas.AttachmentIn) -> AttachmentRequest:
+    if isinstance(attachment, schemas.CredentialIn):
+        return AttachmentRequest(AttachmentKind.CREDENTIAL, credential=EntryFields(
+            attachment.title, attachment.username, attachment.password, attachment.url,
+            attachment.notes,
+        ))
+    if isinstance(attachment, schemas.EntryIn):
+        return AttachmentRequest(AttachmentKind.ENTRY, attachment.entry_id)
+    if isinstance(attachment, schemas.FolderIn):
+        return AttachmentRequest(AttachmentKind.FOLDER, attachment.folder_id)
+    return AttachmentRequest(AttachmentKind.FILE, attachment.upload_id)
 
 
 async def list_messages(call: Call) -> Response:
@@ -116,6 +136,53 @@ async def unread(call: Call) -> Response:
     )
 
 
+async def get_attachment(call: Call) -> Response:
+    """A file as its bytes; a credential, entry or folder as JSON with its secrets."""
+    request = call.request
+    message_id, attachment_id = path_id(request), path_id(request, "attachment_id")
+    attachments = call.services.attachments
+    opened = await attachments.open(call.user, message_id, attachment_id)
+    if opened.info.kind is AttachmentKind.FILE:
+        return stream_file(await attachments.file(call.user, message_id, attachment_id))
+    return json_response(_content_view(opened))
+
+
+async def get_attached_file(call: Call) -> Response:
+    """The bytes of a file entry inside an entry or folder attachment."""
+    request = call.request
+    download = await call.services.attachments.file(
+        call.user, path_id(request), path_id(request, "attachment_id"),
+        path_id(request, "entry_id"),
+    )
+    return stream_file(download)
+
+
+async def save(call: Call) -> Response:
+    body: schemas.SaveRequest = call.body
+    saved = await call.services.attachments.save(call.user, path_id(call.request), body.folder_id)
+    return json_response(
+        schemas.SaveResponse(entry_ids=saved.entry_ids, folder_ids=saved.folder_ids), status=201
+    )
+
+
+def _content_view(opened: Opened) -> dict[str, Any]:
+    info = opened.info
+    content = _public(opened.content or {})
+    if info.kind is AttachmentKind.CREDENTIAL:
+        return {"id": str(info.id), "kind": info.kind.value, **content}
+    return {"id": str(info.id), "kind": info.kind.value, info.kind.value: content}
+
+
+def _public(data: Any) -> Any:
+    """A copy as the reader gets it: the stored file ids left out (files have their route)."""
+    if isinstance(data, dict):
+        is_file = "content_type" in data
+        return {k: _public(v) for k, v in data.items() if not (is_file and k == "id")}
+    if isinstance(data, list):
+        return [_public(item) for item in data]
+    return data
+
+
 OPERATIONS = (
     Operation(
         "POST", "/api/messages", send, "Send a message to users and groups",
@@ -148,6 +215,22 @@ OPERATIONS = (
         "DELETE", "/api/messages/{id}", delete_message,
         "A recipient removes it from their inbox; the sender recalls it from everyone",
         responses={204: None, 401: None, 403: None, **_NOT_FOUND},
+    ),
+    Operation(
+        "GET", "/api/messages/{id}/attachments/{attachment_id}", get_attachment,
+        "An attachment: a file as its bytes, a credential, entry or folder as JSON",
+        responses={200: None, 401: None, **_NOT_FOUND},
+    ),
+    Operation(
+        "GET", "/api/messages/{id}/attachments/{attachment_id}/entries/{entry_id}/file",
+        get_attached_file, "The bytes of a file entry inside an entry or folder attachment",
+        responses={200: None, 401: None, **_NOT_FOUND},
+    ),
+    Operation(
+        "POST", "/api/messages/{id}/save", save,
+        "Copy every attachment into the caller's vault, at its root or into a folder",
+        body=schemas.SaveRequest,
+        responses={201: schemas.SaveResponse, 400: None, 401: None, 403: None, **_NOT_FOUND},
     ),
     Operation(
         "GET", "/api/unread", unread, "The unread count and unread high-priority messages",

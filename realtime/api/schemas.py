@@ -177,6 +177,15 @@ class Detail(Summary):
     body: str
 
 
+class SaveRequest(Request):
+    folder_id: Id | None = None
+
+
+class SaveResponse(Response):
+    entry_ids: list[UUID]
+    folder_ids: list[UUID] = Field(description="the folders created for folder attachments")
+
+
 class MessageList(Response):
     messages: list[Summary]
     next: str | None

@@ -18,6 +18,7 @@ class Expired:
     expires_at: datetime
     deleted_at: datetime
     holders: list[UUID]
+    file_ids: list[UUID]  # the files it referred to: to release in the same transaction
 
 
 # Nodes listen here for expiry times sent on any node, so that a sooner one wakes their expirer.
@@ -67,16 +68,22 @@ async def delete_expired(conn: asyncpg.Connection, limit: int) -> list[Expired]:
                select r.message_id, array_agg(r.user_id order by r.user_id) as user_ids
                from message_recipients r join due on due.id = r.message_id
                where r.deleted_at is null
-               group by r.message_id)
+               group by r.message_id),
+           files as (
+               select f.message_id, array_agg(f.file_id) as file_ids
+               from message_files f join due on due.id = f.message_id
+               group by f.message_id)
            delete from messages m
            using due left join holders h on h.message_id = due.id
+                     left join files f on f.message_id = due.id
            where m.id = due.id
            returning m.id, m.sender_id, m.expires_at, statement_timestamp() as deleted_at,
-                     coalesce(h.user_ids, '{}') as holders""",
+                     coalesce(h.user_ids, '{}') as holders,
+                     coalesce(f.file_ids, '{}') as file_ids""",
         limit,
     )
     return [
         Expired(row["id"], row["sender_id"], row["expires_at"], row["deleted_at"],
-                list(row["holders"]))
+                list(row["holders"]), list(row["file_ids"]))
         for row in rows
     ]

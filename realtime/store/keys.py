@@ -9,7 +9,7 @@ import asyncpg
 from realtime.models import SealedKey
 
 # The tables whose rows carry a wrapped data key (columns id, key_id, wrapped_key).
-KEYED_TABLES = ("messages",)
+KEYED_TABLES = ("messages", "files", "vault_folders", "vault_entries")
 
 
 async def keys_not_under(

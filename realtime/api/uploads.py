@@ -1,0 +1,51 @@
+"""`POST /api/uploads`: a file's bytes, streamed in, sealed as they arrive, to attach later."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from starlette.responses import Response
+
+from realtime.api.fields import Response as Model
+from realtime.api.http import Call, Operation, Query, json_response
+from realtime.errors import InvalidInput, TooLarge
+from realtime.files import MAX_FILE_BYTES
+
+
+class UploadOut(Model):
+    upload_id: UUID
+    name: str
+    size: int
+    content_type: str
+
+
+async def upload(call: Call) -> Response:
+    request = call.request
+    name = request.query_params.get("name")
+    if not name:  # one that cleans up to nothing is called "file"
+        raise InvalidInput("name the file", {"name": "required"})
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and (
+        int(declared) > MAX_FILE_BYTES
+    ):
+        raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
+    info = await call.services.files.upload(
+        call.user, name, request.headers.get("content-type"), request.stream()
+    )
+    return json_response(
+        UploadOut(upload_id=info.id, name=info.name, size=info.size,
+                  content_type=info.content_type),
+        status=201,
+    )
+
+
+OPERATIONS = (
+    Operation(
+        "POST", "/api/uploads", upload,
+        "Upload a file (the raw body, at most 25 MiB) to attach to a message or a vault entry "
+        "within an hour",
+        query=(Query("name", {"type": "string", "minLength": 1}, "the file's name",
+                     required=True),),
+        responses={201: UploadOut, 400: None, 401: None, 403: None, 413: None},
+    ),
+)

@@ -1,0 +1,232 @@
+"""A message's attachments: taken as copies at send time, sealed under the message's data key,
+read by its sender and recipients, and saved into a reader's vault."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from uuid import UUID
+
+from realtime import codec
+from realtime.crypto import Envelope, Keyring, row_name
+from realtime.db import Connection, Database
+from realtime.drafts import AttachmentRequest
+from realtime.errors import NotFound
+from realtime.files import Download, Files
+from realtime.models import (
+    AttachmentInfo,
+    AttachmentKind,
+    EntryFields,
+    EntryKind,
+    FileInfo,
+    SealedAttachment,
+    User,
+)
+from realtime.store import attachments as attachment_store
+from realtime.store import files as file_store
+from realtime.store import messages as message_store
+from realtime.vault import EntryCopy, FolderCopy, Saved, Vault
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An attachment resolved at send time, before it is sealed: its copy, its file."""
+
+    kind: AttachmentKind
+    name: str
+    size: int | None
+    content: dict[str, Any] | None
+    file_id: UUID | None
+    file_ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An attachment opened for a reader: a file's description, or its content as JSON."""
+
+    info: AttachmentInfo
+    content: dict[str, Any] | None
+    file: FileInfo | None
+
+
+class Attachments:
+    def __init__(self, db: Database, keyring: Keyring, vault: Vault, files: Files) -> None:
+        self._db = db
+        self._keyring = keyring
+        self._vault = vault
+        self._files = files
+
+    async def prepare(
+        self, sender: User, requests: Sequence[AttachmentRequest]
+    ) -> list[Prepared]:
+        """Take the copies: only the sender's own entries, folders and uploads are found."""
+        return [await self._prepare(sender, request) for request in requests]
+
+    async def _prepare(self, sender: User, request: AttachmentRequest) -> Prepared:
+        kind = request.kind
+        if kind is AttachmentKind.CREDENTIAL:
+            fields = request.credential or EntryFields(title="")
+            return Prepared(kind, fields.title, None, asdict(fields), None, ())
+        assert request.ref is not None, "an entry, folder or file attachment names its source"
+        if kind is AttachmentKind.ENTRY:
+            copy = await self._vault.copy_entry(sender, request.ref)
+            file_ids = () if copy.file is None else (copy.file.id,)
+            size = None if copy.file is None else copy.file.size
+            return Prepared(kind, copy.fields.title, size, entry_json(copy), None, file_ids)
+        if kind is AttachmentKind.FOLDER:
+            tree = await self._vault.copy_folder(sender, request.ref)
+            return Prepared(kind, tree.name, None, folder_json(tree), None, tuple(tree.file_ids()))
+        info = self._files.describe(await self._files.own_upload(sender, request.ref))
+        return Prepared(kind, info.name, info.size, None, info.id, (info.id,))
+
+    async def write(
+        self, conn: Connection, message_id: UUID, envelope: Envelope, prepared: Sequence[Prepared]
+    ) -> None:
+        """Seal and store the attachments, inside the send's transaction."""
+        sealed = []
+        for item in prepared:
+            attachment_id = uuid.uuid4()
+            sealed.append(SealedAttachment(
+                id=attachment_id, message_id=message_id, kind=item.kind,
+                name=envelope.seal(f"attachment/{attachment_id}/name", item.name),
+                size=item.size,
+                content=None if item.content is None else envelope.seal(
+                    f"attachment/{attachment_id}/content", codec.encode(item.content)
+                ),
+                file_id=item.file_id,
+            ))
+        file_ids = [file_id for item in prepared for file_id in item.file_ids]
+        await attachment_store.insert_attachments(conn, sealed, file_ids)
+
+    def describe(
+        self, envelope: Envelope, sealed: Sequence[SealedAttachment]
+    ) -> tuple[AttachmentInfo, ...]:
+        return tuple(
+            AttachmentInfo(a.id, a.kind, envelope.open_text(f"attachment/{a.id}/name", a.name),
+                           a.size)
+            for a in sealed
+        )
+
+    async def open(self, user: User, message_id: UUID, attachment_id: UUID) -> Opened:
+        """One attachment of a message the user may see; anything else is not found."""
+        (opened,) = await self._open(user, message_id, attachment_id)
+        return opened
+
+    async def file(
+        self, user: User, message_id: UUID, attachment_id: UUID, entry_id: UUID | None = None
+    ) -> Download:
+        """The bytes of a file attachment, or of the file entry `entry_id` inside an entry or
+        folder attachment."""
+        opened = await self.open(user, message_id, attachment_id)
+        file_id = opened.file.id if opened.file is not None and entry_id is None else None
+        if entry_id is not None and opened.content is not None:
+            file_id = _file_in(opened.content, str(entry_id))
+        if file_id is None:
+            raise NotFound("no such file")
+        return await self._files.download(file_id)
+
+    async def save(self, user: User, message_id: UUID, folder_id: UUID | None) -> Saved:
+        """Copy every attachment of the message into the user's vault, under `folder_id`."""
+        opened = await self._open(user, message_id, None)
+        entries: list[EntryCopy] = []
+        folders: list[FolderCopy] = []
+        for item in opened:
+            kind, content = item.info.kind, item.content or {}
+            if kind is AttachmentKind.CREDENTIAL:
+                entries.append(EntryCopy(EntryKind.CREDENTIAL, EntryFields(**_strings(content))))
+            elif kind is AttachmentKind.ENTRY:
+                entries.append(entry_copy(content))
+            elif kind is AttachmentKind.FOLDER:
+                folders.append(folder_copy(content))
+            elif item.file is not None:
+                entries.append(EntryCopy(EntryKind.FILE, EntryFields(title=item.file.name),
+                                         item.file))
+        async with self._db.transaction() as conn:
+            return await self._vault.put(conn, user, folder_id, entries, folders)
+
+    async def _open(
+        self, user: User, message_id: UUID, attachment_id: UUID | None
+    ) -> list[Opened]:
+        async with self._db.connection() as conn:
+            message = await message_store.get_message(
+                conn, message_id=message_id, viewer_id=user.id
+            )
+            if message is None:
+                raise NotFound("no such message")
+            sealed = await attachment_store.get_attachments(conn, message_id, attachment_id)
+            if attachment_id is not None and not sealed:
+                raise NotFound("no such attachment")
+            file_ids = [a.file_id for a in sealed if a.file_id is not None]
+            stored = await file_store.get_files(conn, file_ids) if file_ids else {}
+        files = {file_id: self._files.describe(found) for file_id, found in stored.items()}
+        envelope = self._keyring.open_envelope(row_name("messages", message_id), message.key)
+        infos = self.describe(envelope, sealed)
+        return [
+            Opened(
+                info,
+                None if a.content is None else codec.decode(
+                    envelope.open(f"attachment/{a.id}/content", a.content)
+                ),
+                files.get(a.file_id) if a.file_id is not None else None,
+            )
+            for info, a in zip(infos, sealed, strict=True)
+        ]
+
+
+def entry_json(copy: EntryCopy) -> dict[str, Any]:
+    """An entry copy as its attachment keeps it: with an id of its own, for its file's route."""
+    data: dict[str, Any] = {"id": str(uuid.uuid4()), "kind": copy.kind.value,
+                            **asdict(copy.fields)}
+    if copy.file is not None:
+        data["file"] = {"id": str(copy.file.id), "name": copy.file.name,
+                        "size": copy.file.size, "content_type": copy.file.content_type}
+    return data
+
+
+def folder_json(tree: FolderCopy) -> dict[str, Any]:
+    return {
+        "name": tree.name,
+        "entries": [entry_json(entry) for entry in tree.entries],
+        "folders": [folder_json(sub) for sub in tree.folders],
+    }
+
+
+def entry_copy(data: dict[str, Any]) -> EntryCopy:
+    file = data.get("file")
+    return EntryCopy(
+        EntryKind(data["kind"]),
+        EntryFields(**_strings(data)),
+        None if file is None else FileInfo(
+            UUID(file["id"]), file["name"], file["content_type"], int(file["size"])
+        ),
+    )
+
+
+def folder_copy(data: dict[str, Any]) -> FolderCopy:
+    return FolderCopy(
+        str(data["name"]),
+        tuple(entry_copy(entry) for entry in data.get("entries", ())),
+        tuple(folder_copy(sub) for sub in data.get("folders", ())),
+    )
+
+
+def _strings(data: dict[str, Any]) -> dict[str, str]:
+    names = EntryFields.__dataclass_fields__
+    return {k: str(v) for k, v in data.items() if k in names}
+
+
+def _file_in(content: dict[str, Any], entry_id: str) -> UUID | None:
+    """The file of the entry `entry_id` in an entry or folder copy."""
+    if content.get("id") == entry_id and content.get("file"):
+        return UUID(content["file"]["id"])
+    for entry in content.get("entries", ()):
+        found = _file_in(entry, entry_id)
+        if found is not None:
+            return found
+    for sub in content.get("folders", ()):
+        found = _file_in(sub, entry_id)
+        if found is not None:
+            return found
+    return None
