@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import asyncpg
+from uuid import UUID
 
-from tests.conftest import MakeUser
+import asyncpg
+import pytest
+
+from realtime.api.http import Services
+from realtime.crypto import Keyring, generate_master_key
+from realtime.errors import CryptoError
+from realtime.files import Files
+from realtime.rotation import rotate_master_key
+from realtime.vault import Vault
+from tests.conftest import TEST_MASTER_KEY, MakeUser
 from tests.messages_support import assert_error, assert_invalid
 from tests.vault_support import new_entry, new_folder, stored_files, upload
 
@@ -136,3 +145,26 @@ async def test_names_and_secrets_are_sealed_at_rest(
     for clear in (b"FolderNameInTheClear", b"TitleInTheClear", b"UsernameInTheClear",
                   SECRET_PASSWORD.encode(), b"FileNameInTheClear", b"FileBytesInTheClear"):
         assert clear not in stored
+
+
+async def test_rotation_rewraps_the_vault_and_files_too(
+    make_user: MakeUser, services: Services
+) -> None:
+    """After a master key rotation the new key alone opens folders, entries and file bytes."""
+    alice = await make_user()
+    folder = await new_folder(alice, "Keys")
+    file = await upload(alice, b"rotated bytes" * 1000, name="r.txt")
+    entry = await new_entry(alice, kind="file", title="r", upload_id=file["upload_id"],
+                            folder_id=folder)
+    new_key = generate_master_key()
+    rewrapped = await rotate_master_key(services.db, Keyring([new_key, TEST_MASTER_KEY]))
+    assert rewrapped == 3  # the folder, the entry and the file
+    keyring = Keyring([new_key])
+    files = Files(services.db, keyring)
+    vault = Vault(services.db, keyring, files)
+    folders, entries = await vault.contents(alice.user)
+    assert [f.name for f in folders] == ["Keys"] and [e.fields.title for e in entries] == ["r"]
+    download = await vault.entry_file(alice.user, UUID(entry["id"]))
+    assert b"".join([chunk async for chunk in download.chunks]) == b"rotated bytes" * 1000
+    with pytest.raises(CryptoError):
+        await Vault(services.db, Keyring([TEST_MASTER_KEY]), files).contents(alice.user)
