@@ -142,8 +142,8 @@ async def get_attachment(call: Call) -> Response:
     message_id, attachment_id = path_id(request), path_id(request, "attachment_id")
     attachments = call.services.attachments
     opened = await attachments.open(call.user, message_id, attachment_id)
-    if opened.info.kind is AttachmentKind.FILE:
-        return stream_file(await attachments.file(call.user, message_id, attachment_id))
+    if opened.file is not None:
+        return stream_file(await call.services.files.download(opened.file.id))
     return json_response(_content_view(opened))
 
 
