@@ -10,14 +10,16 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import WebSocketRoute
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
@@ -43,10 +45,22 @@ from realtime.ws import Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
 
+# The browser client: plain files beside the package, served at / and /static/.
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+CONTENT_SECURITY_POLICY = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    b"connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    b"form-action 'self'; frame-ancestors 'none'"
+)
+
 SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
     (b"cache-control", b"no-store"),
 ]
 
@@ -105,7 +119,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             yield
 
     app = Starlette(
-        routes=[*api.routes(), WebSocketRoute("/ws", websocket_endpoint)],
+        routes=[*api.routes(), WebSocketRoute("/ws", websocket_endpoint), *client_routes()],
         lifespan=lifespan,
         exception_handlers={
             HTTPException: _http_error,
@@ -117,6 +131,21 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
     app.state.openapi = api.openapi_document(package_version())
     app.add_middleware(ResponseHeaders)
     return app
+
+
+def client_routes() -> list[BaseRoute]:
+    """The browser client's page at / and its files under /static/, when they are there."""
+    if not (STATIC_DIR / "index.html").is_file():
+        log.warning("no browser client at %s: only the API is served", STATIC_DIR)
+        return []
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    return [
+        Route("/", index, methods=["GET", "HEAD"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
 
 
 async def start_live_delivery(
