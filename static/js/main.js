@@ -1,0 +1,196 @@
+// Wires the views together: login, the header, the live events and navigation.
+
+import { $, report, setText } from "./dom.js";
+import { get, post, errorText } from "./api.js";
+import { bus } from "./bus.js";
+import { state, setMe, setUnread } from "./state.js";
+import { showView } from "./nav.js";
+import * as live from "./live.js";
+import { inbox, sent, refreshReadCount } from "./views/inbox.js";
+import { initMessage, openMessage, messageGone, messageRead } from "./views/message.js";
+import { initPopup, popUp, popupGone, resetPopups } from "./views/popup.js";
+import { initCompose, openComposer, resetComposer } from "./views/compose.js";
+import { initVault, loadVault, resetVault } from "./views/vault.js";
+import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
+
+let liveState = "offline";
+
+function showLogin(message = "") {
+  $("app-header").hidden = true;
+  $("main").hidden = true;
+  $("login-view").hidden = false;
+  report($("login-error"), message);
+  $("login-username").focus();
+}
+
+async function enter(me) {
+  setMe(me);
+  setText($("whoami"), me.display_name);
+  $("nav-admin").hidden = !me.is_admin;
+  $("login-view").hidden = true;
+  $("app-header").hidden = false;
+  $("main").hidden = false;
+  setUnread(0);
+  showView("inbox", { focus: false });
+  live.start();
+  inbox.reload();
+  sent.reload();
+  loadUnread();
+}
+
+function leave(message = "") {
+  live.stop();
+  state.me = null;
+  inbox.reset();
+  sent.reset();
+  resetPopups();
+  resetComposer();
+  resetVault();
+  resetAdmin();
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  setUnread(0);
+  showLogin(message);
+}
+
+async function loadUnread() {
+  try {
+    const unread = await get("/api/unread");
+    if (liveState !== "live") setUnread(unread.count);
+    for (const summary of [...unread.high_priority].reverse()) popUp(summary);
+  } catch {
+    // the websocket's hello carries the same
+  }
+}
+
+function initLogin() {
+  $("login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const button = form.querySelector("button[type=submit]");
+    report($("login-error"), "");
+    button.disabled = true;
+    try {
+      const answer = await post("/api/auth/login", {
+        username: form.elements.username.value.trim(),
+        password: form.elements.password.value,
+      }, { quiet401: true });
+      form.elements.password.value = "";
+      await enter(answer.user);
+    } catch (error) {
+      report($("login-error"), error.status === 401 ? "Wrong username or password." : errorText(error));
+      form.elements.password.select();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    try {
+      await post("/api/auth/logout", undefined, { quiet401: true });
+    } catch {
+      // the session is gone either way
+    }
+    leave();
+  });
+}
+
+let toastTimer = null;
+
+function notice(text) {
+  const toast = $("toast");
+  toast.textContent = text;
+  toast.hidden = !text;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    toast.hidden = true;
+  }, 5_000);
+}
+
+function initLive() {
+  bus.on("live-status", ({ text, state: s }) => {
+    liveState = s;
+    const el = $("live-status");
+    el.textContent = text;
+    el.dataset.state = s;
+  });
+  bus.on("live:hello", (frame) => {
+    setUnread(frame.unread);
+    for (const summary of frame.high_priority || []) popUp(summary);
+  });
+  bus.on("live:unread", (frame) => setUnread(frame.count));
+  bus.on("live:message.new", (frame) => {
+    const m = frame.message;
+    inbox.add(m, true);
+    popUp(m);
+  });
+  bus.on("live:message.read", (frame) => {
+    const id = frame.message_id;
+    if (state.me && frame.reader && frame.reader.id === state.me.id) {
+      inbox.markRead(id, frame.read_at);
+      messageRead(id, frame.read_at);
+      popupGone(id);
+    }
+    refreshReadCount(id);
+  });
+  bus.on("live:message.deleted", (frame) => bus.emit("message-gone", { id: frame.message_id, reason: frame.reason }));
+  bus.on("live:resync", () => {
+    inbox.reload();
+    sent.reload();
+    loadUnread();
+  });
+  bus.on("message-gone", ({ id, reason, byMe }) => {
+    inbox.remove(id);
+    sent.remove(id);
+    messageGone(id, reason, byMe);
+    popupGone(id);
+  });
+  bus.on("message-read", ({ id, read_at: readAt }) => {
+    inbox.markRead(id, readAt);
+    messageRead(id, readAt);
+    if (liveState !== "live") get("/api/unread").then((u) => setUnread(u.count), () => {});
+  });
+  bus.on("sent", async (answer) => {
+    try {
+      sent.add(await get(`/api/messages/${answer.id}`), true);
+    } catch {
+      // recalled or expired already
+    }
+  });
+  bus.on("unauthenticated", () => {
+    if (state.me) leave("Your session has ended. Please sign in again.");
+  });
+}
+
+function initNavigation() {
+  for (const button of document.querySelectorAll(".main-nav button[data-view]")) {
+    button.addEventListener("click", () => {
+      if (button.dataset.view === "compose") openComposer();
+      else showView(button.dataset.view);
+    });
+  }
+  $("messages-button").addEventListener("click", () => showView("inbox"));
+  bus.on("open-message", ({ id, box }) => openMessage(id, box));
+  bus.on("notice", notice);
+  bus.on("view", ({ name, previous }) => {
+    if (name === "sent" && previous !== "message-view") sent.reload();
+    if (name === "vault") loadVault();
+    if (name === "admin") loadAdmin();
+  });
+}
+
+async function boot() {
+  initLogin();
+  initLive();
+  initNavigation();
+  initMessage();
+  initPopup();
+  initCompose();
+  initVault();
+  initAdmin();
+  try {
+    await enter(await get("/api/me", { quiet401: true }));
+  } catch (error) {
+    showLogin(error.status === 401 ? "" : errorText(error));
+  }
+}
+
+boot();
