@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import FilePayload, Locator, Page, expect
+from playwright.async_api import Browser, FilePayload, Locator, Page, WebSocketRoute, expect
 
 from tests.conftest import MakeUser, Person
 from tests.e2e.conftest import SCREENSHOTS, OpenPage
@@ -573,3 +573,51 @@ async def test_a_narrow_window_still_shows_the_navigation(
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     await open_composer(page)
     await expect(page.locator("#send")).to_be_visible()
+
+
+# Live behaviour across a lost connection.
+
+
+async def test_a_message_sent_while_the_tab_was_offline_appears_once_after_it_reconnects(
+    make_user: MakeUser, open_page: OpenPage, browser: Browser, request: pytest.FixtureRequest
+) -> None:
+    """With Bob's socket cut and reconnections refused, a message sent to him meanwhile shows
+    once his tab is back, by resuming, and exactly once even after another reconnection."""
+    alice, bob = await make_user(), await make_user()
+    context = await browser.new_context()
+    connected: list[WebSocketRoute] = []
+    refusing = False
+
+    async def through(socket: WebSocketRoute) -> None:
+        if refusing:
+            await socket.close(code=1001, reason="offline")
+            return
+        socket.connect_to_server()
+        connected.append(socket)
+
+    await context.route_web_socket(re.compile(r"/ws$"), through)
+    try:
+        page = await open_page(bob, context=context)
+        await open_inbox(page)
+        await expect(page.locator("#live-status")).to_contain_text(re.compile("live", re.I))
+        refusing = True
+        await connected[-1].close(code=1001, reason="cut")
+
+        message_id = await send_ok(alice, bob, subject="While you were away")
+        await page.wait_for_timeout(1500 * TIME_FACTOR)
+        await expect(inbox_row(page, message_id)).to_have_count(0)
+
+        refusing = False
+        await expect(inbox_row(page, message_id)).to_have_count(1, timeout=35_000 * TIME_FACTOR)
+        await expect(page.locator("#unread-dot")).to_be_visible()
+
+        reconnected = len(connected)
+        await connected[-1].close(code=1001, reason="cut again")
+        await eventually(lambda: len(connected) > reconnected, "the tab to reconnect",
+                         within=35)
+        await page.wait_for_timeout(500 * TIME_FACTOR)
+        await expect(inbox_row(page, message_id)).to_have_count(1)
+        SCREENSHOTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}-0.png"))
+    finally:
+        await context.close()
