@@ -6,6 +6,7 @@ REALTIME_TEST_DATABASE_URL (a throwaway database: every table is emptied before 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import os
@@ -98,9 +99,19 @@ async def empty_database(raw_db: asyncpg.Connection) -> None:
         """select tablename from pg_tables
            where schemaname = 'public' and tablename <> 'schema_migrations'"""
     )
-    if tables:
-        names = ", ".join(f'"{row["tablename"]}"' for row in tables)
-        await raw_db.execute(f"truncate {names} cascade")
+    if not tables:
+        return
+    names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+    # A live server of the module may be purging meanwhile, taking its locks in another order:
+    # the database then picks one of the two to fail, and it may be this one.
+    for attempt in range(5):
+        try:
+            await raw_db.execute(f"truncate {names} cascade")
+            return
+        except asyncpg.DeadlockDetectedError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
