@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,11 @@ def unique_name(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def make_user(
-    app: Starlette, services: Services
+@asynccontextmanager
+async def user_maker(
+    services: Services, new_client: Callable[[], httpx.AsyncClient]
 ) -> AsyncIterator[MakeUser]:
-    """Create a user with a unique name and log them in over HTTP."""
+    """Make users with unique names, each logged in over a client of `new_client`."""
     opened: list[httpx.AsyncClient] = []
 
     async def make(
@@ -171,14 +172,28 @@ async def make_user(
     ) -> Person:
         username = username or unique_name()
         user = await services.accounts.create_user(username, password, **flags)
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
+        http = new_client()
         opened.append(http)
         token = await log_in(http, username, password)
         return Person(user, password, token, http)
 
-    yield make
-    for http in opened:
-        await http.aclose()
+    try:
+        yield make
+    finally:
+        for http in opened:
+            await http.aclose()
+
+
+@pytest.fixture
+async def make_user(
+    app: Starlette, services: Services
+) -> AsyncIterator[MakeUser]:
+    """Create a user with a unique name and log them in over HTTP to the app in process."""
+    async with user_maker(
+        services,
+        lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL),
+    ) as make:
+        yield make
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from realtime.api.http import Services
-from tests.conftest import MakeUser, Person, log_in, unique_name
+from tests.conftest import MakeUser, Person, user_maker
 from tests.live_server import LiveServer
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -69,21 +68,10 @@ async def make_user(services: Services, live: LiveServer) -> AsyncIterator[MakeU
     """Here a user's HTTP client talks to the live server the browsers use, so that what a
     test does over HTTP reaches the browsers' sockets live (the in-process app of the other
     tests has a broker of its own)."""
-    opened: list[httpx.AsyncClient] = []
-
-    async def make(
-        username: str | None = None, *, password: str = "correct horse battery", **flags: Any
-    ) -> Person:
-        username = username or unique_name()
-        user = await services.accounts.create_user(username, password, **flags)
-        http = httpx.AsyncClient(base_url=live.url, timeout=30)
-        opened.append(http)
-        token = await log_in(http, username, password)
-        return Person(user, password, token, http)
-
-    yield make
-    for http in opened:
-        await http.aclose()
+    async with user_maker(
+        services, lambda: httpx.AsyncClient(base_url=live.url, timeout=30)
+    ) as make:
+        yield make
 
 
 @pytest.fixture
