@@ -114,15 +114,12 @@ class Attachments:
         (opened,) = await self._open(user, message_id, attachment_id)
         return opened
 
-    async def file(
-        self, user: User, message_id: UUID, attachment_id: UUID, entry_id: UUID | None = None
+    async def entry_file(
+        self, user: User, message_id: UUID, attachment_id: UUID, entry_id: UUID
     ) -> Download:
-        """The bytes of a file attachment, or of the file entry `entry_id` inside an entry or
-        folder attachment."""
+        """The bytes of the file entry `entry_id` inside an entry or folder attachment."""
         opened = await self.open(user, message_id, attachment_id)
-        file_id = opened.file.id if opened.file is not None and entry_id is None else None
-        if entry_id is not None and opened.content is not None:
-            file_id = _file_in(opened.content, str(entry_id))
+        file_id = None if opened.content is None else _file_in(opened.content, str(entry_id))
         if file_id is None:
             raise NotFound("no such file")
         return await self._files.download(file_id)

@@ -59,31 +59,30 @@ class Messaging:
         """Commit the message and one `message.new` per recipient, then publish them.
 
         Without an idempotency key or attachments the message is written by one statement, with
-        no transaction around it; otherwise the key's claim, the message, its attachments and
-        the answer commit together. Attachments are copies taken before the transaction."""
+        no transaction around it; otherwise the key's claim, the message, its attachments (copies
+        taken at this moment) and the answer commit together."""
         if idempotency_key is None and not draft.attachments:
             async with self._db.connection() as conn:
                 check_draft(sender, draft)
                 receipt, events = await self._insert(conn, sender, draft, [])
-        elif idempotency_key is None:
-            check_draft(sender, draft)
-            prepared = await self._attachments.prepare(sender, draft.attachments)
-            async with self._db.transaction() as conn:
-                receipt, events = await self._insert(conn, sender, draft, prepared)
         else:
             async with self._db.transaction() as conn:
-                fingerprint = self._keyring.fingerprint(draft.canonical())
-                claim = await idempotency.claim_key(conn, sender.id, idempotency_key, fingerprint)
-                if not claim.claimed:  # a retry gets the first answer, whatever changed since
-                    return _earlier_receipt(claim, fingerprint)
+                if idempotency_key is not None:
+                    fingerprint = self._keyring.fingerprint(draft.canonical())
+                    claim = await idempotency.claim_key(
+                        conn, sender.id, idempotency_key, fingerprint
+                    )
+                    if not claim.claimed:  # a retry gets the first answer, whatever changed
+                        return _earlier_receipt(claim, fingerprint)
                 check_draft(sender, draft)
                 prepared = await self._attachments.prepare(sender, draft.attachments)
                 receipt, events = await self._insert(conn, sender, draft, prepared)
-                await idempotency.store_response(
-                    conn, sender.id, idempotency_key,
-                    {"id": receipt.id, "sent_at": receipt.sent_at,
-                     "recipients": receipt.recipients},
-                )
+                if idempotency_key is not None:
+                    await idempotency.store_response(
+                        conn, sender.id, idempotency_key,
+                        {"id": receipt.id, "sent_at": receipt.sent_at,
+                         "recipients": receipt.recipients},
+                    )
         metrics.messages_sent.inc()
         if draft.expires_at is not None:
             self._expiry_scheduled(draft.expires_at)

@@ -150,7 +150,7 @@ async def get_attachment(call: Call) -> Response:
 async def get_attached_file(call: Call) -> Response:
     """The bytes of a file entry inside an entry or folder attachment."""
     request = call.request
-    download = await call.services.attachments.file(
+    download = await call.services.attachments.entry_file(
         call.user, path_id(request), path_id(request, "attachment_id"),
         path_id(request, "entry_id"),
     )

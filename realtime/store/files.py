@@ -64,13 +64,9 @@ async def put_chunk(conn: asyncpg.Connection, file_id: UUID, n: int, data: bytes
                 yield bytes(view[start:start + COPY_PIECE_BYTES])
         yield _COPY_TRAILER
 
-    async with conn.transaction():
-        # Durable once `finish_file` commits: its synchronous commit flushes the log up to
-        # itself, these chunks included. Until then a lost chunk is an unfinished upload.
-        await conn.execute("set local synchronous_commit = off")
-        await conn.copy_to_table(
-            "file_chunks", source=rows(), columns=["file_id", "n", "data"], format="binary"
-        )
+    await conn.copy_to_table(
+        "file_chunks", source=rows(), columns=["file_id", "n", "data"], format="binary"
+    )
 
 
 async def finish_file(
