@@ -1,4 +1,4 @@
-"""The `realtime` command: serve, migrate, create-user, demo, rotate-key."""
+"""The `realtime` command: serve, migrate, create-user, demo, rotate-key, loadtest."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from realtime.keyfile import (
     rotation_lock,
     write_key_file,
 )
+from realtime.loadtest import Options, run_loadtest
+from realtime.loadtest.options import LoadTestError
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
 
@@ -92,7 +94,43 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the new key (needed when the key comes from REALTIME_MASTER_KEY)",
     )
     rotate.set_defaults(command=cmd_rotate_key)
+    _add_loadtest(commands)
     return parser
+
+
+def _add_loadtest(commands: Any) -> None:
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="drive a deployment with users, sockets and messages; check each event comes once",
+        description="Make or reuse users (and groups) through the admin API, open a websocket "
+        "per user, send messages at a rate, and count every message.new that should come: "
+        "lost, duplicated, and how long it took. Exits 1 when anything was lost or duplicated.",
+    )
+    loadtest.add_argument("urls", nargs="+", metavar="URL",
+                          help="the deployment (several URLs: sockets and sends spread over them)")
+    loadtest.add_argument("--admin-password",
+                          help="the admin's password (default: REALTIME_ADMIN_PASSWORD)")
+    loadtest.add_argument("--admin-user", default="admin", help="the admin's username (admin)")
+    loadtest.add_argument("--users", type=int, default=100, help="users, one socket each (100)")
+    loadtest.add_argument("--rate", type=float, default=10.0, help="messages a second (10)")
+    loadtest.add_argument("--duration", type=float, default=30.0, help="seconds of sending (30)")
+    loadtest.add_argument("--group-size", type=int,
+                          help="also send to groups of this many users")
+    loadtest.add_argument("--group-share", type=float,
+                          help="the share of messages sent to groups (0.5 with --group-size)")
+    loadtest.add_argument("--high-priority-share", type=float, default=0.0,
+                          help="the share of messages sent with high priority (0)")
+    loadtest.add_argument("--ramp", type=float, default=100.0,
+                          help="websockets opened a second (100)")
+    loadtest.add_argument("--json", type=Path, help="also write the figures to this file")
+    loadtest.add_argument("--user-prefix", default="loadtest",
+                          help="names of the test's users and groups: PREFIX-00001... (loadtest)")
+    loadtest.add_argument("--drain", type=float, default=10.0,
+                          help="seconds to wait for late events after the last send (10)")
+    loadtest.add_argument("--concurrency", type=int, default=64,
+                          help="sends in flight at most (64)")
+    loadtest.add_argument("--seed", type=int, help="the seed of the message mix")
+    loadtest.set_defaults(command=cmd_loadtest)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -146,6 +184,34 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "ws_per_message_deflate": settings.ws_compression,
         "timeout_graceful_shutdown": 10,
     }
+
+
+def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    password = args.admin_password or settings.admin_password
+    try:
+        if not password:
+            raise LoadTestError("give --admin-password (or set REALTIME_ADMIN_PASSWORD)")
+        options = Options(
+            urls=tuple(args.urls), admin_password=password, admin_user=args.admin_user,
+            users=args.users, rate=args.rate, duration=args.duration,
+            group_size=args.group_size, group_share=args.group_share,
+            high_priority_share=args.high_priority_share, ramp=args.ramp,
+            user_prefix=args.user_prefix, drain=args.drain, concurrency=args.concurrency,
+            seed=args.seed, json_path=args.json,
+        )
+        report = asyncio.run(run_loadtest(options, say=_say))
+    except LoadTestError as exc:
+        print(f"realtime loadtest: {exc}", file=sys.stderr)
+        return 2
+    print(report.table())
+    if options.json_path is not None:
+        report.write_json(options.json_path)
+    return 0 if report.ok else 1
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:

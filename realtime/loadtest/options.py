@@ -1,0 +1,56 @@
+"""What a load test does: the deployment, the people, the rate and the mix of messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class LoadTestError(Exception):
+    """The test cannot run: the server is unreachable, or refuses the admin or the setup."""
+
+
+@dataclass(frozen=True)
+class Options:
+    urls: tuple[str, ...]
+    admin_password: str = field(repr=False)
+    users: int
+    rate: float
+    duration: float
+    admin_user: str = "admin"
+    group_size: int | None = None
+    group_share: float | None = None  # of messages to groups; None: half when there are groups
+    high_priority_share: float = 0.0
+    ramp: float = 100.0  # websockets opened per second
+    user_prefix: str = "loadtest"
+    drain: float = 10.0  # seconds to wait for late events once the last send is answered
+    concurrency: int = 64  # sends in flight at most
+    seed: int | None = None
+    json_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.urls:
+            problems.append("give at least one URL")
+        if self.users < 2:
+            problems.append("--users must be at least 2: someone sends, someone receives")
+        if self.rate <= 0 or self.duration <= 0:
+            problems.append("--rate and --duration must be above 0")
+        if self.group_size is not None and not 2 <= self.group_size <= min(self.users, 10_000):
+            problems.append("--group-size must be from 2 to --users (and at most 10,000)")
+        for name, share in (("--high-priority-share", self.high_priority_share),
+                            ("--group-share", self.group_share)):
+            if share is not None and not 0.0 <= share <= 1.0:
+                problems.append(f"{name} must be from 0 to 1")
+        if self.group_share and self.group_size is None:
+            problems.append("--group-share needs --group-size")
+        if self.ramp <= 0 or self.drain < 0 or self.concurrency < 1:
+            problems.append("--ramp and --concurrency must be above 0, --drain at least 0")
+        if problems:
+            raise LoadTestError("; ".join(problems))
+
+    @property
+    def share_to_groups(self) -> float:
+        if self.group_size is None:
+            return 0.0
+        return 0.5 if self.group_share is None else self.group_share

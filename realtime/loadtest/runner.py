@@ -1,0 +1,187 @@
+"""The load test's phases: set up, open the sockets at the ramp, send at the rate, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from realtime.loadtest.http import Deployment
+from realtime.loadtest.ledger import Ledger
+from realtime.loadtest.options import Options
+from realtime.loadtest.population import (
+    Group,
+    Member,
+    log_in_admin,
+    prepare_groups,
+    prepare_users,
+)
+from realtime.loadtest.report import Report, progress_line
+from realtime.loadtest.sockets import Listener
+
+Print = Callable[[str], None]
+
+
+@dataclass
+class Run:
+    """One run's state, shared by its phases and its progress line."""
+
+    options: Options
+    deployment: Deployment
+    ledger: Ledger
+    subject_prefix: str
+    phase: str = "setup"
+    prepared: int = 0
+
+    def send_number(self, message: dict[str, object]) -> int | None:
+        subject = message.get("subject")
+        if isinstance(subject, str) and subject.startswith(self.subject_prefix):
+            tail = subject[len(self.subject_prefix):]
+            if tail.isdigit():
+                return int(tail)
+        return None
+
+
+async def run_loadtest(options: Options, say: Print = print) -> Report:
+    """Run the whole test against the deployment and return its figures."""
+    ledger = Ledger()
+    async with Deployment(options.urls, connections=options.concurrency) as deployment:
+        run = Run(options, deployment, ledger, f"loadtest {secrets.token_hex(4)} #")
+        async with _progress(run, say):
+            admin = await log_in_admin(deployment, options)
+            members = await prepare_users(deployment, options, admin, run_prepared(run))
+            groups = await prepare_groups(deployment, options, admin, members)
+            run.phase = "ramp"
+            listeners = await _open_sockets(run, members)
+            try:
+                run.phase = "sending"
+                seconds = await _send_all(run, members, groups, listeners)
+                run.phase = "draining"
+                await _drain(run)
+            finally:
+                await asyncio.gather(*(listener.close() for listener in listeners))
+    return Report.from_ledger(ledger, rate_asked=options.rate, sending_seconds=seconds)
+
+
+def run_prepared(run: Run) -> Callable[[], None]:
+    def done() -> None:
+        run.prepared += 1
+
+    return done
+
+
+@contextlib.asynccontextmanager
+async def _progress(run: Run, say: Print) -> AsyncIterator[None]:
+    """A line every second while the test runs."""
+    began = time.monotonic()
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            elapsed = time.monotonic() - began
+            if run.phase == "setup":
+                say(f"{elapsed:6.0f}s setup     users ready {run.prepared}/{run.options.users}")
+            else:
+                say(progress_line(elapsed, run.phase, run.ledger, run.options.users))
+
+    task = asyncio.create_task(report(), name="loadtest-progress")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _open_sockets(run: Run, members: list[Member]) -> list[Listener]:
+    """Open one socket per user, `ramp` handshakes started a second; keep those that opened."""
+    interval = 1.0 / run.options.ramp
+    began = time.monotonic()
+    listeners = [
+        Listener(index=member.index, token=member.token, urls=run.deployment.websocket_url,
+                 ledger=run.ledger, send_number=run.send_number)
+        for member in members
+    ]
+
+    async def open_at(number: int, listener: Listener) -> bool:
+        await asyncio.sleep(max(0.0, began + number * interval - time.monotonic()))
+        return await listener.open()
+
+    opened = await asyncio.gather(
+        *(open_at(number, listener) for number, listener in enumerate(listeners))
+    )
+    return [listener for listener, ok in zip(listeners, opened, strict=True) if ok]
+
+
+async def _send_all(
+    run: Run, members: list[Member], groups: list[Group], listeners: list[Listener]
+) -> float:
+    """Send `rate` messages a second for `duration` seconds; return how long it took."""
+    options = run.options
+    connected = sorted(listener.index for listener in listeners)
+    if len(connected) < 2:
+        return 0.0
+    online = frozenset(connected)
+    chooser = random.Random(options.seed)  # noqa: S311 (a mix of messages, not a secret)
+    gate = asyncio.Semaphore(options.concurrency)
+    pending: set[asyncio.Task[None]] = set()
+    total = max(1, round(options.rate * options.duration))
+    began = time.monotonic()
+    for number in range(total):
+        await asyncio.sleep(max(0.0, began + number / options.rate - time.monotonic()))
+        await gate.acquire()
+        sender = members[chooser.choice(connected)]
+        high = chooser.random() < options.high_priority_share
+        if groups and chooser.random() < options.share_to_groups:
+            group = chooser.choice(groups)
+            target = {"kind": "group", "id": group.id}
+            named = group.members - {sender.index}
+        else:
+            other = chooser.choice(connected[:-1])
+            receiver = members[other if other != sender.index else connected[-1]]
+            target = {"kind": "user", "id": receiver.id}
+            named = frozenset({receiver.index})
+        draft = {"to": [target], "subject": f"{run.subject_prefix}{number}",
+                 "body": "A message of the load test.", "high_priority": high}
+        task = asyncio.create_task(_send(run, number, sender, draft, named, online))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        task.add_done_callback(lambda _: gate.release())
+    if pending:
+        await asyncio.wait(pending)
+    return time.monotonic() - began
+
+
+async def _send(
+    run: Run, number: int, sender: Member, draft: dict[str, object], named: frozenset[int],
+    online: frozenset[int],
+) -> None:
+    """One send; its recipients with an open socket then expect its `message.new`."""
+    run.ledger.sending(number, time.monotonic())
+    try:
+        answer = await run.deployment.call(
+            "POST", "/api/messages", token=sender.token, json=draft, node=number
+        )
+    except httpx.TransportError as exc:
+        run.ledger.send_failed_with(type(exc).__name__)
+        return
+    if answer.status != 201:
+        run.ledger.send_failed_with(str(answer.status))
+        return
+    if answer.body.get("recipients") != len(named):
+        run.ledger.recipients_mismatched += 1
+    run.ledger.expect(number, named & online)
+
+
+async def _drain(run: Run) -> None:
+    """Wait for the events still on their way, at most `drain` seconds."""
+    deadline = time.monotonic() + run.options.drain
+    # Frames are counted by every socket's task: a look every 50 ms is all the drain needs.
+    while run.ledger.outstanding > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)

@@ -1,0 +1,140 @@
+"""`realtime loadtest` against a real server: it counts what arrives, and catches what errs."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from realtime import codec
+from realtime.api.http import Services
+from realtime.config import Settings
+from realtime.loadtest.ledger import percentile
+from tests.live_server import LiveServer, live_server
+from tests.loadtest_support import (
+    Admin,
+    FrameFault,
+    load_test,
+    load_test_command,
+    make_admin,
+)
+
+CLOSED_PORT_URL = "http://127.0.0.1:9"
+CONTRACT_KEYS = {"connections_opened", "connections_failed", "sent", "send_failed", "expected",
+                 "delivered", "lost", "duplicated", "latency_ms"}
+
+
+@pytest.fixture
+def dropping(settings: Settings, services: Services) -> Iterator[LiveServer]:
+    """A live server that loses the third `message.new` it sends."""
+    with live_server(settings, functools.partial(FrameFault, repeat=False)) as server:
+        yield server
+
+
+@pytest.fixture
+def repeating(settings: Settings, services: Services) -> Iterator[LiveServer]:
+    """A live server that sends the third `message.new` twice."""
+    with live_server(settings, functools.partial(FrameFault, repeat=True)) as server:
+        yield server
+
+
+async def test_a_run_counts_every_event_once_with_its_latency(
+    live: LiveServer, services: Services
+) -> None:
+    """One-to-one, group and high-priority sends all arrive once, and the figures add up."""
+    admin = await make_admin(services)
+    report, lines = await load_test(
+        admin, live.url, users=8, rate=30.0, duration=1.5, group_size=4,
+        high_priority_share=0.5,
+    )
+    assert report.ok and report.lost == 0 and report.duplicated == 0
+    assert report.connections_opened == 8 and report.connections_failed == 0
+    assert report.sent == 45 and report.send_failed == 0
+    # Half the sends go to groups of 4 (3 recipients besides a sender in the group, 4 otherwise).
+    assert 45 < report.expected <= 45 * 4
+    assert report.delivered == report.expected
+    latency = report.latency_ms
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p999"]
+    assert latency["p999"] <= latency["max"]
+    assert any("sending" in line for line in lines), lines
+
+
+async def test_a_second_run_reuses_the_users_and_groups_of_the_first(
+    live: LiveServer, services: Services
+) -> None:
+    """Users and groups named by the prefix are reused (new passwords), not made twice."""
+    admin = await make_admin(services)
+    first, _ = await load_test(admin, live.url, user_prefix="again", group_size=3)
+    users_before = len(await services.accounts.list_users())
+    second, _ = await load_test(admin, live.url, user_prefix="again", group_size=3)
+    assert first.ok and second.ok and second.delivered == second.expected > 0
+    assert len(await services.accounts.list_users()) == users_before
+
+
+async def test_the_command_writes_the_figures_as_json_and_exits_0(
+    live: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    """`realtime loadtest --json` writes the contract's keys; a clean run exits 0."""
+    admin = await make_admin(services)
+    status = await load_test_command(admin, live.url, tmp_path / "figures.json")
+    figures = codec.decode((tmp_path / "figures.json").read_bytes())
+    assert status == 0
+    assert CONTRACT_KEYS <= figures.keys()
+    assert set(figures["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
+    assert figures["sent"] == 20 and figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["delivered"] == figures["expected"] == 20
+
+
+async def test_a_lost_event_is_counted_and_fails_the_run(
+    dropping: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    """When the server loses one `message.new`, the test reports 1 lost and exits 1."""
+    admin = await make_admin(services)
+    status = await load_test_command(admin, dropping.url, tmp_path / "figures.json")
+    figures = codec.decode((tmp_path / "figures.json").read_bytes())
+    assert status == 1
+    assert figures["lost"] == 1 and figures["duplicated"] == 0
+    assert figures["delivered"] == figures["expected"] - 1
+
+
+async def test_a_duplicated_event_is_counted_and_fails_the_run(
+    repeating: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    """When the server sends one `message.new` twice, the test reports 1 duplicated, exits 1."""
+    admin = await make_admin(services)
+    status = await load_test_command(admin, repeating.url, tmp_path / "figures.json")
+    figures = codec.decode((tmp_path / "figures.json").read_bytes())
+    assert status == 1
+    assert figures["duplicated"] == 1 and figures["lost"] == 0
+    assert figures["delivered"] == figures["expected"]
+
+
+async def test_a_wrong_admin_password_stops_the_run_with_a_clear_message(
+    live: LiveServer, services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused admin login ends the command with status 2 and says why, sending nothing."""
+    admin = await make_admin(services)
+    wrong = type(admin)(admin.username, "not the password")
+    status = await load_test_command(wrong, live.url, tmp_path / "figures.json")
+    assert status == 2
+    assert "401" in capsys.readouterr().err
+    assert not (tmp_path / "figures.json").exists()
+
+
+async def test_an_unreachable_server_stops_the_run_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No server at the URL: status 2 and the address in the message, no traceback."""
+    # Port 9 (discard) is closed here: connecting is refused at once.
+    status = await load_test_command(Admin("admin"), CLOSED_PORT_URL, tmp_path / "figures.json")
+    assert status == 2
+    assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    """p50 of 1..100 is 50, p99 is 99, p99.9 and max are 100; none at all is 0."""
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, q) for q in (0.5, 0.99, 0.999, 1.0)] == [50.0, 99.0, 100.0, 100.0]
+    assert percentile([], 0.5) == 0.0
