@@ -206,7 +206,12 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     print(report.table())
     if options.json_path is not None:
-        report.write_json(options.json_path)
+        try:
+            report.write_json(options.json_path)
+        except OSError as exc:
+            print(f"realtime loadtest: cannot write {options.json_path}: {exc.strerror}",
+                  file=sys.stderr)
+            return 2
     return 0 if report.ok else 1
 
 

@@ -133,6 +133,20 @@ async def test_an_unreachable_server_stops_the_run_with_a_clear_message(
     assert "127.0.0.1:9" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "problem"),
+    [(["--group-size", "1"], "--group-size"), (["--rate", "0"], "--rate"),
+     (["--high-priority-share", "1.5"], "--high-priority-share")],
+)
+async def test_a_bad_option_is_refused_before_anything_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], problem: str
+) -> None:
+    """An impossible option ends the command with status 2, naming the option."""
+    status = await load_test_command(Admin("admin"), CLOSED_PORT_URL, tmp_path / "f.json", *option)
+    assert status == 2
+    assert problem in capsys.readouterr().err
+
+
 def test_percentiles_are_nearest_rank() -> None:
     """p50 of 1..100 is 50, p99 is 99, p99.9 and max are 100; none at all is 0."""
     values = [float(v) for v in range(1, 101)]
