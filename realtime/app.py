@@ -45,8 +45,16 @@ from realtime.ws import Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
 
-# The browser client: plain files beside the package, served at / and /static/.
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+def static_dir() -> Path:
+    """The browser client's files: inside the package when installed, beside it in a checkout."""
+    package = Path(__file__).resolve().parent
+    inside = package / "static"
+    return inside if inside.is_dir() else package.parent / "static"
+
+
+# The browser client: plain HTML, CSS and ES modules, served at / and /static/.
+STATIC_DIR = static_dir()
 CONTENT_SECURITY_POLICY = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     b"connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
@@ -252,7 +260,9 @@ class ResponseHeaders:
             await self.app(scope, receive, send_with_headers)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = getattr(route, "path", "unmatched")  # the template: never the raw path
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             metrics.http_requests.labels(path, method, str(status)).inc()
-            metrics.http_request_seconds.labels(path).observe(time.perf_counter() - started)
+            metrics.http_request_seconds.labels(path, method, f"{status // 100}xx").observe(
+                time.perf_counter() - started
+            )

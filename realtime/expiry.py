@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ FILE_PURGE_BATCH = 100  # files purged per statement: up to 25 MiB each
 RETRY_DELAY = 0.5  # after the database failed; a lost lock race is retried at once
 IDLE_WAIT = 3600.0  # with nothing to expire, the longest sleep (a wake-up comes first)
 LATE_MARGIN = 0.001  # wake just after the expiry, never just before
+BACKLOG_TIMEOUT = 1.0  # how long a scrape of /metrics waits for the expiry backlog
 
 EventSink = Callable[[list[Event]], Awaitable[None]]
 
@@ -70,6 +72,22 @@ async def purge_once(db: Database, settings: Settings) -> Purged:
             login_windows=await throttle.purge_ended_windows(conn, settings.login_lockout),
             uploads=await _purge_unattached_uploads(conn),
         )
+
+
+async def measure_backlog(db: Database) -> None:
+    """Set the expiry backlog gauges from the database now: the messages past their expiry
+    not deleted yet and how overdue the oldest is (NaN when the database does not answer)."""
+    overdue, oldest = math.nan, math.nan
+    try:
+        async with asyncio.timeout(BACKLOG_TIMEOUT), db.connection() as conn:
+            until_next = await expiry_store.seconds_until_next_expiry(conn)
+            late = 0.0 if until_next is None else max(0.0, -until_next)
+            overdue = await expiry_store.count_overdue(conn) if late else 0
+            oldest = late
+    except UNAVAILABLE as error:
+        log.debug("the expiry backlog is unknown: %s", type(error).__name__)
+    metrics.overdue_messages.set(overdue)
+    metrics.oldest_overdue.set(oldest)
 
 
 async def _purge_unattached_uploads(conn: Connection) -> int:
@@ -148,8 +166,6 @@ class Expirer:
                 break
         async with self._db.connection() as conn:
             until_next = await expiry_store.seconds_until_next_expiry(conn)
-            overdue = await expiry_store.count_overdue(conn) if until_next is not None else 0
-        metrics.overdue_messages.set(overdue)
         if until_next is None:
             return IDLE_WAIT
         return max(0.0, until_next) + LATE_MARGIN

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -27,13 +27,31 @@ CLOSE_SLOW = 1013
 CLOSE_SESSION_ENDED = 4401
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
-_FRAME, _UNREAD, _END_SESSIONS = b"F", b"U", b"E"
+_FRAME, _TIMED_FRAME, _UNREAD, _END_SESSIONS = b"F", b"T", b"U", b"E"
 _SEQ = struct.Struct(">q")
+_COMMITTED_AT = struct.Struct(">d")
 
 
 def frame_payload(seq: int, frame: bytes) -> bytes:
     """What the broker carries for one frame: its seq (0: none) and the frame's JSON."""
     return _FRAME + _SEQ.pack(seq) + frame
+
+
+def time_frames(
+    payloads: list[tuple[UUID, bytes]], committed_at: Mapping[tuple[UUID, int], float]
+) -> int:
+    """Give each frame payload (in place) the wall-clock time its event committed, found by
+    user and seq, for the latency metric; return how many payloads are event frames."""
+    frames = 0
+    for index, (user_id, payload) in enumerate(payloads):
+        if payload[:1] != _FRAME:
+            continue
+        frames += 1
+        at = committed_at.get((user_id, _SEQ.unpack_from(payload, 1)[0]))
+        if at is not None:
+            timed = _TIMED_FRAME + _COMMITTED_AT.pack(at) + payload[1:]
+            payloads[index] = (user_id, timed)
+    return frames
 
 
 def unread_payload(as_of: int, frame: bytes) -> bytes:
@@ -73,7 +91,8 @@ class _Resume:
     answer: bool  # send `resumed`/`resync` to the client (False: a repair after a gap)
 
 
-_Item = tuple[int, str] | _Unread | _Resume  # a frame with its seq (0: none), a count, a resume
+# A frame with its seq (0: none) and commit time (0: not known), a count, a resume.
+_Item = tuple[int, str, float] | _Unread | _Resume
 
 
 @dataclass(slots=True, eq=False)
@@ -104,6 +123,7 @@ class Hub:
         self._sockets: dict[UUID, list[Connection]] = {}
         self._broker: Broker | None = None
         self._background: set[asyncio.Future[None]] = set()
+        self._tally = metrics.delivery_tally()
 
     def use(self, broker: Broker) -> None:
         self._broker = broker
@@ -152,9 +172,13 @@ class Hub:
         sockets = self._sockets.get(user_id)
         if not sockets:
             return
-        kind, body = payload[:1], payload[1:]
-        if kind == _FRAME:
-            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode())  # once for all tabs
+        kind, start, committed_at = payload[:1], 1, 0.0
+        if kind == _TIMED_FRAME:  # a frame after the time its event committed
+            kind, start = _FRAME, 1 + _COMMITTED_AT.size
+            committed_at = _COMMITTED_AT.unpack_from(payload, 1)[0]
+        body = payload[start:]
+        if kind == _FRAME:  # decoded once for all of the user's tabs
+            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode(), committed_at)
             for conn in list(sockets):
                 self._offer(conn, item)
         elif kind == _UNREAD:
@@ -170,7 +194,7 @@ class Hub:
 
     def send_soon(self, conn: Connection, frame: str) -> None:
         """Queue a frame without a seq (a pong) behind what the socket already has queued."""
-        self._offer(conn, (0, frame))
+        self._offer(conn, (0, frame, 0.0))
 
     def request_resume(self, conn: Connection, after_seq: int) -> None:
         """The client asked to resume: replay in order with the live stream, then answer."""
@@ -250,7 +274,7 @@ class Hub:
         if isinstance(item, _Unread):
             await self._send_unread(conn, item.as_of, item.frame)
             return
-        seq, frame = item
+        seq, frame, committed_at = item
         if seq and seq <= conn.last_seq:
             return
         if seq > conn.last_seq + 1:
@@ -258,7 +282,8 @@ class Hub:
             if seq <= conn.last_seq:
                 return
         await conn.send(frame)
-        metrics.events_delivered.inc()
+        if seq:
+            self._tally.written(committed_at)
         conn.last_seq = max(conn.last_seq, seq)
 
     async def _resume(self, conn: Connection, request: _Resume) -> None:
@@ -275,6 +300,7 @@ class Hub:
         for seq, frame in replayed.frames:
             if seq > conn.last_seq or request.answer:
                 await conn.send(frame.decode())
+                self._tally.replayed += 1
         conn.last_seq = max(conn.last_seq, replayed.through_seq)
         if replayed.unread is not None:
             await self._send_unread(conn, replayed.through_seq, replayed.unread.decode())

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from realtime import metrics
 from realtime.broker.base import Broker
+from realtime.hub import time_frames
 from realtime.models import Event
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Publisher:
         self._render = render
         self._broker = broker
         self._pending: list[Event] = []
+        self._committed_at: list[float] = []  # each pending event's, for the latency metric
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -47,6 +50,7 @@ class Publisher:
     async def publish(self, events: list[Event]) -> None:
         """Take the events of a commit; they are published soon, after those taken before."""
         self._pending += events
+        self._committed_at += [time.time()] * len(events)
         self._ready.set()
 
     async def close(self) -> None:
@@ -69,14 +73,19 @@ class Publisher:
             self._ready.clear()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._publish_batch(batch)
+                times = self._committed_at[:MAX_BATCH]
+                self._committed_at = self._committed_at[MAX_BATCH:]
+                await self._publish_batch(batch, times)
             if self._closing:
                 return
 
-    async def _publish_batch(self, batch: list[Event]) -> None:
+    async def _publish_batch(self, batch: list[Event], committed_at: list[float]) -> None:
+        pairs = zip(batch, committed_at, strict=True)
+        times = {(event.user_id, event.seq): at for event, at in pairs}
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 payloads = await self._render(batch)
+                frames = time_frames(payloads, times)
                 await self._broker.publish(payloads)
             except Exception:  # the top of the publishing loop: the log still holds the events
                 if attempt == ATTEMPTS:
@@ -88,4 +97,5 @@ class Publisher:
                 await asyncio.sleep(RETRY_DELAY * attempt)
                 continue
             metrics.publish_batches.observe(len(batch))
+            metrics.events_published.inc(frames)
             return

@@ -7,7 +7,8 @@ from starlette.responses import Response
 
 from realtime.api import schemas
 from realtime.api.http import Call, Operation, json_response
-from realtime.metrics import REGISTRY
+from realtime.expiry import measure_backlog
+from realtime.metrics import REGISTRY, broker_connected
 
 
 async def healthz(call: Call) -> Response:
@@ -25,6 +26,9 @@ async def readyz(call: Call) -> Response:
 
 
 async def metrics(call: Call) -> Response:
+    """Prometheus text; the broker's state and the expiry backlog are measured at the scrape."""
+    broker_connected.set(1 if call.services.broker.healthy else 0)
+    await measure_backlog(call.services.db)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

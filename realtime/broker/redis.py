@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from realtime import metrics
 from realtime.broker.base import Broker, DeliveryHandler, RecoveryHandler
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class RedisBroker(Broker):
         self._waiters: asyncio.Future[None] | None = None  # released by the next flush
         self._link: _Link | None = None
         self._healthy = False
+        self._was_connected = False  # a link was healthy once: the next healthy one reconnects
         self._lost = False  # messages may have been lost since the last recovery
         self._settled = asyncio.Event()  # the first link is up, or failed
         self._runner: asyncio.Task[None] | None = None
@@ -171,6 +173,7 @@ class RedisBroker(Broker):
         link = self._link
         if link is None or not self._healthy:
             log.debug("Redis is unavailable: %d messages dropped", len(messages))
+            metrics.broker_dropped.inc(len(messages))
             return
         link.publishing += 1
         link.idle.clear()
@@ -178,6 +181,7 @@ class RedisBroker(Broker):
             await self._send(link, messages)
         except LINK_ERRORS as error:
             log.debug("Publish failed, %d messages dropped: %s", len(messages), _describe(error))
+            metrics.broker_dropped.inc(len(messages))
             link.fail(f"a publish failed: {_describe(error)}")
         finally:
             link.publishing -= 1
@@ -312,6 +316,9 @@ class RedisBroker(Broker):
         link.last_beat = asyncio.get_running_loop().time()
         if not self._healthy:
             self._healthy = link.was_healthy = True
+            if self._was_connected:
+                metrics.broker_reconnects.inc()
+            self._was_connected = True
             self._settled.set()
             if self._lost:
                 self._lost = False
