@@ -82,3 +82,16 @@ class FrameFault:
             await send(message)
 
         await self.app(scope, receive, erring_send)
+
+
+class NoWebsockets:
+    """Refuse every websocket handshake (403), as a proxy that does not pass them would."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.app(scope, receive, send)

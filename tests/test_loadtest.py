@@ -16,6 +16,7 @@ from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import (
     Admin,
     FrameFault,
+    NoWebsockets,
     load_test,
     load_test_command,
     make_admin,
@@ -30,6 +31,13 @@ CONTRACT_KEYS = {"connections_opened", "connections_failed", "sent", "send_faile
 def dropping(settings: Settings, services: Services) -> Iterator[LiveServer]:
     """A live server that loses the third `message.new` it sends."""
     with live_server(settings, functools.partial(FrameFault, repeat=False)) as server:
+        yield server
+
+
+@pytest.fixture
+def no_websockets(settings: Settings, services: Services) -> Iterator[LiveServer]:
+    """A live server whose websocket handshakes are all refused."""
+    with live_server(settings, NoWebsockets) as server:
         yield server
 
 
@@ -68,9 +76,11 @@ async def test_a_second_run_reuses_the_users_and_groups_of_the_first(
     admin = await make_admin(services)
     first, _ = await load_test(admin, live.url, user_prefix="again", group_size=3)
     users_before = len(await services.accounts.list_users())
+    groups_before = len(await services.groups.list_groups())
     second, _ = await load_test(admin, live.url, user_prefix="again", group_size=3)
     assert first.ok and second.ok and second.delivered == second.expected > 0
     assert len(await services.accounts.list_users()) == users_before
+    assert len(await services.groups.list_groups()) == groups_before == 2
 
 
 async def test_the_command_writes_the_figures_as_json_and_exits_0(
@@ -109,6 +119,20 @@ async def test_a_duplicated_event_is_counted_and_fails_the_run(
     assert status == 1
     assert figures["duplicated"] == 1 and figures["lost"] == 0
     assert figures["delivered"] == figures["expected"]
+
+
+async def test_a_run_where_no_socket_opens_fails_instead_of_passing(
+    no_websockets: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    """Behind a proxy that refuses websockets nothing can be checked: exit 1, every socket
+    counted as failed with its reason, nothing sent."""
+    admin = await make_admin(services)
+    status = await load_test_command(admin, no_websockets.url, tmp_path / "figures.json")
+    figures = codec.decode((tmp_path / "figures.json").read_bytes())
+    assert status == 1
+    assert figures["connections_opened"] == 0 and figures["connections_failed"] == 6
+    assert sum(figures["connect_errors"].values()) == 6
+    assert figures["sent"] == 0 and not figures["ok"]
 
 
 async def test_a_wrong_admin_password_stops_the_run_with_a_clear_message(

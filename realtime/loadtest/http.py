@@ -72,9 +72,10 @@ class Deployment:
 
     async def setup_call(
         self, method: str, path: str, *, token: str | None = None, json: Any = None,
-        expect: int = 200,
+        expect: int = 200, fields: tuple[str, ...] = (),
     ) -> Any:
-        """A call of the set-up: waits out 429s, and stops the test on any other failure."""
+        """A call of the set-up: waits out 429s, and stops the test on any other failure or an
+        answer without the JSON `fields` it must have."""
         for _ in range(RATE_LIMIT_RETRIES):
             try:
                 answer = await self.call(method, path, token=token, json=json)
@@ -85,6 +86,11 @@ class Deployment:
             await asyncio.sleep(min(max(answer.retry_after or 1.0, 0.1), 10.0))
         if answer.status != expect:
             raise LoadTestError(f"{method} {path} answered {answer.problem}")
+        if fields and not (isinstance(answer.body, dict) and set(fields) <= answer.body.keys()):
+            raise LoadTestError(
+                f"{method} {path} answered without {', '.join(fields)}: is {self.urls[0]} a "
+                "realtime server?"
+            )
         return answer.body
 
 

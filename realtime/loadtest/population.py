@@ -44,6 +44,7 @@ async def log_in_admin(deployment: Deployment, options: Options) -> str:
     body = await deployment.setup_call(
         "POST", "/api/auth/login",
         json={"username": options.admin_user, "password": options.admin_password},
+        fields=("token",),
     )
     token: str = body["token"]
     return token
@@ -53,7 +54,9 @@ async def prepare_users(
     deployment: Deployment, options: Options, admin: str, done: Callable[[], None]
 ) -> list[Member]:
     """Make the users `PREFIX-00001`...; existing ones get a new password and may send again."""
-    listed = await deployment.setup_call("GET", "/api/admin/users", token=admin)
+    listed = await deployment.setup_call(
+        "GET", "/api/admin/users", token=admin, fields=("users",)
+    )
     existing = {user["username"]: user["id"] for user in listed["users"]}
     password = secrets.token_urlsafe(24)
 
@@ -68,12 +71,13 @@ async def prepare_users(
             )
         else:
             made = await deployment.setup_call(
-                "POST", "/api/admin/users", token=admin, expect=201,
+                "POST", "/api/admin/users", token=admin, expect=201, fields=("id",),
                 json=account | {"username": name, "display_name": f"Load test {index + 1}"},
             )
             user_id = made["id"]
         session = await deployment.setup_call(
-            "POST", "/api/auth/login", json={"username": name, "password": password}
+            "POST", "/api/auth/login", json={"username": name, "password": password},
+            fields=("token",),
         )
         done()
         return Member(index, user_id, session["token"])
@@ -87,7 +91,9 @@ async def prepare_groups(
     """The groups `PREFIX-gSIZE-0001`...: made, or given their members again."""
     if options.group_size is None:
         return []
-    listed = await deployment.setup_call("GET", "/api/admin/groups", token=admin)
+    listed = await deployment.setup_call(
+        "GET", "/api/admin/groups", token=admin, fields=("groups",)
+    )
     existing = {group["name"]: group["id"] for group in listed["groups"]}
 
     async def ready(number: int, indexes: frozenset[int]) -> Group:
@@ -100,7 +106,7 @@ async def prepare_groups(
             )
         else:
             made = await deployment.setup_call(
-                "POST", "/api/admin/groups", token=admin, expect=201,
+                "POST", "/api/admin/groups", token=admin, expect=201, fields=("id",),
                 json=member_ids | {"name": name},
             )
             group_id = made["id"]

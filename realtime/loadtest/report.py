@@ -14,11 +14,13 @@ QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 
 @dataclass(frozen=True)
 class Report:
-    """The outcome; `ok` when nothing committed was lost or duplicated."""
+    """The outcome; `ok` when something was tested and nothing was lost or duplicated."""
 
     connections_opened: int
     connections_failed: int
+    connect_errors: dict[str, int]
     reconnects: int
+    resyncs: int
     sent: int
     send_failed: int
     send_errors: dict[str, int]
@@ -34,8 +36,13 @@ class Report:
     sending_seconds: float
 
     @property
+    def tested(self) -> bool:
+        """Sockets opened and messages went: a run where none did proves nothing."""
+        return self.connections_opened > 0 and self.sent > 0
+
+    @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0
+        return self.tested and self.lost == 0 and self.duplicated == 0
 
     @classmethod
     def from_ledger(
@@ -47,7 +54,9 @@ class Report:
         return cls(
             connections_opened=ledger.connections_opened,
             connections_failed=ledger.connections_failed,
+            connect_errors=dict(ledger.connect_errors),
             reconnects=ledger.reconnects,
+            resyncs=ledger.resyncs,
             sent=ledger.sent,
             send_failed=ledger.send_failed,
             send_errors=dict(ledger.send_errors),
@@ -55,13 +64,19 @@ class Report:
             delivered=ledger.delivered,
             lost=ledger.outstanding,
             duplicated=ledger.duplicated,
-            unexpected=ledger.unexpected(),
+            unexpected=ledger.unexpected,
             recipients_mismatched=ledger.recipients_mismatched,
             latency_ms=latency,
             sends_per_second=round(ledger.sent / sending_seconds, 1) if sending_seconds else 0.0,
             rate_asked=rate_asked,
             sending_seconds=round(sending_seconds, 3),
         )
+
+    @property
+    def verdict(self) -> str:
+        if not self.tested:
+            return "FAILED: nothing was tested (no socket opened, or no message sent)"
+        return "ok" if self.ok else "FAILED: events lost or duplicated"
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self) | {"ok": self.ok}
@@ -73,7 +88,8 @@ class Report:
         latency = self.latency_ms
         rows = [
             ("connections opened", f"{self.connections_opened:,}"),
-            ("connections failed", f"{self.connections_failed:,}"),
+            ("connections failed",
+             f"{self.connections_failed:,}" + _reasons(self.connect_errors)),
             ("reconnections", f"{self.reconnects:,}"),
             ("messages sent", f"{self.sent:,}"),
             ("messages failed", f"{self.send_failed:,}" + _reasons(self.send_errors)),
@@ -88,9 +104,11 @@ class Report:
         ]
         if self.unexpected:
             rows.append(("events unexpected", f"{self.unexpected:,} (of failed sends)"))
+        if self.resyncs:
+            rows.append(("resyncs", f"{self.resyncs:,} (not replayed: counted as lost)"))
         if self.recipients_mismatched:
             rows.append(("recipient counts off", f"{self.recipients_mismatched:,} sends"))
-        rows.append(("result", "ok" if self.ok else "FAILED: events lost or duplicated"))
+        rows.append(("result", self.verdict))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -99,7 +117,7 @@ def progress_line(elapsed: float, phase: str, ledger: Ledger, users: int) -> str
     recent = sorted(ledger.take_recent())
     p99 = f"{_ms(percentile(recent, 0.99)):.1f} ms" if recent else "-"
     return (
-        f"{elapsed:6.0f}s {phase:<9} sockets {ledger.connections_opened}/{users}"
+        f"{elapsed:6.0f}s {phase:<9} sockets open {ledger.sockets_open}/{users}"
         f" (failed {ledger.connections_failed})  sent {ledger.sent}"
         f" (failed {ledger.send_failed})  delivered {ledger.delivered}/{ledger.expected_events}"
         f"  duplicated {ledger.duplicated}  p99 {p99}"

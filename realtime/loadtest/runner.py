@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import resource
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from realtime.loadtest.http import Deployment
-from realtime.loadtest.ledger import Ledger
+from realtime.loadtest.ledger import Addressed, Ledger
 from realtime.loadtest.options import Options
 from realtime.loadtest.population import (
     Group,
@@ -26,6 +27,7 @@ from realtime.loadtest.report import Report, progress_line
 from realtime.loadtest.sockets import Listener
 
 Print = Callable[[str], None]
+FILES_BESIDES_SOCKETS = 256  # HTTP connections, the event loop, standard streams
 
 
 @dataclass
@@ -50,23 +52,42 @@ class Run:
 
 async def run_loadtest(options: Options, say: Print = print) -> Report:
     """Run the whole test against the deployment and return its figures."""
+    allow_many_sockets(options.users)
     ledger = Ledger()
+    seconds = 0.0
     async with Deployment(options.urls, connections=options.concurrency) as deployment:
         run = Run(options, deployment, ledger, f"loadtest {secrets.token_hex(4)} #")
         async with _progress(run, say):
             admin = await log_in_admin(deployment, options)
             members = await prepare_users(deployment, options, admin, run_prepared(run))
             groups = await prepare_groups(deployment, options, admin, members)
-            run.phase = "ramp"
-            listeners = await _open_sockets(run, members)
+            listeners = [
+                Listener(index=member.index, token=member.token, urls=deployment.websocket_url,
+                         ledger=ledger, send_number=run.send_number)
+                for member in members
+            ]
             try:
+                run.phase = "ramp"
+                opened = await _open_sockets(run, listeners)
+                ledger.online = frozenset(listener.index for listener in opened)
                 run.phase = "sending"
-                seconds = await _send_all(run, members, groups, listeners)
+                seconds = await _send_all(run, members, groups)
                 run.phase = "draining"
                 await _drain(run)
             finally:
                 await asyncio.gather(*(listener.close() for listener in listeners))
     return Report.from_ledger(ledger, rate_asked=options.rate, sending_seconds=seconds)
+
+
+def allow_many_sockets(users: int) -> None:
+    """Raise the open-files limit as far as the system allows when the sockets need it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = users + FILES_BESIDES_SOCKETS
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run_prepared(run: Run) -> Callable[[], None]:
@@ -99,15 +120,10 @@ async def _progress(run: Run, say: Print) -> AsyncIterator[None]:
             await task
 
 
-async def _open_sockets(run: Run, members: list[Member]) -> list[Listener]:
-    """Open one socket per user, `ramp` handshakes started a second; keep those that opened."""
+async def _open_sockets(run: Run, listeners: list[Listener]) -> list[Listener]:
+    """Open the sockets, `ramp` handshakes started a second; return those that opened."""
     interval = 1.0 / run.options.ramp
     began = time.monotonic()
-    listeners = [
-        Listener(index=member.index, token=member.token, urls=run.deployment.websocket_url,
-                 ledger=run.ledger, send_number=run.send_number)
-        for member in members
-    ]
 
     async def open_at(number: int, listener: Listener) -> bool:
         await asyncio.sleep(max(0.0, began + number * interval - time.monotonic()))
@@ -119,15 +135,12 @@ async def _open_sockets(run: Run, members: list[Member]) -> list[Listener]:
     return [listener for listener, ok in zip(listeners, opened, strict=True) if ok]
 
 
-async def _send_all(
-    run: Run, members: list[Member], groups: list[Group], listeners: list[Listener]
-) -> float:
+async def _send_all(run: Run, members: list[Member], groups: list[Group]) -> float:
     """Send `rate` messages a second for `duration` seconds; return how long it took."""
     options = run.options
-    connected = sorted(listener.index for listener in listeners)
+    connected = sorted(run.ledger.online)
     if len(connected) < 2:
         return 0.0
-    online = frozenset(connected)
     chooser = random.Random(options.seed)  # noqa: S311 (a mix of messages, not a secret)
     gate = asyncio.Semaphore(options.concurrency)
     pending: set[asyncio.Task[None]] = set()
@@ -136,20 +149,21 @@ async def _send_all(
     for number in range(total):
         await asyncio.sleep(max(0.0, began + number / options.rate - time.monotonic()))
         await gate.acquire()
-        sender = members[chooser.choice(connected)]
+        sender_at = chooser.randrange(len(connected))
+        sender = members[connected[sender_at]]
         high = chooser.random() < options.high_priority_share
         if groups and chooser.random() < options.share_to_groups:
             group = chooser.choice(groups)
             target = {"kind": "group", "id": group.id}
-            named = group.members - {sender.index}
+            addressed = Addressed(group.members, sender.index)
         else:
-            other = chooser.choice(connected[:-1])
-            receiver = members[other if other != sender.index else connected[-1]]
+            other_at = chooser.randrange(len(connected) - 1)  # anyone but the sender
+            receiver = members[connected[other_at + (other_at >= sender_at)]]
             target = {"kind": "user", "id": receiver.id}
-            named = frozenset({receiver.index})
+            addressed = Addressed(frozenset({receiver.index}), sender.index)
         draft = {"to": [target], "subject": f"{run.subject_prefix}{number}",
                  "body": "A message of the load test.", "high_priority": high}
-        task = asyncio.create_task(_send(run, number, sender, draft, named, online))
+        task = asyncio.create_task(_send(run, number, sender, draft, addressed))
         pending.add(task)
         task.add_done_callback(pending.discard)
         task.add_done_callback(lambda _: gate.release())
@@ -159,24 +173,23 @@ async def _send_all(
 
 
 async def _send(
-    run: Run, number: int, sender: Member, draft: dict[str, object], named: frozenset[int],
-    online: frozenset[int],
+    run: Run, number: int, sender: Member, draft: dict[str, object], addressed: Addressed
 ) -> None:
-    """One send; its recipients with an open socket then expect its `message.new`."""
-    run.ledger.sending(number, time.monotonic())
+    """One send; the users it names with an open socket then expect its `message.new`."""
+    ledger = run.ledger
+    ledger.sending(number, time.monotonic())
     try:
         answer = await run.deployment.call(
             "POST", "/api/messages", token=sender.token, json=draft, node=number
         )
-    except httpx.TransportError as exc:
-        run.ledger.send_failed_with(type(exc).__name__)
+    except httpx.HTTPError as exc:
+        ledger.send_failed_with(number, type(exc).__name__)
         return
-    if answer.status != 201:
-        run.ledger.send_failed_with(str(answer.status))
+    if answer.status != 201 or not isinstance(answer.body, dict):
+        ledger.send_failed_with(number, str(answer.status))
         return
-    if answer.body.get("recipients") != len(named):
-        run.ledger.recipients_mismatched += 1
-    run.ledger.expect(number, named & online)
+    if answer.body.get("recipients") != ledger.expect(number, addressed):
+        ledger.recipients_mismatched += 1
 
 
 async def _drain(run: Run) -> None:

@@ -13,14 +13,21 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from realtime import codec
 from realtime.errors import InvalidInput
 from realtime.loadtest.ledger import Ledger
+from realtime.loadtest.sequence import SeqTracker
 
 OPEN_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
 # Failures of a handshake or a connection that a client meets and reconnects after.
-CONNECT_ERRORS = (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI)
+CONNECT_ERRORS = (
+    OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI, InvalidInput, ConnectionClosed,
+)
 
-# (user index, send number) of a frame's message, or None for a message of no send of this run.
+# The send number of a frame's message, or None for a message of no send of this run.
 SendNumber = Callable[[dict[str, object]], int | None]
+
+
+class NotHello(InvalidHandshake):
+    """The first frame was not the contract's `hello`."""
 
 
 class Listener:
@@ -28,7 +35,7 @@ class Listener:
 
     When the server closes it (1001 at a node's shutdown, 1013 for a slow reader) or the link
     breaks, it reconnects (to the next URL, so to another node where there are several) and
-    sends `resume` with the last seq it saw, as every client must.
+    sends `resume` with the last seq it has without gaps, as every client must.
     """
 
     def __init__(
@@ -41,17 +48,19 @@ class Listener:
         self._attempt = index  # which URL the next connection goes to
         self._ledger = ledger
         self._send_number = send_number
-        self._last_seq = 0
+        self._seqs = SeqTracker()
+        self._hello_seq = 0
         self._socket: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
     async def open(self) -> bool:
-        """Connect and wait for `hello`; False (and counted as failed) when that fails."""
+        """Connect and wait for `hello`; False (the reason counted) when that fails."""
         try:
             self._socket = await self._connect()
-        except (*CONNECT_ERRORS, ConnectionClosed):
+        except CONNECT_ERRORS as exc:
             self._ledger.connections_failed += 1
+            self._ledger.connect_errors[_reason(exc)] += 1
             return False
         self._ledger.connections_opened += 1
         self._task = asyncio.create_task(self._run(), name=f"listener-{self.index}")
@@ -64,7 +73,7 @@ class Listener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._socket is not None:
-            with contextlib.suppress(*CONNECT_ERRORS, ConnectionClosed):
+            with contextlib.suppress(*CONNECT_ERRORS):
                 await asyncio.wait_for(self._socket.close(), OPEN_TIMEOUT)
 
     async def _connect(self) -> ClientConnection:
@@ -80,17 +89,17 @@ class Listener:
         )
         try:
             hello = codec.decode(await asyncio.wait_for(socket.recv(), OPEN_TIMEOUT))
+            seq = hello.get("seq") if isinstance(hello, dict) else None
+            if not isinstance(seq, int) or hello.get("type") != "hello":
+                raise NotHello("the first frame was not hello")
+            after = self._seqs.hello(seq)
+            if after is not None:
+                await socket.send(codec.encode({"type": "resume", "after_seq": after}).decode())
         except BaseException:
             await socket.close()
             raise
-        seq = hello.get("seq") if isinstance(hello, dict) else None
-        if not isinstance(seq, int):
-            await socket.close()
-            raise InvalidHandshake("the first frame was not hello")
-        if self._last_seq and seq > self._last_seq:
-            resume = {"type": "resume", "after_seq": self._last_seq}
-            await socket.send(codec.encode(resume).decode())
-        self._last_seq = max(self._last_seq, seq)
+        self._hello_seq = seq
+        self._ledger.sockets_open += 1
         return socket
 
     async def _run(self) -> None:
@@ -101,6 +110,8 @@ class Listener:
                     self._receive(text, time.monotonic())
             except ConnectionClosed:
                 pass
+            finally:
+                self._ledger.sockets_open -= 1
             if not self._closing:
                 await self._reconnect()
 
@@ -109,7 +120,7 @@ class Listener:
         while not self._closing:
             try:
                 self._socket = await self._connect()
-            except (*CONNECT_ERRORS, ConnectionClosed):
+            except CONNECT_ERRORS:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
@@ -123,11 +134,21 @@ class Listener:
             return
         if not isinstance(frame, dict):
             return
-        seq = frame.get("seq")
-        if isinstance(seq, int) and frame.get("type") != "hello":
-            self._last_seq = max(self._last_seq, seq)
-        if frame.get("type") == "message.new":
+        kind, seq = frame.get("type"), frame.get("seq")
+        if kind == "resumed" and isinstance(seq, int):
+            self._seqs.resumed(seq)
+        elif kind == "resync":
+            self._ledger.resyncs += 1  # what was not replayed counts as lost
+            self._seqs.resumed(self._hello_seq)
+        elif isinstance(seq, int) and self._seqs.receive(seq) and kind == "message.new":
             message = frame.get("message")
             number = self._send_number(message) if isinstance(message, dict) else None
             if number is not None:
                 self._ledger.arrive(self.index, number, at)
+
+
+def _reason(error: BaseException) -> str:
+    """A short name for why a socket did not open."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__

@@ -9,8 +9,9 @@ const BACKOFF_FIRST_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 
 let socket = null;
-let lastSeq = null; // the highest seq applied; null until the first hello
+let lastSeq = null; // every event up to this seq was applied; null until the first hello
 let resuming = false;
+const seenWhileResuming = new Set(); // seqs past lastSeq applied during a resume
 let helloSeq = null; // the latest seq of the current connection's hello
 let backoff = BACKOFF_FIRST_MS;
 let reconnectTimer = null;
@@ -125,11 +126,13 @@ function handle(ws, frame) {
       return;
     case "resumed":
       resuming = false;
+      seenWhileResuming.clear();
       lastSeq = Math.max(lastSeq ?? 0, frame.seq ?? 0, helloSeq ?? 0);
       bus.emit("live:resumed", frame);
       return;
     case "resync":
       resuming = false;
+      seenWhileResuming.clear();
       lastSeq = helloSeq;
       bus.emit("live:resync", frame);
       return;
@@ -141,11 +144,27 @@ function handle(ws, frame) {
     default:
       break;
   }
-  if (typeof frame.seq === "number") {
-    if (lastSeq !== null && frame.seq <= lastSeq) return;
-    lastSeq = frame.seq;
-  }
+  if (typeof frame.seq === "number" && !isNew(frame.seq)) return;
   bus.emit(`live:${frame.type}`, frame);
+}
+
+// Whether a frame's seq is one this tab has not had. While a resume runs, live frames may
+// come before the replayed ones, and the server replays everything after the seq asked for,
+// also what came live meanwhile: lastSeq only moves up to where nothing is missing, so that
+// a link lost during the replay resumes from there, and the seqs past it are remembered.
+function isNew(seq) {
+  if (lastSeq !== null && seq <= lastSeq) return false;
+  if (!resuming) {
+    lastSeq = seq;
+    return true;
+  }
+  if (seenWhileResuming.has(seq)) return false;
+  seenWhileResuming.add(seq);
+  while (seenWhileResuming.has(lastSeq + 1)) {
+    lastSeq += 1;
+    seenWhileResuming.delete(lastSeq);
+  }
+  return true;
 }
 
 export function isResuming() {
