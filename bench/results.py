@@ -1,0 +1,410 @@
+"""The report of `make bench`: each benchmark's figures beside the raw limits, as Markdown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KIB = 1024
+TARGET_SOCKETS = 10_000  # the fan-out targets are set at this many sockets
+TARGET_RATE = 2_000  # the sustained targets are set at this rate
+TARGET_DUE = 1_000_000  # the expiry targets are judged with this many messages
+
+
+@dataclass
+class Step:
+    """One benchmark process: its command line, and what it gave."""
+
+    name: str
+    argv: list[str]
+    seconds: float = math.nan
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return " ".join(["bench/" + Path(self.argv[0]).name, *self.argv[1:]])
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def num(value: float | None, digits: int = 0, unit: str = "") -> str:
+    """A figure with thousands separators; a dash when there is none."""
+    if value is None or value != value:
+        return "-"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def share(ours: float | None, raw: float | None) -> str:
+    """A rate as a share of its raw limit."""
+    if not ours or not raw or ours != ours or raw != raw:
+        return "-"
+    return f"{ours / raw:.0%}" if ours / raw >= 0.1 else f"{ours / raw:.1%}"
+
+
+def times(ours: float | None, raw: float | None) -> str:
+    """A time or a cost as a multiple of its raw limit."""
+    if not ours or not raw or ours != ours or raw != raw:
+        return "-"
+    return f"{ours / raw:,.1f}x"
+
+
+def verdict(target: str, met: bool | None, note: str = "") -> str:
+    if met is None:
+        return f"{target}: not judged{note}"
+    return f"{target}: **{'met' if met else 'missed'}**{note}"
+
+
+@dataclass
+class Table:
+    """A results table: figure | ours | raw limit | ratio | target."""
+
+    rows: list[list[str]] = field(default_factory=list)
+
+    def add(self, figure: str, ours: str, raw: str = "-", ratio: str = "-",
+            target: str = "") -> None:
+        self.rows.append([figure, ours, raw, ratio, target])
+
+    def lines(self) -> list[str]:
+        headers = ["figure", "ours", "raw limit", "ratio", "target"]
+        return [f"| {' | '.join(headers)} |", "|---|---|---|---|---|",
+                *(f"| {' | '.join(row)} |" for row in self.rows)]
+
+
+def others_share(cpu: dict[str, float], window: float | None) -> float:
+    """Other work on the machine over a window, as a share of one core."""
+    return cpu.get("others", 0.0) / window if window else math.nan
+
+
+# --- the raw limits ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raw:
+    """The raw limits of the run, as the benchmarks measured them (None: not measured)."""
+
+    redis: dict[str, dict[str, Any]]  # the bare Redis loop by variant
+    bare: dict[int, dict[str, Any]]  # the bare broadcast by number of sockets
+    aes: dict[str, float] | None  # raw AES-256-GCM and SHA-256, MB/s
+
+    @property
+    def bare_largest(self) -> dict[str, Any] | None:
+        return self.bare[max(self.bare)] if self.bare else None
+
+    @property
+    def bare_smallest(self) -> dict[str, Any] | None:
+        return self.bare[min(self.bare)] if self.bare else None
+
+
+def raw_limits(steps: dict[str, Step]) -> Raw:
+    redis = steps["bare_redis"].result
+    fanout = steps["fanout"].result
+    files = steps["files"].result
+    return Raw(
+        redis={run["variant"]: run for run in redis["runs"]} if redis else {},
+        bare={run["sockets"]: run for run in fanout["runs"] if run["target"] == "bare"}
+        if fanout else {},
+        aes=files["raw"] if files else None,
+    )
+
+
+def raw_section(raw: Raw, steps: dict[str, Step]) -> list[str]:
+    lines = ["## Raw limits", ""]
+    redis = steps["bare_redis"].result
+    if not redis:
+        lines += [f"Bare Redis pub/sub: failed: `{steps['bare_redis'].shown}`: "
+                  f"{steps['bare_redis'].error}.", ""]
+    if redis:
+        lines += [
+            f"**Bare Redis pub/sub** (`bare_redis.py`, {section_note(steps['bare_redis'])}): "
+            f"one process publishing and one pub/sub connection of the same process "
+            f"receiving, {redis['client']}, as the server's broker; redis-server "
+            f"{redis.get('redis_version', '?')}; payloads of "
+            f"{next(iter(raw.redis.values()))['payload_bytes']} bytes (a `message.new` frame as "
+            "the broker carries it).", "",
+            "| variant | messages | messages/s | µs each | latency p50 / p99 ms | "
+            "µs CPU per message (loop + redis-server) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, run in raw.redis.items():
+            how = ("one PUBLISH awaited at a time" if name == "awaited"
+                   else f"pipelines of {redis['options']['chunk']:,}")
+            cpu = run["cpu"]
+            lines.append(
+                f"| {name} ({how}) | {num(run['received'])} | {num(run['per_second'])} | "
+                f"{num(run['us_each'], 1)} | {num(run['p50'] * 1e3, 2)} / "
+                f"{num(run['p99'] * 1e3, 2)} | "
+                f"{num(1e6 * cpu.get('loop', 0) / run['received'], 1)} + "
+                f"{num(1e6 * cpu.get('redis', 0) / run['received'], 1)} |")
+        lines.append("")
+    if raw.bare:
+        lines += [
+            f"**Bare websocket broadcast** (`fanout.py bare`, {section_note(steps['fanout'])}): "
+            "a Starlette app with no database on uvicorn with the server's options, sending "
+            "the fan-out's `message.new` frame to every socket in one loop.", "",
+            "| sockets | opened/s | RSS per socket | first ms | last ms | deliveries/s | "
+            "server µs CPU per delivery |",
+            "|---|---|---|---|---|---|---|",
+            *(f"| {num(n)} | {num(b['opened_per_second'])} | "
+              f"{num(b['rss_per_socket'] / KIB, 1)} KiB | {num(b['first'] * 1e3, 1)} | "
+              f"{num(b['last'] * 1e3)} | {num(b['per_second'])} | "
+              f"{num(b['cpu_per_delivery'] * 1e6, 1)} |" for n, b in sorted(raw.bare.items())),
+            "",
+        ]
+    if raw.aes:
+        lines += [
+            "**Raw AES-256-GCM** (`files.py`, one core, `cryptography`'s AESGCM on 1 MiB "
+            f"buffers): encrypt {num(raw.aes['encrypt'])} MB/s, decrypt "
+            f"{num(raw.aes['decrypt'])} MB/s; SHA-256 (the client's check of each download) "
+            f"{num(raw.aes['sha256'])} MB/s. MB = 10^6 bytes.", "",
+        ]
+    return lines
+
+
+def logged(step: Step) -> list[str]:
+    """A line on what the server under test logged (warnings and errors only), if anything."""
+    result = step.result or {}
+    lines = list(result.get("server_log") or [])
+    lines += [line for run in result.get("runs") or [] for line in run.get("problems") or []]
+    if not lines:
+        return []
+    return [f"- The server logged {len(lines)} line(s) at WARNING or above; the first: "
+            f"`{lines[0][:200]}`."]
+
+
+def section_note(step: Step) -> str:
+    """How long a step took and the load average when it started."""
+    started = step.result.get("load") if step.result else None
+    return f"took {step.seconds:.0f} s, load {num(started, 2)} at its start"
+
+
+# --- each benchmark ----------------------------------------------------------------------------
+
+
+def fanout_section(step: Step, raw: Raw) -> list[str]:
+    result = step.result
+    assert result is not None
+    table = Table()
+    ours = {run["sockets"]: run for run in result["runs"] if run["target"] == "realtime"}
+    largest = max(ours)
+    note = "" if largest >= TARGET_SOCKETS else f" (set at {TARGET_SOCKETS:,}; here {largest:,})"
+    others = []
+    for n, run in sorted(ours.items()):
+        bare = raw.bare.get(n, {})
+        judged = n == largest
+        prefix = f"{n:,} sockets:"
+
+        def target(text: str, met: bool, *, judged: bool = judged) -> str:
+            return verdict(text, met, note) if judged else ""
+
+        table.add(f"{prefix} opened/s (failed)",
+                  f"{num(run['opened_per_second'])} ({run['failed']})",
+                  num(bare.get("opened_per_second")),
+                  share(run["opened_per_second"], bare.get("opened_per_second")),
+                  target("≥ 1,000/s, none failed",
+                         run["opened_per_second"] >= 1000 and run["failed"] == 0))
+        table.add(f"{prefix} RSS per idle socket", num(run["rss_per_socket"] / KIB, 1, " KiB"),
+                  num(bare.get("rss_per_socket", math.nan) / KIB, 1, " KiB"),
+                  times(run["rss_per_socket"], bare.get("rss_per_socket")),
+                  target("< 32 KiB", run["rss_per_socket"] < 32 * KIB))
+        table.add(f"{prefix} last socket has it", num(run["last"] * 1e3, 0, " ms"),
+                  num(bare.get("last", math.nan) * 1e3, 0, " ms"),
+                  times(run["last"], bare.get("last")),
+                  target("≤ 1 s, none missing", run["last"] <= 1.0 and run["missing"] == 0))
+        table.add(f"{prefix} deliveries/s", num(run["per_second"]),
+                  num(bare.get("per_second")), share(run["per_second"], bare.get("per_second")),
+                  target("≥ 75% of the bare broadcast's",
+                         bool(bare) and run["per_second"] >= 0.75 * bare["per_second"]))
+        table.add(f"{prefix} deliveries/s after the first", num(run["spread_per_second"]),
+                  num(bare.get("spread_per_second")),
+                  share(run["spread_per_second"], bare.get("spread_per_second")))
+        table.add(f"{prefix} server CPU per delivery",
+                  num(run["cpu_per_delivery"] * 1e6, 1, " µs"),
+                  num(bare.get("cpu_per_delivery", math.nan) * 1e6, 1, " µs"),
+                  times(run["cpu_per_delivery"], bare.get("cpu_per_delivery")),
+                  target("≤ 28 µs", run["cpu_per_delivery"] <= 28e-6))
+        others.append(f"{others_share(run['cpu'], run['window']):.0%} at {n:,}")
+    return [
+        f"## Fan-out (`fanout.py`, in-process broker, {section_note(step)})", "",
+        "`admin` sends one high-priority message to a group of N users, one socket each; the "
+        "bare broadcast then gets N sockets and the very frame a socket received.", "",
+        *table.lines(), "",
+        "- opened/s, RSS: the bare broadcast's handshakes and idle sockets on the same uvicorn "
+        "with none of our code (no session lookup, no `hello` snapshot, no hub).",
+        "- last socket, deliveries/s: the same frame to the same number of sockets from one "
+        "loop, with no transaction before it and no second frame; the send is included on "
+        "both sides.",
+        "- CPU per delivery: ours writes two frames per socket (`message.new`, then `unread`), "
+        "the bare broadcast one.",
+        f"- Other work on the machine during the fan-out: {', '.join(others)} of a core.",
+        *logged(step), "",
+    ]
+
+
+def sustained_rows(table: Table, s: dict[str, Any], raw: Raw, *, redis: bool) -> None:
+    """The rows of one rate on one broker."""
+    awaited, pipelined = raw.redis.get("awaited", {}), raw.redis.get("pipelined", {})
+    bare_big, bare_small = raw.bare_largest or {}, raw.bare_smallest or {}
+    prefix = f"{'Redis' if redis else 'memory'}, {s['rate']:,}/s asked:"
+    table.add(f"{prefix} sends answered 201/s (not 201, missing)",
+              f"{num(s['achieved'])} ({s['sent'] - s['ok']}, {s['missing']})",
+              num(bare_big.get("per_second")), share(s["achieved"], bare_big.get("per_second")))
+    if redis:
+        table.add(f"{prefix} Redis payloads/s (2 per send)", num(2 * s["achieved"]),
+                  num(pipelined.get("per_second")),
+                  share(2 * s["achieved"], pipelined.get("per_second")))
+    for name, through_redis in (("p50", awaited.get("p50", 0.0)), ("p99", awaited.get("p99", 0.0))):
+        floor = bare_small.get("first", math.nan) + (through_redis if redis else 0.0)
+        table.add(f"{prefix} {name} send to deliver", num(s[name] * 1e3, 1, " ms"),
+                  num(floor * 1e3, 1, " ms"), times(s[name], floor),
+                  verdict("< 100 ms, all delivered", s["passed"]) if name == "p99" else "")
+    floor = 2 * bare_big.get("cpu_per_delivery", math.nan)
+    if redis:
+        floor += 2 * pipelined.get("cpu_per_message", math.nan)
+    table.add(f"{prefix} CPU per message (server + PostgreSQL + Redis)",
+              num(s["cpu_per_message"] * 1e6, 0, " µs"), num(floor * 1e6, 0, " µs"),
+              times(s["cpu_per_message"], floor),
+              verdict("≤ 500 µs", s["cpu_per_message"] <= 500e-6,
+                      "" if s["rate"] == TARGET_RATE else f" (set at {TARGET_RATE:,}/s)"))
+
+
+def sustained_section(steps: Sequence[Step], raw: Raw) -> list[str]:
+    table = Table()
+    notes, rates = [], set()
+    for step in steps:
+        result = step.result
+        assert result is not None
+        redis = bool(result["options"]["redis"])
+        for s in result["steps"]:
+            rates.add(s["rate"])
+            sustained_rows(table, s, raw, redis=redis)
+            notes.append(f"{others_share(s['cpu'], s['window']):.0%} "
+                         f"({'Redis' if redis else 'memory'}, {s['rate']:,}/s)")
+    at_target = [s for step in steps if step.result for s in step.result["steps"]
+                 if s["rate"] == TARGET_RATE]
+    headline = (verdict(f"{TARGET_RATE:,} sends/s with p99 < 100 ms",
+                        all(s["passed"] for s in at_target)) if at_target else
+                f"{TARGET_RATE:,} sends/s with p99 < 100 ms: not run here (rates run: "
+                f"{', '.join(f'{r:,}/s' for r in sorted(rates))}; "
+                f"`sustained.py --rate {TARGET_RATE}` judges it)")
+    took = "; ".join(f"{'Redis' if s.result and s.result['options']['redis'] else 'memory'}: "
+                     f"{section_note(s)}" for s in steps)
+    options = steps[0].result["options"] if steps[0].result else {}
+    return [
+        f"## Sustained (`sustained.py`, {num(options.get('users'))} users, each rate held "
+        f"{num(options.get('seconds'))} s; {took})",
+        "",
+        *table.lines(), "",
+        f"Target: {headline}.", "",
+        "- sends answered/s: against the bare broadcast's deliveries/s at "
+        f"{max(raw.bare or [0]):,} sockets, the frames the websocket stack writes per second "
+        "with none of our code: the share of it the asked rate uses.",
+        "- Redis payloads/s: each send publishes two payloads (`message.new` and `unread`), "
+        "against the pipelined bare Redis loop, the most the broker's path carries.",
+        "- p50, p99: against the bare path of one event: the bare broadcast's first arrival at "
+        f"{min(raw.bare or [0]):,} sockets (one HTTP request in, one frame out, no database), "
+        "plus, through Redis, the awaited bare Redis loop's p50 or p99 (one publish to its "
+        "arrival).",
+        "- CPU per message: against the raw cost of delivering it: two frames at the bare "
+        "broadcast's CPU per delivery, plus, through Redis, two payloads at the pipelined "
+        "loop's CPU per message; the rest is the request, the database and our code.",
+        f"- Other work on the machine during the steps: {', '.join(notes)} of a core.",
+        *(line for step in steps for line in logged(step)), "",
+    ]
+
+
+def expiry_section(step: Step, raw: Raw) -> list[str]:
+    result = step.result
+    assert result is not None
+    table = Table()
+    pipelined = raw.redis.get("pipelined", {})
+    notes = []
+    for run in result["runs"]:
+        big = run["due"] + run["pending"] >= TARGET_DUE
+        note = "" if big else f" (set with {TARGET_DUE:,} messages; here {run['due']:,})"
+        prefix = f"{run['due']:,} due, {run['pending']:,} pending:"
+        table.add(f"{prefix} deletions/s", num(run["deletions_per_second"]),
+                  f"{num(run['rate'])} asked", share(run["deletions_per_second"], run["rate"]),
+                  verdict("≥ 5,000/s sustained", run["rate"] >= 5000
+                          and run["deletions_per_second"] >= 5000, note))
+        events = run["deletions_per_second"] * (1 + run["recipients"])
+        table.add(f"{prefix} `message.deleted` events/s ({1 + run['recipients']} per message)",
+                  num(events), num(pipelined.get("per_second")),
+                  share(events, pipelined.get("per_second")))
+        judged = run["commit_p99"] if run["commit_p99"] is not None else run["lag_p99"]
+        table.add(f"{prefix} lag p99, expires_at to the commit", num(judged * 1e3, 1, " ms"),
+                  target=verdict("< 1 s, none left", judged < 1.0 and run["left"] == 0, note))
+        table.add(f"{prefix} CPU per expiry (expirer + PostgreSQL)",
+                  num(run["cpu_per_expiry"] * 1e6, 0, " µs"))
+        notes.append(f"{run['others_cpu'] / run['wall']:.0%}" if run["wall"] else "-")
+    return [
+        f"## Expiry (`expiry.py`, the real expirer in process, {section_note(step)})", "",
+        *table.lines(), "",
+        "- deletions/s: against the rate asked, the most there is to delete (a message cannot "
+        "go before its expiry); no raw limit of this run bounds it more closely.",
+        "- events/s: each deletion tells the sender and every recipient; with Redis they take "
+        "the broker's path, against the pipelined bare Redis loop.",
+        "- lag and CPU per expiry: PostgreSQL's work, which none of the raw loops measures.",
+        f"- Other work on the machine during the expiry: {', '.join(notes)} of a core.", "",
+    ]
+
+
+def files_section(step: Step, raw: Raw) -> list[str]:
+    result = step.result
+    assert result is not None
+    table = Table()
+    notes = []
+    for s in result["steps"]:
+        if s["step"] not in ("upload", "download"):
+            continue
+        size = f"{s['size'] / 2**20:g} MiB"
+        against = "encrypt" if s["step"] == "upload" else "decrypt"
+        table.add(f"{size} {s['step']}s, {s['files']} files", num(s["mb_per_second"], 0, " MB/s"),
+                  f"{num(s['raw'])} MB/s ({against})", share(s["mb_per_second"], s["raw"]),
+                  verdict("≥ 50% of raw", bool(s["passed"])))
+        notes.append(f"{others_share(s['cpu'], s['window']):.0%} ({size} {s['step']})")
+    return [
+        f"## Files (`files.py`, {section_note(step)})", "",
+        *table.lines(), "",
+        "- uploads against raw AES-256-GCM encryption, downloads against decryption, both on "
+        "one core in the same run: a file is sealed (or opened) once as it streams through.",
+        f"- Other work on the machine during the steps: {', '.join(notes)} of a core.",
+        *logged(step), "",
+    ]
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def report(steps: Sequence[Step], header: dict[str, str]) -> str:
+    by_name = {step.name: step for step in steps}
+    raw = raw_limits(by_name)
+    sustained = [step for step in steps if step.name.startswith("sustained_")]
+    lines = [
+        "# Benchmark results", "",
+        "Written by `make bench` (`bench/all.py`): every benchmark at sizes that finish in under "
+        "ten minutes on this machine, each figure beside the raw limit measured in the same run. "
+        "A ratio is ours as a share of the raw limit for a rate, and as a multiple of it for a "
+        "time or a cost. `bench/README.md` describes each benchmark, its columns and its "
+        "targets.", "",
+        "| | |", "|---|---|",
+        *(f"| {name} | {value} |" for name, value in header.items()), "",
+        *raw_section(raw, by_name),
+        *(fanout_section(by_name["fanout"], raw) if by_name["fanout"].result
+          else failure(by_name["fanout"])),
+        *(sustained_section(sustained, raw) if sustained and all(s.result for s in sustained)
+          else [line for step in sustained if not step.result for line in failure(step)]),
+        *(expiry_section(by_name["expiry"], raw) if by_name["expiry"].result
+          else failure(by_name["expiry"])),
+        *(files_section(by_name["files"], raw) if by_name["files"].result
+          else failure(by_name["files"])),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def failure(step: Step) -> list[str]:
+    return [f"## {step.name}", "", f"Failed: `{step.shown}`: {step.error}.", ""]
