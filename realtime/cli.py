@@ -130,6 +130,9 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("--concurrency", type=int, default=64,
                           help="sends in flight at most (64)")
     loadtest.add_argument("--seed", type=int, help="the seed of the message mix")
+    loadtest.add_argument("--expires-in", type=float, metavar="SECONDS",
+                          help="messages expire this long after they are sent (at least 60), "
+                          "so that the test leaves nothing behind (default: no expiry)")
     loadtest.set_defaults(command=cmd_loadtest)
 
 
@@ -198,7 +201,7 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
             group_size=args.group_size, group_share=args.group_share,
             high_priority_share=args.high_priority_share, ramp=args.ramp,
             user_prefix=args.user_prefix, drain=args.drain, concurrency=args.concurrency,
-            seed=args.seed, json_path=args.json,
+            seed=args.seed, expires_in=args.expires_in, json_path=args.json,
         )
         report = asyncio.run(run_loadtest(options, say=_say))
     except LoadTestError as exc:

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from realtime import codec
@@ -83,6 +84,19 @@ async def test_a_second_run_reuses_the_users_and_groups_of_the_first(
     assert len(await services.groups.list_groups()) == groups_before == 2
 
 
+async def test_messages_of_a_run_with_expires_in_expire_and_still_all_arrive(
+    live: LiveServer, services: Services, raw_db: asyncpg.Connection
+) -> None:
+    """With --expires-in every message is sent with its expiry, so the run leaves nothing
+    behind once it passes; every event still arrives once."""
+    admin = await make_admin(services)
+    report, _ = await load_test(admin, live.url, expires_in=60.0)
+    lifetimes = await raw_db.fetch("select expires_at - sent_at as lifetime from messages")
+    assert report.ok and report.sent == len(lifetimes) == 20
+    assert all(59 <= row["lifetime"].total_seconds() <= 61 for row in lifetimes)
+    assert report.asked["expires_in"] == 60.0
+
+
 async def test_the_command_writes_the_figures_as_json_and_exits_0(
     live: LiveServer, services: Services, tmp_path: Path
 ) -> None:
@@ -95,6 +109,8 @@ async def test_the_command_writes_the_figures_as_json_and_exits_0(
     assert set(figures["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
     assert figures["sent"] == 20 and figures["lost"] == 0 and figures["duplicated"] == 0
     assert figures["delivered"] == figures["expected"] == 20
+    asked = figures["asked"]
+    assert (asked["users"], asked["rate"], asked["duration"]) == (6, 20.0, 1.0)
 
 
 async def test_a_lost_event_is_counted_and_fails_the_run(
@@ -160,7 +176,8 @@ async def test_an_unreachable_server_stops_the_run_with_a_clear_message(
 @pytest.mark.parametrize(
     ("option", "problem"),
     [(["--group-size", "1"], "--group-size"), (["--rate", "0"], "--rate"),
-     (["--high-priority-share", "1.5"], "--high-priority-share")],
+     (["--high-priority-share", "1.5"], "--high-priority-share"),
+     (["--expires-in", "5"], "--expires-in")],
 )
 async def test_a_bad_option_is_refused_before_anything_is_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], problem: str

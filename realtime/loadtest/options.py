@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+MIN_EXPIRES_IN = 60.0
+
 
 class LoadTestError(Exception):
     """The test cannot run: the server is unreachable, or refuses the admin or the setup."""
@@ -26,6 +28,7 @@ class Options:
     drain: float = 10.0  # seconds to wait for late events once the last send is answered
     concurrency: int = 64  # sends in flight at most
     seed: int | None = None
+    expires_in: float | None = None  # seconds each message lives; None: no expiry
     json_path: Path | None = None
 
     def __post_init__(self) -> None:
@@ -44,10 +47,21 @@ class Options:
                 problems.append(f"{name} must be from 0 to 1")
         if self.group_share and self.group_size is None:
             problems.append("--group-share needs --group-size")
+        if self.expires_in is not None and self.expires_in < MIN_EXPIRES_IN:
+            problems.append(f"--expires-in must be at least {MIN_EXPIRES_IN:g} seconds, so that "
+                            "every message is delivered before it goes")
         if self.ramp <= 0 or self.drain < 0 or self.concurrency < 1:
             problems.append("--ramp and --concurrency must be above 0, --drain at least 0")
         if problems:
             raise LoadTestError("; ".join(problems))
+
+    def asked(self) -> dict[str, object]:
+        """The run's shape, as the report repeats it."""
+        return {"urls": len(self.urls), "users": self.users, "rate": self.rate,
+                "duration": self.duration, "group_size": self.group_size,
+                "group_share": self.share_to_groups,
+                "high_priority_share": self.high_priority_share, "ramp": self.ramp,
+                "expires_in": self.expires_in}
 
     @property
     def share_to_groups(self) -> float:

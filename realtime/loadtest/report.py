@@ -8,6 +8,7 @@ from typing import Any
 
 from realtime import codec
 from realtime.loadtest.ledger import Ledger, percentile
+from realtime.loadtest.options import Options
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 
@@ -34,6 +35,7 @@ class Report:
     sends_per_second: float
     rate_asked: float
     sending_seconds: float
+    asked: dict[str, object]
 
     @property
     def tested(self) -> bool:
@@ -46,7 +48,7 @@ class Report:
 
     @classmethod
     def from_ledger(
-        cls, ledger: Ledger, *, rate_asked: float, sending_seconds: float
+        cls, ledger: Ledger, *, options: Options, sending_seconds: float
     ) -> Report:
         ordered = sorted(ledger.latencies)
         latency = {name: _ms(percentile(ordered, share)) for name, share in QUANTILES}
@@ -68,8 +70,9 @@ class Report:
             recipients_mismatched=ledger.recipients_mismatched,
             latency_ms=latency,
             sends_per_second=round(ledger.sent / sending_seconds, 1) if sending_seconds else 0.0,
-            rate_asked=rate_asked,
+            rate_asked=options.rate,
             sending_seconds=round(sending_seconds, 3),
+            asked=options.asked(),
         )
 
     @property

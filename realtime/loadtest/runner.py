@@ -10,9 +10,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from realtime import codec
 from realtime.loadtest.http import Deployment
 from realtime.loadtest.ledger import Addressed, Ledger
 from realtime.loadtest.options import Options
@@ -76,7 +78,7 @@ async def run_loadtest(options: Options, say: Print = print) -> Report:
                 await _drain(run)
             finally:
                 await asyncio.gather(*(listener.close() for listener in listeners))
-    return Report.from_ledger(ledger, rate_asked=options.rate, sending_seconds=seconds)
+    return Report.from_ledger(ledger, options=options, sending_seconds=seconds)
 
 
 def allow_many_sockets(users: int) -> None:
@@ -163,6 +165,9 @@ async def _send_all(run: Run, members: list[Member], groups: list[Group]) -> flo
             addressed = Addressed(frozenset({receiver.index}), sender.index)
         draft = {"to": [target], "subject": f"{run.subject_prefix}{number}",
                  "body": "A message of the load test.", "high_priority": high}
+        if options.expires_in is not None:
+            expires = datetime.now(UTC) + timedelta(seconds=options.expires_in)
+            draft["expires_at"] = codec.format_time(expires)
         task = asyncio.create_task(_send(run, number, sender, draft, addressed))
         pending.add(task)
         task.add_done_callback(pending.discard)
