@@ -38,8 +38,8 @@ class Publisher:
     def __init__(self, render: Renderer, broker: Broker) -> None:
         self._render = render
         self._broker = broker
-        self._pending: list[Event] = []
-        self._committed_at: list[float] = []  # each pending event's, for the latency metric
+        # Each pending event with the wall-clock time it committed (for the latency metric).
+        self._pending: list[tuple[Event, float]] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -49,8 +49,8 @@ class Publisher:
 
     async def publish(self, events: list[Event]) -> None:
         """Take the events of a commit; they are published soon, after those taken before."""
-        self._pending += events
-        self._committed_at += [time.time()] * len(events)
+        committed_at = time.time()
+        self._pending += [(event, committed_at) for event in events]
         self._ready.set()
 
     async def close(self) -> None:
@@ -73,15 +73,13 @@ class Publisher:
             self._ready.clear()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                times = self._committed_at[:MAX_BATCH]
-                self._committed_at = self._committed_at[MAX_BATCH:]
-                await self._publish_batch(batch, times)
+                await self._publish_batch(batch)
             if self._closing:
                 return
 
-    async def _publish_batch(self, batch: list[Event], committed_at: list[float]) -> None:
-        pairs = zip(batch, committed_at, strict=True)
-        times = {(event.user_id, event.seq): at for event, at in pairs}
+    async def _publish_batch(self, pending: list[tuple[Event, float]]) -> None:
+        batch = [event for event, _ in pending]
+        times = {(event.user_id, event.seq): at for event, at in pending}
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 payloads = await self._render(batch)

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from realtime import cli
+from realtime import cli, codec
 from realtime.api.http import Services
 from realtime.loadtest import Options, Report, run_loadtest
 from tests.conftest import unique_name
@@ -50,12 +50,20 @@ async def load_test(
     return report, lines
 
 
-async def load_test_command(admin: Admin, url: str, json_path: Path, *extra: str) -> int:
-    """Run `realtime loadtest` as a person would, in a thread; return its exit status."""
+async def load_test_command(
+    admin: Admin, url: str, json_path: Path, *extra: str
+) -> tuple[int, dict[str, Any] | None]:
+    """Run `realtime loadtest` as a person would, in a thread; return its exit status and the
+    figures it wrote with --json (None when it wrote none)."""
     argv = ["loadtest", url, "--admin-user", admin.username, "--admin-password", admin.password,
             "--users", "6", "--rate", "20", "--duration", "1", "--drain", "3",
             "--user-prefix", unique_name("lt"), "--json", str(json_path), *extra]
-    return await asyncio.to_thread(cli.main, argv)
+
+    def run() -> tuple[int, dict[str, Any] | None]:
+        status = cli.main(argv)
+        return status, codec.decode(json_path.read_bytes()) if json_path.exists() else None
+
+    return await asyncio.to_thread(run)
 
 
 class FrameFault:

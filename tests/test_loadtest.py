@@ -9,7 +9,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from realtime import codec
 from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.loadtest.ledger import percentile
@@ -102,9 +101,8 @@ async def test_the_command_writes_the_figures_as_json_and_exits_0(
 ) -> None:
     """`realtime loadtest --json` writes the contract's keys; a clean run exits 0."""
     admin = await make_admin(services)
-    status = await load_test_command(admin, live.url, tmp_path / "figures.json")
-    figures = codec.decode((tmp_path / "figures.json").read_bytes())
-    assert status == 0
+    status, figures = await load_test_command(admin, live.url, tmp_path / "figures.json")
+    assert status == 0 and figures is not None
     assert CONTRACT_KEYS <= figures.keys()
     assert set(figures["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
     assert figures["sent"] == 20 and figures["lost"] == 0 and figures["duplicated"] == 0
@@ -118,9 +116,8 @@ async def test_a_lost_event_is_counted_and_fails_the_run(
 ) -> None:
     """When the server loses one `message.new`, the test reports 1 lost and exits 1."""
     admin = await make_admin(services)
-    status = await load_test_command(admin, dropping.url, tmp_path / "figures.json")
-    figures = codec.decode((tmp_path / "figures.json").read_bytes())
-    assert status == 1
+    status, figures = await load_test_command(admin, dropping.url, tmp_path / "figures.json")
+    assert status == 1 and figures is not None
     assert figures["lost"] == 1 and figures["duplicated"] == 0
     assert figures["delivered"] == figures["expected"] - 1
 
@@ -130,9 +127,8 @@ async def test_a_duplicated_event_is_counted_and_fails_the_run(
 ) -> None:
     """When the server sends one `message.new` twice, the test reports 1 duplicated, exits 1."""
     admin = await make_admin(services)
-    status = await load_test_command(admin, repeating.url, tmp_path / "figures.json")
-    figures = codec.decode((tmp_path / "figures.json").read_bytes())
-    assert status == 1
+    status, figures = await load_test_command(admin, repeating.url, tmp_path / "figures.json")
+    assert status == 1 and figures is not None
     assert figures["duplicated"] == 1 and figures["lost"] == 0
     assert figures["delivered"] == figures["expected"]
 
@@ -143,9 +139,8 @@ async def test_a_run_where_no_socket_opens_fails_instead_of_passing(
     """Behind a proxy that refuses websockets nothing can be checked: exit 1, every socket
     counted as failed with its reason, nothing sent."""
     admin = await make_admin(services)
-    status = await load_test_command(admin, no_websockets.url, tmp_path / "figures.json")
-    figures = codec.decode((tmp_path / "figures.json").read_bytes())
-    assert status == 1
+    status, figures = await load_test_command(admin, no_websockets.url, tmp_path / "figures.json")
+    assert status == 1 and figures is not None
     assert figures["connections_opened"] == 0 and figures["connections_failed"] == 6
     assert sum(figures["connect_errors"].values()) == 6
     assert figures["sent"] == 0 and not figures["ok"]
@@ -157,10 +152,10 @@ async def test_a_wrong_admin_password_stops_the_run_with_a_clear_message(
     """A refused admin login ends the command with status 2 and says why, sending nothing."""
     admin = await make_admin(services)
     wrong = type(admin)(admin.username, "not the password")
-    status = await load_test_command(wrong, live.url, tmp_path / "figures.json")
+    status, figures = await load_test_command(wrong, live.url, tmp_path / "figures.json")
     assert status == 2
     assert "401" in capsys.readouterr().err
-    assert not (tmp_path / "figures.json").exists()
+    assert figures is None
 
 
 async def test_an_unreachable_server_stops_the_run_with_a_clear_message(
@@ -168,7 +163,7 @@ async def test_an_unreachable_server_stops_the_run_with_a_clear_message(
 ) -> None:
     """No server at the URL: status 2 and the address in the message, no traceback."""
     # Port 9 (discard) is closed here: connecting is refused at once.
-    status = await load_test_command(Admin("admin"), CLOSED_PORT_URL, tmp_path / "figures.json")
+    status, _ = await load_test_command(Admin("admin"), CLOSED_PORT_URL, tmp_path / "figures.json")
     assert status == 2
     assert "127.0.0.1:9" in capsys.readouterr().err
 
@@ -183,7 +178,9 @@ async def test_a_bad_option_is_refused_before_anything_is_made(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], problem: str
 ) -> None:
     """An impossible option ends the command with status 2, naming the option."""
-    status = await load_test_command(Admin("admin"), CLOSED_PORT_URL, tmp_path / "f.json", *option)
+    status, _ = await load_test_command(
+        Admin("admin"), CLOSED_PORT_URL, tmp_path / "f.json", *option
+    )
     assert status == 2
     assert problem in capsys.readouterr().err
 

@@ -43,6 +43,9 @@ class Run:
     phase: str = "setup"
     prepared: int = 0
 
+    def count_prepared(self) -> None:
+        self.prepared += 1
+
     def send_number(self, message: dict[str, object]) -> int | None:
         subject = message.get("subject")
         if isinstance(subject, str) and subject.startswith(self.subject_prefix):
@@ -61,7 +64,7 @@ async def run_loadtest(options: Options, say: Print = print) -> Report:
         run = Run(options, deployment, ledger, f"loadtest {secrets.token_hex(4)} #")
         async with _progress(run, say):
             admin = await log_in_admin(deployment, options)
-            members = await prepare_users(deployment, options, admin, run_prepared(run))
+            members = await prepare_users(deployment, options, admin, run.count_prepared)
             groups = await prepare_groups(deployment, options, admin, members)
             listeners = [
                 Listener(index=member.index, token=member.token, urls=deployment.websocket_url,
@@ -90,13 +93,6 @@ def allow_many_sockets(users: int) -> None:
     target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def run_prepared(run: Run) -> Callable[[], None]:
-    def done() -> None:
-        run.prepared += 1
-
-    return done
 
 
 @contextlib.asynccontextmanager
