@@ -27,6 +27,7 @@ from realtime.accounts import Accounts
 from realtime.api.http import Services, error_response, http_error_response
 from realtime.attachments import Attachments
 from realtime.broker import create_broker
+from realtime.budgets import Budgets
 from realtime.config import Settings, load_settings
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 vault=vault,
                 files=files,
                 attachments=attachments,
+                budgets=Budgets(db),
             )
             yield
 

@@ -1,6 +1,6 @@
 """Expiry on time: the expirer deletes each message when its expiry passes, on every node, and
 purges what the server no longer needs (ended sessions, old events, idempotency keys, ended
-login windows, uploads never attached), each on its own schedule.
+login windows, uploads never attached, refilled budgets), each on its own schedule.
 
 The expirer sleeps until the earliest pending expiry (never a fixed poll). A send with a sooner
 expiry wakes it early: in process directly, on other nodes through PostgreSQL NOTIFY. Due
@@ -24,6 +24,7 @@ from realtime import metrics
 from realtime.config import Settings
 from realtime.db import CONTENDED, UNAVAILABLE, Connection, Database
 from realtime.models import DeleteReason, Event, EventType
+from realtime.store import budgets as budget_store
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
 from realtime.store import files as file_store
@@ -40,6 +41,7 @@ FILE_PURGE_BATCH = 100  # files purged per statement: up to 25 MiB each
 RETRY_DELAY = 0.5  # after the database failed; a lost lock race is retried at once
 IDLE_WAIT = 3600.0  # with nothing to expire, the longest sleep (a wake-up comes first)
 LATE_MARGIN = 0.001  # wake just after the expiry, never just before
+BUDGET_REFILL = timedelta(hours=1)  # every budget's bucket is full again well before this
 BACKLOG_TIMEOUT = 1.0  # how long a scrape of /metrics waits for the expiry backlog
 
 EventSink = Callable[[list[Event]], Awaitable[None]]
@@ -52,6 +54,7 @@ class Purged:
     idempotency_keys: int
     login_windows: int
     uploads: int
+    budget_buckets: int
 
 
 async def purge_once(db: Database, settings: Settings) -> Purged:
@@ -71,6 +74,7 @@ async def purge_once(db: Database, settings: Settings) -> Purged:
             idempotency_keys=await idempotency.purge_old_keys(conn),
             login_windows=await throttle.purge_ended_windows(conn, settings.login_lockout),
             uploads=await _purge_unattached_uploads(conn),
+            budget_buckets=await budget_store.purge_full_buckets(conn, BUDGET_REFILL),
         )
 
 

@@ -17,6 +17,7 @@ from realtime import codec
 from realtime.accounts import Accounts
 from realtime.attachments import Attachments
 from realtime.broker.base import Broker
+from realtime.budgets import Budgets
 from realtime.config import Settings
 from realtime.db import Database
 from realtime.errors import (
@@ -54,6 +55,7 @@ class Services:
     vault: Vault
     files: Files
     attachments: Attachments
+    budgets: Budgets
 
 
 @dataclass(frozen=True)
