@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The suite runs on two processes, a file's tests together (they share its servers). The fuzz
+# test runs apart: under pytest-xdist its one test per operation collapses into a single test.
+PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: run test bench lint install install-test clean
 
@@ -26,7 +29,8 @@ run: install
 test: install-test
 	$(BIN)/ruff check realtime tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) --ignore=tests/test_fuzz.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/python bench/all.py

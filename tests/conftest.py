@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -42,7 +43,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL for the whole session: the configured one, or the embedded one."""
     configured = os.environ.get("REALTIME_TEST_DATABASE_URL")
     if configured:
-        yield configured
+        yield asyncio.run(worker_database(configured))
         return
     # Not under pytest's temp root: pytest resets its mode when another session starts, and the
     # server runs as another OS user when the tests run as root.
@@ -54,6 +55,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def worker_database(url: str) -> str:
+    """The configured database for a single test process; with parallel workers, a database of
+    each worker's own beside it (`<name>_gw0`, ...), created when missing."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{worker}"
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("select true from pg_database where datname = $1", name):
+            await conn.execute(f'create database "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,9 @@ from tests.messages_support import (
     user,
 )
 
+# An id no message has: fixed, so that parallel workers collect the same tests.
+NO_SUCH_ID = "5f1c0e2a-7d0b-4a43-9a55-2f4d3c1b6e70"
+
 
 async def pages(person: Person, name: str, limit: int) -> list[list[str]]:
     """Walk a box page by page through its `next` cursors; return the ids of each page."""
@@ -194,7 +197,7 @@ async def test_opening_shows_the_body_and_does_not_mark_read(
     assert [e["type"] for e in await events_of(raw_db, bob)] == ["message.new"]
 
 
-@pytest.mark.parametrize("path", ["not-a-uuid", "12345", str(uuid.uuid4())])
+@pytest.mark.parametrize("path", ["not-a-uuid", "12345", NO_SUCH_ID])
 async def test_opening_a_malformed_or_unknown_id_is_not_found(
     make_user: MakeUser, path: str
 ) -> None:
@@ -335,9 +338,9 @@ async def test_unread_follows_reads_and_deletes(make_user: MakeUser) -> None:
 MESSAGE_CALLS = [
     ("GET", "/api/messages"),
     ("POST", "/api/messages"),
-    ("GET", f"/api/messages/{uuid.uuid4()}"),
-    ("POST", f"/api/messages/{uuid.uuid4()}/read"),
-    ("DELETE", f"/api/messages/{uuid.uuid4()}"),
+    ("GET", f"/api/messages/{NO_SUCH_ID}"),
+    ("POST", f"/api/messages/{NO_SUCH_ID}/read"),
+    ("DELETE", f"/api/messages/{NO_SUCH_ID}"),
     ("GET", "/api/unread"),
 ]
 
