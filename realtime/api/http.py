@@ -130,6 +130,7 @@ class Operation:
     query: tuple[Query, ...] = ()
     responses: Mapping[int, type[pydantic.BaseModel] | None] = field(default_factory=dict)
     headers: tuple[Query, ...] = ()
+    database: bool = True  # whether it asks the database: then it may answer 503
 
 
 def json_response(
