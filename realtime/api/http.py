@@ -67,8 +67,9 @@ class InFlight:
             else:
                 del self._counts[key]
 
-    def __len__(self) -> int:
-        return len(self._counts)
+    def count(self, key: Hashable) -> int:
+        """How many requests of `key` are in flight now."""
+        return self._counts.get(key, 0)
 
 
 @dataclass(frozen=True)
