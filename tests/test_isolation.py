@@ -14,10 +14,12 @@ from uuid import UUID
 
 import asyncpg
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from realtime.api.http import Services
-from realtime.config import Settings
+from realtime.config import Settings, load_settings
+from realtime.errors import ConfigError
 from tests.conftest import MakeUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.ws_support import PASSWORD, TIME_FACTOR, Member
@@ -201,3 +203,23 @@ async def _refused_once_eight_are_in_flight(node: LiveServer, member: Member) ->
             return await member.http.get("/api/messages")
         await asyncio.sleep(0.025)
     raise AssertionError("the eight uploads were never in flight together")
+
+
+def test_the_waits_and_the_in_flight_limit_are_read_from_the_environment() -> None:
+    """The bounded waits and the requests in flight per user are set by their REALTIME_*
+    variables, default to 2s, 10s, 5s and 8, and a value of nothing stops the start."""
+    defaults = load_settings({})
+    assert (defaults.db_pool_timeout, defaults.db_statement_timeout, defaults.db_lock_timeout,
+            defaults.requests_in_flight_per_user) == (
+        timedelta(seconds=2), timedelta(seconds=10), timedelta(seconds=5), 8)
+    chosen = load_settings({
+        "REALTIME_DB_POOL_TIMEOUT": "3s", "REALTIME_DB_STATEMENT_TIMEOUT": "1m",
+        "REALTIME_DB_LOCK_TIMEOUT": "20", "REALTIME_REQUESTS_IN_FLIGHT_PER_USER": "16",
+    })
+    assert (chosen.db_pool_timeout, chosen.db_statement_timeout, chosen.db_lock_timeout,
+            chosen.requests_in_flight_per_user) == (
+        timedelta(seconds=3), timedelta(minutes=1), timedelta(seconds=20), 16)
+    for name, value in (("REALTIME_DB_POOL_TIMEOUT", "0s"),
+                        ("REALTIME_REQUESTS_IN_FLIGHT_PER_USER", "0")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})
