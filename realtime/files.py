@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from realtime.crypto import Keyring, row_name
-from realtime.db import UNAVAILABLE, Connection, Database
+from realtime.db import DATABASE_FAULTS, Connection, Database
 from realtime.errors import CryptoError, NotFound, TooLarge
 from realtime.models import FileInfo, SealedFile, User
 from realtime.store import files as file_store
@@ -89,7 +89,7 @@ class Files:
                     conn, file_id, size=size, chunk_count=chunks, content_type=content_type
                 )
         except BaseException:
-            with contextlib.suppress(*UNAVAILABLE):  # else the hourly purge takes it
+            with contextlib.suppress(*DATABASE_FAULTS):  # else the hourly purge takes it
                 await asyncio.shield(self._discard(file_id))
             raise
         return FileInfo(file_id, clean_name, content_type, size)

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from realtime.api.http import Services
 from realtime.config import Settings, load_settings
 from realtime.errors import ConfigError
+from realtime.models import EntryFields, EntryKind
 from tests.conftest import MakeUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.ws_support import PASSWORD, TIME_FACTOR, Member
@@ -223,3 +224,35 @@ def test_the_waits_and_the_in_flight_limit_are_read_from_the_environment() -> No
                         ("REALTIME_REQUESTS_IN_FLIGHT_PER_USER", "0")):
         with pytest.raises(ConfigError, match=name):
             load_settings({name: value})
+
+
+async def test_a_large_folder_copy_is_sent_read_and_saved_whole(
+    services: Services, make_user: MakeUser
+) -> None:
+    """A folder of a hundred and fifty entries in three subfolders (opened, encoded and sealed
+    away from the event loop) reaches the recipient whole and is saved into their vault."""
+    alice, bob = await make_user(), await make_user()
+    top = await services.vault.create_folder(alice.user, "Servers", None)
+    for n in range(3):
+        sub = await services.vault.create_folder(alice.user, f"rack {n}", top.id)
+        for m in range(50):
+            await services.vault.create_entry(
+                alice.user, kind=EntryKind.CREDENTIAL, upload_id=None, folder_id=sub.id,
+                fields=EntryFields(title=f"host {n}-{m}", password=f"secret {n}-{m}"),
+            )
+    sent = await alice.http.post("/api/messages", json={
+        "to": [{"kind": "user", "id": alice.id}, {"kind": "user", "id": bob.id}],
+        "subject": "servers", "attachments": [{"kind": "folder", "folder_id": str(top.id)}]})
+    assert sent.status_code == 201, sent.text
+    message_id = sent.json()["id"]
+    [listed] = (await bob.http.get(f"/api/messages/{message_id}")).json()["attachments"]
+    tree = (await bob.http.get(
+        f"/api/messages/{message_id}/attachments/{listed['id']}")).json()["folder"]
+    racks = sorted(tree["folders"], key=lambda folder: folder["name"])
+    assert [len(rack["entries"]) for rack in racks] == [50, 50, 50]
+    assert {e["title"]: e["password"] for e in racks[2]["entries"]}["host 2-49"] == "secret 2-49"
+    saved = await bob.http.post(f"/api/messages/{message_id}/save", json={"folder_id": None})
+    assert saved.status_code == 201, saved.text
+    assert (len(saved.json()["entry_ids"]), len(saved.json()["folder_ids"])) == (150, 4)
+    folders, entries = await services.vault.contents(bob.user)
+    assert (len(folders), len(entries)) == (4, 150)
