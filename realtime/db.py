@@ -60,7 +60,11 @@ CONTENDED = (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError)
 # What a request meets when the database is away, saturated or too slow: no pooled connection
 # within the pool timeout, a connection lost, a statement past its statement or lock timeout.
 # The request did nothing and may be made again: 503, never 500 (`api.http.as_error`).
-DATABASE_FAULTS = (*UNAVAILABLE, *CONTENDED, asyncpg.QueryCanceledError)
+# InternalClientError is what asyncpg raises on a pooled connection that received the server's
+# farewell (a FATAL while idle, as PostgreSQL shuts down) before its socket closed.
+DATABASE_FAULTS = (
+    *UNAVAILABLE, *CONTENDED, asyncpg.QueryCanceledError, asyncpg.InternalClientError,
+)
 # Past this, PostgreSQL ends a session that sits in a transaction without a statement running.
 IDLE_IN_TRANSACTION_TIMEOUT = 60.0
 # The client gives up on a statement this long after the server should have cancelled it
