@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
-from realtime.api.http import InFlight, Services, as_error, error_response, http_error_response
+from realtime.api.http import Services, as_error, error_response, http_error_response
+from realtime.api.in_flight import InFlight
 from realtime.attachments import Attachments
 from realtime.broker import create_broker
 from realtime.budgets import Budgets

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from realtime import codec, crypto
 from realtime.accounts import Accounts
+from realtime.api.in_flight import InFlight
 from realtime.attachments import Attachments
 from realtime.broker.base import Broker
 from realtime.budgets import Budgets
@@ -42,34 +43,6 @@ SESSION_COOKIE = "session"
 MAX_JSON_BODY = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
-
-
-class InFlight:
-    """The requests in flight on this node, counted by whom they speak for (a user, a token):
-    one more than `limit` at once is refused with 429, so that one client cannot take every
-    pooled connection and every worker from the others."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._counts: dict[Hashable, int] = {}
-
-    @contextmanager
-    def hold(self, key: Hashable) -> Iterator[None]:
-        count = self._counts.get(key, 0)
-        if count >= self.limit:
-            raise RateLimited(1, f"at most {self.limit} requests at once: wait for an answer")
-        self._counts[key] = count + 1
-        try:
-            yield
-        finally:
-            if self._counts[key] > 1:
-                self._counts[key] -= 1
-            else:
-                del self._counts[key]
-
-    def count(self, key: Hashable) -> int:
-        """How many requests of `key` are in flight now."""
-        return self._counts.get(key, 0)
 
 
 @dataclass(frozen=True)
