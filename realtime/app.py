@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
-from realtime.api.http import Services, error_response, http_error_response
+from realtime.api.http import Services, as_error, error_response, http_error_response
+from realtime.api.in_flight import InFlight
 from realtime.attachments import Attachments
 from realtime.broker import create_broker
 from realtime.budgets import Budgets
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             keyring = load_keyring(settings)
             await start_owned_task(stack, run_key_watch(keyring, settings), "key-watch")
             db = await stack.enter_async_context(open_database(settings))
-            async with db.connection() as conn:
+            async with db.unbounded() as conn:
                 await apply_migrations(conn)
             accounts = Accounts(db, settings)
             generated = await accounts.ensure_first_admin(settings.admin_password)
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 files=files,
                 attachments=attachments,
                 budgets=Budgets(db),
+                in_flight=InFlight(settings.requests_in_flight_per_user),
             )
             yield
 
@@ -230,7 +232,7 @@ async def _realtime_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     """The last resort: answered outside the middleware, so the headers are added here."""
-    response = error_response(RealtimeError())
+    response = error_response(as_error(exc))
     for name, value in SECURITY_HEADERS:
         response.headers[name.decode()] = value.decode()
     return response

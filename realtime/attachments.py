@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -40,6 +41,7 @@ class Prepared:
     content: dict[str, Any] | None
     file_id: UUID | None
     file_ids: tuple[UUID, ...]
+    items: int = 1  # entries and folders in a copy: how long sealing it takes
 
 
 @dataclass(frozen=True)
@@ -59,44 +61,43 @@ class Attachments:
         self._files = files
 
     async def prepare(
-        self, sender: User, requests: Sequence[AttachmentRequest]
+        self, conn: Connection, sender: User, requests: Sequence[AttachmentRequest]
     ) -> list[Prepared]:
-        """Take the copies: only the sender's own entries, folders and uploads are found."""
-        return [await self._prepare(sender, request) for request in requests]
+        """Take the copies on the send's own connection (never a second one from the pool):
+        only the sender's own entries, folders and uploads are found."""
+        return [await self._prepare(conn, sender, request) for request in requests]
 
-    async def _prepare(self, sender: User, request: AttachmentRequest) -> Prepared:
+    async def _prepare(
+        self, conn: Connection, sender: User, request: AttachmentRequest
+    ) -> Prepared:
         kind = request.kind
         if kind is AttachmentKind.CREDENTIAL:
             fields = request.credential or EntryFields(title="")
             return Prepared(kind, fields.title, None, asdict(fields), None, ())
         assert request.ref is not None, "an entry, folder or file attachment names its source"
         if kind is AttachmentKind.ENTRY:
-            copy = await self._vault.copy_entry(sender, request.ref)
+            copy = await self._vault.copy_entry(conn, sender, request.ref)
             file_ids = () if copy.file is None else (copy.file.id,)
             size = None if copy.file is None else copy.file.size
             return Prepared(kind, copy.fields.title, size, entry_json(copy), None, file_ids)
         if kind is AttachmentKind.FOLDER:
-            tree = await self._vault.copy_folder(sender, request.ref)
-            return Prepared(kind, tree.name, None, folder_json(tree), None, tuple(tree.file_ids()))
-        info = self._files.describe(await self._files.own_upload(sender, request.ref))
+            tree = await self._vault.copy_folder(conn, sender, request.ref)
+            content = await codec.off_loop(lambda: folder_json(tree), items=tree.count())
+            return Prepared(
+                kind, tree.name, None, content, None, tuple(tree.file_ids()), tree.count()
+            )
+        info = self._files.describe(await self._files.own_upload(conn, sender, request.ref))
         return Prepared(kind, info.name, info.size, None, info.id, (info.id,))
 
     async def write(
         self, conn: Connection, message_id: UUID, envelope: Envelope, prepared: Sequence[Prepared]
     ) -> None:
-        """Seal and store the attachments, inside the send's transaction."""
-        sealed = []
-        for item in prepared:
-            attachment_id = uuid.uuid4()
-            sealed.append(SealedAttachment(
-                id=attachment_id, message_id=message_id, kind=item.kind,
-                name=envelope.seal(f"attachment/{attachment_id}/name", item.name),
-                size=item.size,
-                content=None if item.content is None else envelope.seal(
-                    f"attachment/{attachment_id}/content", codec.encode(item.content)
-                ),
-                file_id=item.file_id,
-            ))
+        """Seal and store the attachments, inside the send's transaction; a large folder copy
+        is encoded and sealed in a worker thread."""
+        sealed = [
+            await codec.off_loop(partial(_seal, envelope, message_id, item), items=item.items)
+            for item in prepared
+        ]
         file_ids = [file_id for item in prepared for file_id in item.file_ids]
         await attachment_store.insert_attachments(conn, sealed, file_ids)
 
@@ -160,16 +161,33 @@ class Attachments:
         files = {file_id: self._files.describe(found) for file_id, found in stored.items()}
         envelope = self._keyring.open_envelope(row_name("messages", message_id), message.key)
         infos = self.describe(envelope, sealed)
-        return [
-            Opened(
-                info,
-                None if a.content is None else codec.decode(
-                    envelope.open(f"attachment/{a.id}/content", a.content)
-                ),
-                files.get(a.file_id) if a.file_id is not None else None,
-            )
-            for info, a in zip(infos, sealed, strict=True)
-        ]
+
+        def open_all() -> list[Opened]:
+            return [
+                Opened(
+                    info,
+                    None if a.content is None else codec.decode(
+                        envelope.open(f"attachment/{a.id}/content", a.content)
+                    ),
+                    files.get(a.file_id) if a.file_id is not None else None,
+                )
+                for info, a in zip(infos, sealed, strict=True)
+            ]
+
+        return await codec.off_loop(open_all, size=sum(len(a.content or b"") for a in sealed))
+
+
+def _seal(envelope: Envelope, message_id: UUID, item: Prepared) -> SealedAttachment:
+    attachment_id = uuid.uuid4()
+    return SealedAttachment(
+        id=attachment_id, message_id=message_id, kind=item.kind,
+        name=envelope.seal(f"attachment/{attachment_id}/name", item.name),
+        size=item.size,
+        content=None if item.content is None else envelope.seal(
+            f"attachment/{attachment_id}/content", codec.encode(item.content)
+        ),
+        file_id=item.file_id,
+    )
 
 
 def entry_json(copy: EntryCopy) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def _say(line: str) -> None:
 def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     async def run() -> T:
         async with open_database(settings) as db:
-            async with db.connection() as conn:
+            async with db.unbounded() as conn:
                 await apply_migrations(conn)
             return await work(db)
 

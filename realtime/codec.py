@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -13,6 +16,22 @@ import orjson
 from realtime.errors import InvalidInput
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+# Above this many items (entries to seal or open), or bytes, work runs in a worker thread.
+OFF_LOOP_ITEMS = 64
+OFF_LOOP_BYTES = 64 * 1024
+# Threads of their own: large encodes never queue the password hashing of logins, which runs in
+# the default executor.
+_ENCODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="realtime-encode")
+T = TypeVar("T")
+
+
+async def off_loop(work: Callable[[], T], *, items: int = 0, size: int = 0) -> T:
+    """Run `work` (encoding, sealing or opening `items` things, or `size` bytes) in a worker
+    thread when it is large, so that a large folder never stalls the event loop; a small one
+    runs at once, sparing the thread hop."""
+    if items > OFF_LOOP_ITEMS or size > OFF_LOOP_BYTES:
+        return await asyncio.get_running_loop().run_in_executor(_ENCODERS, work)
+    return work()
 
 
 def _fallback(value: Any) -> Any:

@@ -41,6 +41,10 @@ class Settings:
     login_max_failures_per_address: int = 50
     login_lockout: timedelta = timedelta(minutes=15)
     db_pool_size: int = 10
+    db_pool_timeout: timedelta = timedelta(seconds=2)
+    db_statement_timeout: timedelta = timedelta(seconds=10)
+    db_lock_timeout: timedelta = timedelta(seconds=5)
+    requests_in_flight_per_user: int = 8
     max_sockets_per_user: int = 20
     event_retention: timedelta = timedelta(days=7)
     ws_compression: bool = False
@@ -79,6 +83,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         login_lockout=reader.duration("REALTIME_LOGIN_LOCKOUT", "15m"),
         db_pool_size=reader.integer("REALTIME_DB_POOL_SIZE", 10, low=2, high=1000),
+        db_pool_timeout=reader.duration("REALTIME_DB_POOL_TIMEOUT", "2s"),
+        db_statement_timeout=reader.duration("REALTIME_DB_STATEMENT_TIMEOUT", "10s"),
+        db_lock_timeout=reader.duration("REALTIME_DB_LOCK_TIMEOUT", "5s"),
+        requests_in_flight_per_user=reader.integer(
+            "REALTIME_REQUESTS_IN_FLIGHT_PER_USER", 8, low=1
+        ),
         max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
         ws_compression=reader.flag("REALTIME_WS_COMPRESSION", False),
         event_retention=reader.duration(

@@ -57,6 +57,19 @@ UNAVAILABLE = (
 )
 # A transaction that lost a lock race: worth running again at once.
 CONTENDED = (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError)
+# What a request meets when the database is away, saturated or too slow: no pooled connection
+# within the pool timeout, a connection lost, a statement past its statement or lock timeout.
+# The request did nothing and may be made again: 503, never 500 (`api.http.as_error`).
+# InternalClientError is what asyncpg raises on a pooled connection that received the server's
+# farewell (a FATAL while idle, as PostgreSQL shuts down) before its socket closed.
+DATABASE_FAULTS = (
+    *UNAVAILABLE, *CONTENDED, asyncpg.QueryCanceledError, asyncpg.InternalClientError,
+)
+# Past this, PostgreSQL ends a session that sits in a transaction without a statement running.
+IDLE_IN_TRANSACTION_TIMEOUT = 60.0
+# The client gives up on a statement this long after the server should have cancelled it
+# (a server that does not answer at all).
+COMMAND_TIMEOUT_MARGIN = 2.0
 LISTEN_PING_INTERVAL = 5.0
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 2.0
 
@@ -64,28 +77,43 @@ RECONNECT_MIN, RECONNECT_MAX = 0.1, 2.0
 class Database:
     """The pool, and the transactions the domain runs through it."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, *, pool_timeout: float = 2.0) -> None:
         self.pool = pool
         self.url = url
+        self.pool_timeout = pool_timeout
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside a transaction, committed when the block ends without error."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             yield conn
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Connection]:
         """A read-only transaction whose statements all see the database at one instant."""
-        async with self.pool.acquire() as conn, conn.transaction(
+        async with self.connection() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True
         ):
             yield conn
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        async with self.pool.acquire() as conn:
+        """A pooled connection, waited for at most `pool_timeout` seconds (then TimeoutError).
+
+        Whoever holds one never asks for another before giving it back: a caller that needs
+        the database while it holds a connection is handed that connection."""
+        async with self.pool.acquire(timeout=self.pool_timeout) as conn:
             yield conn
+
+    @asynccontextmanager
+    async def unbounded(self) -> AsyncIterator[Connection]:
+        """A connection of its own, outside the pool and without the pool's statement and lock
+        timeouts: for migrations, which may take long and wait for another node's."""
+        conn = await asyncpg.connect(self.url, server_settings=SERVER_SETTINGS)
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     async def run_listener(
         self, channel: str, on_notify: Callable[[str], None], on_connect: Callable[[], None]
@@ -140,15 +168,36 @@ async def _leave_as_is(conn: Connection) -> None:
     the round trip of asyncpg's reset query on every release."""
 
 
-async def create_pool(url: str, *, size: int = 10, min_size: int = 2) -> asyncpg.Pool:
+SERVER_SETTINGS = {"application_name": "realtime", "timezone": "UTC"}
+
+
+async def create_pool(
+    url: str, *, size: int = 10, min_size: int = 2,
+    statement_timeout: float = 10.0, lock_timeout: float = 5.0,
+) -> asyncpg.Pool:
+    """The pool; its connections' statements and lock waits are bounded by PostgreSQL itself,
+    and by the client a little later for a server that does not answer at all."""
+    bounds = {
+        "statement_timeout": _milliseconds(statement_timeout),
+        "lock_timeout": _milliseconds(lock_timeout),
+        "idle_in_transaction_session_timeout": _milliseconds(
+            max(IDLE_IN_TRANSACTION_TIMEOUT, statement_timeout)
+        ),
+    }
     return await asyncpg.create_pool(
         url,
         min_size=min(min_size, size),
         max_size=size,
         init=_init_connection,
         reset=_leave_as_is,
-        server_settings={"application_name": "realtime", "timezone": "UTC"},
+        timeout=statement_timeout,  # to open a connection
+        command_timeout=statement_timeout + COMMAND_TIMEOUT_MARGIN,
+        server_settings={**SERVER_SETTINGS, **bounds},
     )
+
+
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
 
 
 @asynccontextmanager
@@ -162,6 +211,10 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
             stack.callback(embedded.stop)
             log.info("embedded PostgreSQL started under %s", embedded.pgdata)
         log.info("connecting to %s", redact_url(url))
-        pool = await create_pool(url, size=settings.db_pool_size)
+        pool = await create_pool(
+            url, size=settings.db_pool_size,
+            statement_timeout=settings.db_statement_timeout.total_seconds(),
+            lock_timeout=settings.db_lock_timeout.total_seconds(),
+        )
         stack.push_async_callback(pool.close)
-        yield Database(pool, url)
+        yield Database(pool, url, pool_timeout=settings.db_pool_timeout.total_seconds())

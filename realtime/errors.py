@@ -9,7 +9,9 @@
     ├── NotFound           404 not_found    also for what the caller may not see
     ├── Conflict           409 conflict
     ├── TooLarge           413 too_large
-    └── RateLimited        429 rate_limited with `retry_after` seconds
+    ├── RateLimited        429 rate_limited with `retry_after` seconds
+    └── Unavailable        503 unavailable  with `retry_after` seconds, close 1013: a pool,
+                                            database or broker that does not answer in time
 """
 
 from __future__ import annotations
@@ -93,5 +95,19 @@ class RateLimited(RealtimeError):
     default_message = "too many attempts, try again later"
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class Unavailable(RealtimeError):
+    """Something the request needs (a pooled connection, the database, the broker) did not
+    answer in time: nothing was done, and the same request may be made again later."""
+
+    code = "unavailable"
+    status = 503
+    close_code = 1013
+    default_message = "the service is unavailable, try again later"
+
+    def __init__(self, retry_after: int = 2, message: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)

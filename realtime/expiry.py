@@ -22,7 +22,7 @@ from uuid import UUID
 
 from realtime import metrics
 from realtime.config import Settings
-from realtime.db import CONTENDED, UNAVAILABLE, Connection, Database
+from realtime.db import CONTENDED, DATABASE_FAULTS, Connection, Database
 from realtime.models import DeleteReason, Event, EventType
 from realtime.store import budgets as budget_store
 from realtime.store import events as event_store
@@ -88,7 +88,7 @@ async def measure_backlog(db: Database) -> None:
             late = 0.0 if until_next is None else max(0.0, -until_next)
             overdue = await expiry_store.count_overdue(conn) if late else 0
             oldest = late
-    except UNAVAILABLE as error:
+    except DATABASE_FAULTS as error:
         log.debug("the expiry backlog is unknown: %s", type(error).__name__)
     metrics.overdue_messages.set(overdue)
     metrics.oldest_overdue.set(oldest)
@@ -142,7 +142,7 @@ class Expirer:
                     if time.monotonic() >= next_purge:
                         log.debug("purged %s", await purge_once(self._db, self._settings))
                         next_purge = time.monotonic() + PURGE_INTERVAL
-                except UNAVAILABLE as error:
+                except DATABASE_FAULTS as error:
                     log.warning("expiry: the database is unavailable (%s); retrying",
                                 type(error).__name__)
                     wait = RETRY_DELAY

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from realtime.crypto import Keyring, row_name
-from realtime.db import UNAVAILABLE, Database
+from realtime.db import DATABASE_FAULTS, Connection, Database
 from realtime.errors import CryptoError, NotFound, TooLarge
 from realtime.models import FileInfo, SealedFile, User
 from realtime.store import files as file_store
@@ -89,7 +89,7 @@ class Files:
                     conn, file_id, size=size, chunk_count=chunks, content_type=content_type
                 )
         except BaseException:
-            with contextlib.suppress(*UNAVAILABLE):  # else the hourly purge takes it
+            with contextlib.suppress(*DATABASE_FAULTS):  # else the hourly purge takes it
                 await asyncio.shield(self._discard(file_id))
             raise
         return FileInfo(file_id, clean_name, content_type, size)
@@ -102,10 +102,10 @@ class Files:
         async with self._db.connection() as conn:
             await file_store.delete_file(conn, file_id)
 
-    async def own_upload(self, owner: User, upload_id: UUID) -> SealedFile:
-        """An upload of this user's, to attach; anyone else's is not found."""
-        async with self._db.connection() as conn:
-            found = await file_store.get_file(conn, upload_id, owner_id=owner.id)
+    async def own_upload(self, conn: Connection, owner: User, upload_id: UUID) -> SealedFile:
+        """An upload of this user's, to attach, read on the caller's connection; anyone else's
+        is not found."""
+        found = await file_store.get_file(conn, upload_id, owner_id=owner.id)
         if found is None:
             raise NotFound("the upload was not found")
         return found

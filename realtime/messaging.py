@@ -75,7 +75,7 @@ class Messaging:
                     if not claim.claimed:  # a retry gets the first answer, whatever changed
                         return _earlier_receipt(claim, fingerprint)
                 check_draft(sender, draft)
-                prepared = await self._attachments.prepare(sender, draft.attachments)
+                prepared = await self._attachments.prepare(conn, sender, draft.attachments)
                 receipt, events = await self._insert(conn, sender, draft, prepared)
                 if idempotency_key is not None:
                     await idempotency.store_response(

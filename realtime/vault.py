@@ -53,6 +53,10 @@ class FolderCopy:
         own = [e.file.id for e in self.entries if e.file is not None]
         return own + [file_id for sub in self.folders for file_id in sub.file_ids()]
 
+    def count(self) -> int:
+        """How many entries and folders the tree holds, itself included."""
+        return 1 + len(self.entries) + sum(sub.count() for sub in self.folders)
+
 
 @dataclass(frozen=True)
 class EntryChange:
@@ -88,7 +92,11 @@ class Vault:
         async with self._db.connection() as conn:
             folders = await vault_store.list_folders(conn, user.id)
             entries = await vault_store.list_entries(conn, user.id)
-            return [self._open_folder(f) for f in folders], await self._open_entries(conn, entries)
+            opened = await self._open_entries(conn, entries)
+        named = await codec.off_loop(
+            lambda: [self._open_folder(f) for f in folders], items=len(folders)
+        )
+        return named, opened
 
     async def create_folder(self, user: User, name: str, parent_id: UUID | None) -> Folder:
         async with self._db.transaction() as conn:
@@ -116,8 +124,8 @@ class Vault:
         folder_id: UUID | None,
         upload_id: UUID | None,
     ) -> Entry:
-        file = await self._entry_file(user, kind, upload_id)
         async with self._db.transaction() as conn:
+            file = await self._entry_file(conn, user, kind, upload_id)
             if folder_id is not None:
                 await self._own_folder(conn, user, folder_id)
             sealed = self._seal_entry(user, uuid.uuid4(), folder_id, EntryCopy(kind, fields, file))
@@ -126,23 +134,26 @@ class Vault:
 
     async def entry(self, user: User, entry_id: UUID) -> Entry:
         async with self._db.connection() as conn:
-            sealed = await vault_store.get_entry(conn, entry_id, user.id)
-            if sealed is None:
-                raise NotFound("no such entry")
-            (entry,) = await self._open_entries(conn, [sealed])
+            return await self._own_entry(conn, user, entry_id)
+
+    async def _own_entry(self, conn: Connection, user: User, entry_id: UUID) -> Entry:
+        sealed = await vault_store.get_entry(conn, entry_id, user.id)
+        if sealed is None:
+            raise NotFound("no such entry")
+        (entry,) = await self._open_entries(conn, [sealed])
         return entry
 
     async def change_entry(self, user: User, entry_id: UUID, change: EntryChange) -> Entry:
-        current = await self.entry(user, entry_id)
-        file = current.file
-        if change.upload_id is not None:
-            file = await self._entry_file(user, current.kind, change.upload_id)
-        fields = EntryFields(**{
-            name: value if (value := getattr(change, name)) is not None else old
-            for name, old in asdict(current.fields).items()
-        })
-        folder_id = None if change.move_to_root else change.folder_id or current.folder_id
         async with self._db.transaction() as conn:
+            current = await self._own_entry(conn, user, entry_id)
+            file = current.file
+            if change.upload_id is not None:
+                file = await self._entry_file(conn, user, current.kind, change.upload_id)
+            fields = EntryFields(**{
+                name: value if (value := getattr(change, name)) is not None else old
+                for name, old in asdict(current.fields).items()
+            })
+            folder_id = None if change.move_to_root else change.folder_id or current.folder_id
             if folder_id is not None and folder_id != current.folder_id:
                 await self._own_folder(conn, user, folder_id)
             copy = EntryCopy(current.kind, fields, file)
@@ -168,24 +179,27 @@ class Vault:
             raise NotFound("this entry holds no file")
         return await self._files.download(entry.file.id)
 
-    async def copy_entry(self, user: User, entry_id: UUID) -> EntryCopy:
-        entry = await self.entry(user, entry_id)
+    async def copy_entry(self, conn: Connection, user: User, entry_id: UUID) -> EntryCopy:
+        """A copy of one of the user's entries, read on the caller's connection."""
+        entry = await self._own_entry(conn, user, entry_id)
         return EntryCopy(entry.kind, entry.fields, entry.file)
 
-    async def copy_folder(self, user: User, folder_id: UUID) -> FolderCopy:
-        """The folder as a tree of copies; over MAX_COPY_* folders or entries is refused."""
-        async with self._db.connection() as conn:
-            folders, entries = await vault_store.folder_tree(conn, folder_id, user.id)
-            if not folders:
-                raise NotFound("no such folder")
-            if len(folders) > MAX_COPY_FOLDERS or len(entries) > MAX_COPY_ENTRIES:
-                raise InvalidInput(
-                    "the folder is too large to send",
-                    {"folder_id": f"at most {MAX_COPY_FOLDERS} folders and "
-                                  f"{MAX_COPY_ENTRIES} entries"},
-                )
-            opened = await self._open_entries(conn, entries)
-        names = {f.id: self._open_folder(f).name for f in folders}
+    async def copy_folder(self, conn: Connection, user: User, folder_id: UUID) -> FolderCopy:
+        """The folder as a tree of copies, read on the caller's connection; over MAX_COPY_*
+        folders or entries is refused."""
+        folders, entries = await vault_store.folder_tree(conn, folder_id, user.id)
+        if not folders:
+            raise NotFound("no such folder")
+        if len(folders) > MAX_COPY_FOLDERS or len(entries) > MAX_COPY_ENTRIES:
+            raise InvalidInput(
+                "the folder is too large to send",
+                {"folder_id": f"at most {MAX_COPY_FOLDERS} folders and "
+                              f"{MAX_COPY_ENTRIES} entries"},
+            )
+        opened = await self._open_entries(conn, entries)
+        names = await codec.off_loop(
+            lambda: {f.id: self._open_folder(f).name for f in folders}, items=len(folders)
+        )
         children: dict[UUID | None, list[UUID]] = {}
         for folder in folders[1:]:
             children.setdefault(folder.parent_id, []).append(folder.id)
@@ -231,14 +245,15 @@ class Vault:
                 place(sealed_folders[-1].id, sub.entries, sub.folders)
 
         sealed_folders: list[SealedFolder] = []
-        place(folder_id, entries, folders)
+        count = len(entries) + sum(folder.count() for folder in folders)
+        await codec.off_loop(lambda: place(folder_id, entries, folders), items=count)
         for folder in sealed_folders:  # parents come before their children
             await vault_store.insert_folder(conn, folder)
         await vault_store.insert_entries(conn, sealed_entries)
         return saved
 
     async def _entry_file(
-        self, user: User, kind: EntryKind, upload_id: UUID | None
+        self, conn: Connection, user: User, kind: EntryKind, upload_id: UUID | None
     ) -> FileInfo | None:
         if kind is not EntryKind.FILE:
             if upload_id is not None:
@@ -246,7 +261,7 @@ class Vault:
             return None
         if upload_id is None:
             raise InvalidInput("a file entry needs its upload", {"upload_id": "required"})
-        return self._files.describe(await self._files.own_upload(user, upload_id))
+        return self._files.describe(await self._files.own_upload(conn, user, upload_id))
 
     async def _own_folder(self, conn: Connection, user: User, folder_id: UUID) -> None:
         if await vault_store.get_folder(conn, folder_id, user.id) is None:
@@ -277,16 +292,23 @@ class Vault:
     async def _open_entries(
         self, conn: Connection, sealed: Sequence[SealedEntry]
     ) -> list[Entry]:
+        """Open entries with their files' descriptions; many are opened in a worker thread."""
         file_ids = [s.file_id for s in sealed if s.file_id is not None]
         files = await file_store.get_files(conn, file_ids) if file_ids else {}
-        opened = []
-        for item in sealed:
-            envelope = self._keyring.open_envelope(row_name("vault_entries", item.id), item.key)
-            fields = EntryFields(**_fields(codec.decode(envelope.open("fields", item.fields))))
-            stored = files.get(item.file_id) if item.file_id is not None else None
-            file = None if stored is None else self._files.describe(stored)
-            opened.append(self._entry_from(item, fields, file))
-        return opened
+
+        def open_all() -> list[Entry]:
+            opened = []
+            for item in sealed:
+                envelope = self._keyring.open_envelope(
+                    row_name("vault_entries", item.id), item.key
+                )
+                fields = EntryFields(**_fields(codec.decode(envelope.open("fields", item.fields))))
+                stored = files.get(item.file_id) if item.file_id is not None else None
+                file = None if stored is None else self._files.describe(stored)
+                opened.append(self._entry_from(item, fields, file))
+            return opened
+
+        return await codec.off_loop(open_all, items=len(sealed))
 
     @staticmethod
     def _entry_from(sealed: SealedEntry, fields: EntryFields, file: FileInfo | None) -> Entry:

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import codec
-from realtime.api.http import SESSION_COOKIE, Services, check_origin, credentials
+from realtime.api.http import SESSION_COOKIE, Services, as_error, check_origin, credentials
 from realtime.broker.base import Broker
+from realtime.db import DATABASE_FAULTS
 from realtime.errors import Forbidden, InvalidInput, RealtimeError, Unauthenticated
 from realtime.frames import Frames
 from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, Connection, Hub
@@ -61,6 +62,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _read(websocket, conn, live.hub)
     except WebSocketDisconnect:
         pass
+    except DATABASE_FAULTS as exc:  # the database did not answer the greeting: 1013, come back
+        await websocket.close(code=as_error(exc).close_code, reason="try again later")
     finally:
         await live.hub.unregister(conn)
 
@@ -74,6 +77,9 @@ async def _authenticated(websocket: WebSocket, services: Services) -> AuthContex
         return await services.accounts.authenticate(token)
     except Unauthenticated as exc:
         await websocket.close(code=CLOSE_SESSION_ENDED, reason=exc.message)
+        return None
+    except DATABASE_FAULTS as exc:  # 1013: try again later
+        await websocket.close(code=as_error(exc).close_code, reason="try again later")
         return None
 
 

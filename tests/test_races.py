@@ -22,16 +22,20 @@ async def test_admin_changes_while_admins_send_and_log_in_never_fail(
     """Sends between admins and logins of admins while other users are changed all succeed."""
     other_admin = await make_user(is_admin=True)
     changed = await make_user()
+    # Each user keeps within the requests one user may have in flight at once.
+    sends, renames = asyncio.Semaphore(8), asyncio.Semaphore(8)
 
     async def send(n: int) -> int:
-        answer = await other_admin.http.post("/api/messages", json={
-            "to": [{"kind": "user", "id": admin.id}], "subject": f"race {n}"})
+        async with sends:
+            answer = await other_admin.http.post("/api/messages", json={
+                "to": [{"kind": "user", "id": admin.id}], "subject": f"race {n}"})
         return answer.status_code
 
     async def rename(n: int) -> int:
-        answer = await admin.http.patch(
-            f"/api/admin/users/{changed.id}", json={"display_name": f"renamed {n}"}
-        )
+        async with renames:
+            answer = await admin.http.patch(
+                f"/api/admin/users/{changed.id}", json={"display_name": f"renamed {n}"}
+            )
         return answer.status_code
 
     async def log_in() -> int:

@@ -25,7 +25,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *vault.OPERATIONS,
     *admin.OPERATIONS,
     *ops.OPERATIONS,
-    Operation("GET", _OPENAPI_PATH, openapi, "This document", auth=False,
+    Operation("GET", _OPENAPI_PATH, openapi, "This document", auth=False, database=False,
               responses={200: schemas.OpenAPIDocument}),
 )
 

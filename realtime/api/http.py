@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -13,13 +14,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from realtime import codec
+from realtime import codec, crypto
 from realtime.accounts import Accounts
+from realtime.api.in_flight import InFlight
 from realtime.attachments import Attachments
 from realtime.broker.base import Broker
 from realtime.budgets import Budgets
 from realtime.config import Settings
-from realtime.db import Database
+from realtime.db import DATABASE_FAULTS, Database
 from realtime.errors import (
     Forbidden,
     InvalidInput,
@@ -28,6 +30,7 @@ from realtime.errors import (
     RealtimeError,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 from realtime.files import Files
 from realtime.groups import Groups
@@ -56,6 +59,7 @@ class Services:
     files: Files
     attachments: Attachments
     budgets: Budgets
+    in_flight: InFlight
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ class Operation:
     query: tuple[Query, ...] = ()
     responses: Mapping[int, type[pydantic.BaseModel] | None] = field(default_factory=dict)
     headers: tuple[Query, ...] = ()
+    database: bool = True  # whether it asks the database: then it may answer 503
 
 
 def json_response(
@@ -115,14 +120,26 @@ def no_content() -> Response:
     return Response(status_code=204)
 
 
+def as_error(exc: Exception) -> RealtimeError:
+    """What the client is told of an error, on HTTP and on the websocket: ours as it is; a
+    database that is away, saturated or too slow as 503 (nothing was done, try again); anything
+    else as a server fault."""
+    if isinstance(exc, RealtimeError):
+        return exc
+    if isinstance(exc, DATABASE_FAULTS):
+        return Unavailable(message="the database did not answer in time, try again later")
+    return RealtimeError()
+
+
 def error_response(exc: RealtimeError) -> Response:
     """The contract's error shape for any of our errors; a server fault says nothing more."""
-    message = RealtimeError.default_message if exc.status >= 500 else exc.message
+    told = exc.status < 500 or isinstance(exc, Unavailable)
+    message = exc.message if told else RealtimeError.default_message
     detail: dict[str, Any] = {"code": exc.code, "message": message}
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidInput) and exc.fields:
         detail["fields"] = exc.fields
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
@@ -142,33 +159,44 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
     """Make the Starlette endpoint: authenticate, parse, call, turn errors into JSON."""
 
     async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
         try:
-            services: Services = request.app.state.services
-            auth = None
-            if operation.auth:
-                auth = await authenticate(request, services)
-                if operation.admin and not auth.user.is_admin:
-                    raise Forbidden("administrators only")
-            body = await read_model(request, operation.body) if operation.body else None
-            return await operation.handler(Call(request, services, auth, body))
-        except RealtimeError as exc:
-            if exc.status >= 500:
+            with ExitStack() as held:  # the caller's places among the requests in flight
+                auth = None
+                if operation.auth:
+                    auth = await authenticate(request, services, held)
+                    if operation.admin and not auth.user.is_admin:
+                        raise Forbidden("administrators only")
+                body = await read_model(request, operation.body) if operation.body else None
+                return await operation.handler(Call(request, services, auth, body))
+        except (RealtimeError, *DATABASE_FAULTS) as exc:
+            error = as_error(exc)
+            if isinstance(error, Unavailable):
+                log.warning("unavailable on %s %s: %s", request.method, request.url.path,
+                            type(exc).__name__)
+            elif error.status >= 500:
                 log.error("%s on %s %s: %s", type(exc).__name__, request.method,
-                          request.url.path, exc.message)
-            return error_response(exc)
+                          request.url.path, error.message)
+            return error_response(error)
 
     endpoint.__name__ = operation.handler.__name__
     return endpoint
 
 
-async def authenticate(request: Request, services: Services) -> AuthContext:
-    """The session behind the bearer header or the cookie; cookie writes need an allowed Origin."""
+async def authenticate(request: Request, services: Services, held: ExitStack) -> AuthContext:
+    """The session behind the bearer header or the cookie; cookie writes need an allowed Origin.
+
+    The request takes a place among its token's requests in flight before the session is looked
+    up (a flood on one token never reaches the database), then one among its user's."""
     token, by_cookie = credentials(request)
     if token is None:
         raise Unauthenticated("log in first")
     if by_cookie and request.method not in SAFE_METHODS:
         check_origin(request, services.settings, required=True)
-    return await services.accounts.authenticate(token)
+    held.enter_context(services.in_flight.hold(crypto.token_digest(token)))
+    auth = await services.accounts.authenticate(token)
+    held.enter_context(services.in_flight.hold(auth.user.id))
+    return auth
 
 
 def credentials(request: HTTPConnection) -> tuple[str | None, bool]:

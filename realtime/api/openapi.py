@@ -16,7 +16,8 @@ _PATH_PARAM = re.compile(r"{(\w+)}")
 _DESCRIPTIONS = {
     200: "OK", 201: "Created", 204: "No content", 400: "Invalid input", 401: "Not logged in",
     403: "Forbidden", 404: "Not found, or not the caller's to see", 409: "Conflict",
-    413: "Too large", 429: "Too many attempts; see Retry-After", 503: "Not ready",
+    413: "Too large", 429: "Too many attempts, or requests at once; see Retry-After",
+    503: "Unavailable: the database did not answer in time; see Retry-After",
 }
 
 
@@ -67,7 +68,8 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         "operationId": op.handler.__name__,
         "parameters": parameters,
         "responses": {
-            str(status): _response(status, model, refs) for status, model in op.responses.items()
+            str(status): _response(status, model, refs)
+            for status, model in sorted({**_always(op), **op.responses}.items())
         },
     }
     if op.body is not None:
@@ -80,6 +82,17 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     return document
 
 
+def _always(op: Operation) -> dict[int, Any]:
+    """The answers any operation may give besides its own: 429 past the caller's requests in
+    flight, 503 when the database does not answer in time."""
+    always: dict[int, Any] = {}
+    if op.auth:
+        always[429] = None
+    if op.database:
+        always[503] = None
+    return always
+
+
 def _response(status: int, model: Any, refs: dict[Any, Any]) -> dict[str, Any]:
     described = {"description": _DESCRIPTIONS.get(status, "")}
     if status == 204:
@@ -88,7 +101,7 @@ def _response(status: int, model: Any, refs: dict[Any, Any]) -> dict[str, Any]:
         return {**described, "content": {"text/plain": {"schema": {"type": "string"}}}}
     schema = refs[(model or schemas.ErrorBody, "serialization")]
     headers = {}
-    if status == 429:
+    if status == 429 or (status == 503 and model is None):
         headers["Retry-After"] = {"schema": {"type": "integer"}, "required": True,
                                   "description": "seconds to wait"}
     return {**described, "content": {"application/json": {"schema": schema}},

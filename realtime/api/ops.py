@@ -33,10 +33,10 @@ async def metrics(call: Call) -> Response:
 
 
 OPERATIONS = (
-    Operation("GET", "/healthz", healthz, "The process is up", auth=False,
+    Operation("GET", "/healthz", healthz, "The process is up", auth=False, database=False,
               responses={200: schemas.Health}),
     Operation("GET", "/readyz", readyz, "The database and the broker answer", auth=False,
               responses={200: schemas.Health, 503: schemas.Health}),
-    Operation("GET", "/metrics", metrics, "Prometheus metrics", auth=False,
+    Operation("GET", "/metrics", metrics, "Prometheus metrics", auth=False, database=False,
               responses={200: None}),
 )
