@@ -234,3 +234,28 @@ async def test_every_admin_operation_is_403_to_an_ordinary_user(
         assert (by_recipient.status_code, by_recipient.content) == (
             real.status_code, real.content), row.label
     await assert_untouched(world, admin)
+
+
+# Objects every user may see by design: users and groups are public within the organisation.
+PUBLIC_IDS = {"user", "group"}
+LISTS = [row for row in ROWS
+         if row.secured and row.method == "GET" and not row.parameters and not row.admin]
+
+
+async def test_no_list_shows_an_intruder_anything_of_the_owners(
+    world: OwnersWorld, intruder: OwnersWorld
+) -> None:
+    """No list an ordinary user can read holds the id of another user's message, attachment,
+    folder, entry or upload."""
+    assert LISTS, "the document lists operations to read"
+    mine = {key: value for key, value in intruder.ids.items() if key not in PUBLIC_IDS}
+    theirs = {key: value for key, value in world.ids.items() if key not in PUBLIC_IDS}
+    for row in LISTS:
+        for params in ({}, {"box": "sent"}, {"q": ""}):
+            answer = await intruder.owner.http.get(row.path, params=params)
+            if answer.status_code != 200:
+                continue
+            for key, value in theirs.items():
+                assert value not in answer.text, f"{row.label} {params} shows their {key}"
+    inbox = await intruder.recipient.http.get("/api/messages")
+    assert mine["message"] in inbox.text, "the check would see an object that leaked"
