@@ -22,7 +22,7 @@ from realtime.app import package_version
 from tests.conftest import MakeUser, Person
 from tests.hostile_support import UNKNOWN_ID, OwnersWorld, assert_error, owners_world
 
-DOCUMENT = api.openapi_document(package_version())
+DOCUMENT: dict[str, Any] = api.openapi_document(package_version())
 ADMIN_PREFIX = "/api/admin/"
 PARAMETER = re.compile(r"{(\w+)}")
 

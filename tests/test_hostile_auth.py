@@ -20,6 +20,7 @@ import pytest
 from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from realtime import crypto
 from tests.conftest import BASE_URL, MakeUser, Person
@@ -180,7 +181,7 @@ async def dead_answers(http: httpx.AsyncClient, tokens: dict[str, str]) -> dict[
     bodies = {}
     for kind, token in tokens.items():
         bearer = f"Bearer {token}".encode("latin-1")  # a byte beyond ASCII, as a client may send
-        answer = await http.get("/api/me", headers={"Authorization": bearer})
+        answer = await http.get("/api/me", headers={b"Authorization": bearer})
         assert_error(answer, 401, "unauthenticated")
         assert answer.headers["www-authenticate"] == "Bearer", kind
         assert token not in answer.text, kind
@@ -237,11 +238,11 @@ async def backdate(raw_db: asyncpg.Connection, token: str, column: str, by: time
     assert status == "UPDATE 1"
 
 
-async def dead_tokens(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection, idle: timedelta
+async def end_sessions(
+    people: list[Any], admin: Any, raw_db: asyncpg.Connection, idle: timedelta
 ) -> dict[str, str]:
-    """Tokens of sessions that ended in every way a session ends."""
-    expired, idled, revoked, disabled, changed = [await make_user() for _ in range(5)]
+    """End the sessions of five people in the five ways a session ends; return their tokens."""
+    expired, idled, revoked, disabled, changed = people
     await backdate(raw_db, expired.token, "expires_at", timedelta(seconds=1))
     await backdate(raw_db, idled.token, "last_seen_at", idle + timedelta(seconds=1))
     assert (await revoked.http.post("/api/auth/logout")).status_code == 204
@@ -258,7 +259,8 @@ async def test_ended_sessions_are_refused_alike_and_cannot_write(
     settings: Any,
 ) -> None:
     """Expired, idle, revoked, disabled and password-changed tokens all get the forged 401."""
-    tokens = await dead_tokens(make_user, admin, raw_db, settings.session_idle_timeout)
+    tokens = await end_sessions([await make_user() for _ in range(5)], admin, raw_db,
+                                settings.session_idle_timeout)
     bodies = await dead_answers(client, tokens)
     forged = await dead_answers(client, {"random": secrets.token_urlsafe(32)})
     assert set(bodies.values()) == set(forged.values()), bodies
@@ -328,7 +330,7 @@ async def test_forged_tokens_on_the_socket_are_closed_4401(
         await assert_closed_4401(live, {"Authorization": f"Bearer {token}"})
         if kind in SAME_AS_A_COOKIE:
             continue
-        await assert_closed_4401(live, {"Cookie": f"session={token}"}, origin=live.url)
+        await assert_closed_4401(live, {"Cookie": f"session={token}"}, origin=Origin(live.url))
     async with connect(f"{live.ws_url}?token={victim.token}") as ws:
         with pytest.raises(ConnectionClosed) as closed:
             await next_frame(ws)
@@ -340,20 +342,11 @@ async def test_ended_sessions_cannot_open_a_socket(
 ) -> None:
     """Expired, idle, revoked, disabled and password-changed tokens are closed 4401 at once."""
     admin = await people(is_admin=True)
-    expired, idled, revoked, disabled, changed = [await people() for _ in range(5)]
-    await backdate(raw_db, expired.token, "expires_at", timedelta(seconds=1))
-    await backdate(raw_db, idled.token, "last_seen_at",
-                   settings.session_idle_timeout + timedelta(seconds=1))
-    assert (await revoked.http.post("/api/auth/logout")).status_code == 204
-    for person, change in ((disabled, {"disabled": True}),
-                           (changed, {"password": "a brand new password"})):
-        answer = await admin.http.patch(f"/api/admin/users/{person.id}", json=change)
-        assert answer.status_code == 200, answer.text
-    tokens = {"expired": expired, "idle": idled, "revoked": revoked, "disabled": disabled,
-              "password changed": changed}
-    for member in tokens.values():
-        await assert_closed_4401(live, member.headers())
-        await assert_closed_4401(live, {"Cookie": f"session={member.token}"}, origin=live.url)
+    tokens = await end_sessions([await people() for _ in range(5)], admin, raw_db,
+                                settings.session_idle_timeout)
+    for token in tokens.values():
+        await assert_closed_4401(live, {"Authorization": f"Bearer {token}"})
+        await assert_closed_4401(live, {"Cookie": f"session={token}"}, origin=Origin(live.url))
 
 
 async def test_a_bearer_of_one_user_speaks_only_for_that_user_on_the_socket(
@@ -366,9 +359,9 @@ async def test_a_bearer_of_one_user_speaks_only_for_that_user_on_the_socket(
         hello = await next_frame(ws)
     assert hello["user"]["id"] == alice.id
     assert (await alice.http.post("/api/auth/logout")).status_code == 204
-    await assert_closed_4401(live, both, origin=live.url)
+    await assert_closed_4401(live, both, origin=Origin(live.url))
     async with connect(live.ws_url, additional_headers={"Cookie": f"session={bob.token}"},
-                       origin=live.url) as ws:
+                       origin=Origin(live.url)) as ws:
         assert (await next_frame(ws))["user"]["id"] == bob.id
         with pytest.raises(TimeoutError):
             await frames_until(ws, "never", wait=0.2)

@@ -99,9 +99,11 @@ async def test_hostile_directory_queries_never_fail(
 
 
 async def send_keyed(person: Person, to: Person, key: str | bytes, subject: str) -> httpx.Response:
+    """Send with this key; bytes go as they are (beyond ASCII, as a client may send them)."""
+    raw = key if isinstance(key, bytes) else key.encode("latin-1")
     return await person.http.post(
         "/api/messages", json={"to": [{"kind": "user", "id": to.id}], "subject": subject},
-        headers={"Idempotency-Key": key})
+        headers={b"Idempotency-Key": raw})
 
 
 async def test_hostile_idempotency_keys(
