@@ -10,10 +10,12 @@ body the matrix does not know how to fill fails, so that its row must be written
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -21,6 +23,7 @@ from realtime import api
 from realtime.app import package_version
 from tests.conftest import MakeUser, Person
 from tests.hostile_support import UNKNOWN_ID, OwnersWorld, assert_error, owners_world
+from tests.test_malformed import snapshot
 
 DOCUMENT: dict[str, Any] = api.openapi_document(package_version())
 ADMIN_PREFIX = "/api/admin/"
@@ -259,3 +262,48 @@ async def test_no_list_shows_an_intruder_anything_of_the_owners(
                 assert value not in answer.text, f"{row.label} {params} shows their {key}"
     inbox = await intruder.recipient.http.get("/api/messages")
     assert mine["message"] in inbox.text, "the check would see an object that leaked"
+
+
+# Ids in bodies: (method, path with the intruder's own ids, body naming one of the owner's).
+BODY_REFERENCES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("POST", "/api/messages", {"attachments": [{"kind": "entry", "entry_id": "{entry}"}]}, ""),
+    ("POST", "/api/messages", {"attachments": [{"kind": "folder", "folder_id": "{folder}"}]},
+     ""),
+    ("POST", "/api/messages", {"attachments": [{"kind": "file", "upload_id": "{upload}"}]}, ""),
+    ("POST", "/api/messages", {"reply_to": "{message}"}, ""),
+    ("POST", "/api/vault/folders", {"name": "inside theirs", "parent_id": "{folder}"}, ""),
+    ("POST", "/api/vault/entries", {"kind": "note", "title": "t", "folder_id": "{folder}"}, ""),
+    ("POST", "/api/vault/entries", {"kind": "file", "title": "t", "upload_id": "{upload}"}, ""),
+    ("PATCH", "/api/vault/entries/{id}", {"folder_id": "{folder}"}, "entry"),
+    ("PATCH", "/api/vault/entries/{id}", {"upload_id": "{upload}"}, "entry"),
+    ("POST", "/api/messages/{id}/save", {"folder_id": "{folder}"}, "message"),
+]
+
+
+def naming(body: dict[str, Any], ids: dict[str, str] | None) -> Any:
+    """The body with each `{name}` placeholder replaced by that id, or by the unknown one."""
+    text = json.dumps(body)
+    for name in re.findall(r'"{(\w+)}"', text):
+        text = text.replace(f'"{{{name}}}"', json.dumps(ids[name] if ids else UNKNOWN_ID))
+    return json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "own"), BODY_REFERENCES,
+    ids=[f"{m} {p} {next(iter(b))}:{json.dumps(b)[-12:-3]}" for m, p, b, _ in BODY_REFERENCES])
+async def test_another_users_object_named_in_a_body_is_404_like_an_unknown_one(
+    method: str, path: str, body: dict[str, Any], own: str, world: OwnersWorld,
+    intruder: OwnersWorld, admin: Person, raw_db: asyncpg.Connection,
+) -> None:
+    """Naming the owner's entry, folder, upload or message in a body is the 404 of no object."""
+    http = intruder.owner.http
+    url = path.format(id=intruder.ids[own]) if own else path
+    if path == "/api/messages":
+        body = {"to": [{"kind": "user", "id": intruder.recipient.id}], "subject": "s", **body}
+    before = await snapshot(raw_db)
+    unknown = await http.request(method, url, json=naming(body, None))
+    assert_error(unknown, 404, "not_found")
+    answer = await http.request(method, url, json=naming(body, world.ids))
+    assert (answer.status_code, answer.content) == (unknown.status_code, unknown.content)
+    assert await snapshot(raw_db) == before
+    await assert_untouched(world, admin)

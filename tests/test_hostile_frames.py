@@ -39,13 +39,16 @@ class Scene:
     carols_tab: Inbox
 
     async def bystander_still_served(self) -> None:
-        """Carol's open tab gets Alice's new message; Bob can open a socket and be answered."""
+        """Carol's open tab gets Alice's new message; Bob can open a socket and be answered;
+        once his sockets are closed, the server holds none of them."""
         message_id = await send(self.alice, self.carol, subject="still here")
         await eventually(lambda: message_id in self.carols_tab.new_messages(), "carol's tab")
         async with await open_socket(self.live, self.bob) as ws:
             assert (await next_frame(ws))["type"] == "hello"
             await ws.send(PING)
             assert await next_frame(ws) == {"type": "pong"}
+        hub = self.live.app.state.live.hub
+        await eventually(lambda: hub.connections == 1, "only carol's tab left open")
 
 
 @pytest.fixture
