@@ -18,7 +18,7 @@ import pytest
 from realtime import codec
 from tests.conftest import MakeUser, Person, unique_name
 from tests.hostile_support import UNKNOWN_ID, assert_error, assert_not_echoed
-from tests.test_authz_matrix import ROWS, Row
+from tests.test_authz_matrix import DOCUMENT, ROWS, Row
 from tests.test_malformed import snapshot
 from tests.vault_support import new_entry
 
@@ -218,3 +218,35 @@ async def test_hostile_login_names_are_400_or_the_same_401(client: httpx.AsyncCl
         assert_error(answer, 401, "unauthenticated")
         answers.add(answer.content)
     assert len(answers) == 1
+
+
+QUERY_VALUES = ["%00", "%ED%A0%80", "%FF", "%C0%80", "x" * 10_000, "-1", "9" * 400,
+                "%E2%80%AE", "%25%5F", "'%20or%201%3D1--", "%0D%0ASet-Cookie:%20a=b",
+                "\U0001f600", "[]", "{}", "true", "null"]
+
+
+def query_parameters() -> list[tuple[Row, str]]:
+    """Every query parameter of every operation in the document."""
+    found = []
+    for row in ROWS:
+        item = DOCUMENT["paths"][row.path][row.method.lower()]
+        found += [(row, p["name"]) for p in item.get("parameters", []) if p["in"] == "query"]
+    return found
+
+
+async def test_hostile_values_in_every_query_parameter_are_never_a_500(
+    alice: Person, admin: Person, raw_db: asyncpg.Connection
+) -> None:
+    """Each query parameter of the document, given NUL, broken UTF-8, huge or injected values,
+    is answered (a 4xx in the contract's shape), never with a 500 or a header it was fed."""
+    parameters = query_parameters()
+    assert parameters, "the document lists query parameters"
+    for row, name in parameters:
+        http = admin.http if row.admin else alice.http
+        url = row.url({}, dict.fromkeys(row.parameters, UNKNOWN_ID))
+        for value in QUERY_VALUES:
+            answer = await http.request(row.method, f"{url}?{name}={value}", content=b"x")
+            assert answer.status_code < 500, (row.label, name, value[:20], answer.text)
+            assert "set-cookie" not in answer.headers, (row.label, name)
+            if answer.status_code >= 400:
+                assert_error(answer, answer.status_code, answer.json()["error"]["code"])

@@ -260,3 +260,26 @@ async def test_names_shown_to_people_refuse_c1_controls(
     answer = await field.submit(world, value)
     await assert_refused(answer, field, "C1 controls", value)
     assert await snapshot(raw_db) == before
+
+
+async def test_hostile_usernames_are_refused_and_case_twins_conflict(
+    world: World, raw_db: asyncpg.Connection
+) -> None:
+    """Look-alike, padded, multi-line or marked-up usernames are 400; another case is 409."""
+    taken = world.bob.user.username
+    hostile = [f"{taken}\n", f" {taken}", f"{taken} ", f"{taken}\x00", "\u0430dmin",
+               "adm\u0131n", "\u212aelvin", "admin\u200b", "<script>", "a" * 65, "", ".hidden",
+               "-dash", "a/b", "a\\b", "a%b", "a'b", "\ud800"]
+    before = await snapshot(raw_db)
+    for username in hostile:
+        answer = await post(world.admin, "/api/admin/users",
+                            {"username": username, "password": "a long password"})
+        error = assert_error(answer, 400, "invalid")
+        if username != "\ud800":
+            assert set(error["fields"]) == {"username"}, (username, error)
+        assert_not_echoed(answer, username)
+    for twin in (taken.upper(), taken.capitalize()):
+        answer = await post(world.admin, "/api/admin/users",
+                            {"username": twin, "password": "a long password"})
+        assert_error(answer, 409, "conflict")
+    assert await snapshot(raw_db) == before
