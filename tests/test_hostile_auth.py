@@ -365,3 +365,19 @@ async def test_a_bearer_of_one_user_speaks_only_for_that_user_on_the_socket(
         assert (await next_frame(ws))["user"]["id"] == bob.id
         with pytest.raises(TimeoutError):
             await frames_until(ws, "never", wait=0.2)
+
+
+async def test_a_token_ended_by_disabling_stays_dead_once_the_user_is_enabled_again(
+    make_user: MakeUser, admin: Person, client: httpx.AsyncClient
+) -> None:
+    """Disabling ends the sessions for good: enabling the account again revives none of them."""
+    person = await make_user()
+    for disabled in (True, False):
+        answer = await admin.http.patch(f"/api/admin/users/{person.id}",
+                                        json={"disabled": disabled})
+        assert answer.status_code == 200, answer.text
+    me = await client.get("/api/me", headers={"Authorization": f"Bearer {person.token}"})
+    assert_error(me, 401, "unauthenticated")
+    again = await client.post("/api/auth/login", json={
+        "username": person.user.username, "password": person.password})
+    assert again.status_code == 200, "the account itself works again"
