@@ -23,6 +23,7 @@ from tests.conftest import MakeUser, Person, unique_name
 from tests.hostile_support import assert_error, assert_not_echoed
 from tests.test_malformed import snapshot
 from tests.vault_support import new_entry
+from tests.ws_support import frames_until, next_frame, of_type, open_socket
 
 # Kept by every text field: anything but NUL and unpaired surrogates.
 ACCEPTED_EVERYWHERE = {
@@ -82,14 +83,20 @@ def escaped(body: Any) -> bytes:
 
 
 async def post(person: Person, path: str, body: Any, method: str = "POST") -> httpx.Response:
-    return await person.http.request(method, path, content=escaped(body),
-                                     headers={"Content-Type": "application/json"})
+    return await person.http.request(method, path, content=escaped(body), headers=JSON)
 
 
 async def fetched(person: Person, path: str) -> Any:
     answer = await person.http.get(path)
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def to_member(member: Any, subject: str) -> dict[str, Any]:
+    return {"to": [{"kind": "user", "id": member.id}], "subject": subject}
 
 
 def to_bob(w: World, **fields: Any) -> dict[str, Any]:
@@ -283,3 +290,18 @@ async def test_hostile_usernames_are_refused_and_case_twins_conflict(
                             {"username": twin, "password": "a long password"})
         assert_error(answer, 409, "conflict")
     assert await snapshot(raw_db) == before
+
+
+async def test_hostile_subjects_reach_the_socket_byte_for_byte(live: Any, people: Any) -> None:
+    """What the server keeps, it also delivers live unchanged: every accepted hostile subject."""
+    alice, bob = await people(), await people()
+    subjects = [*ACCEPTED_EVERYWHERE.values(), *CONTROLS.values(), *C1_CONTROLS.values(),
+                "\U0001f600" * 255]
+    async with await open_socket(live, bob) as ws:
+        assert (await next_frame(ws))["type"] == "hello"
+        for subject in subjects:
+            answer = await alice.http.post(
+                "/api/messages", content=escaped(to_member(bob, subject)), headers=JSON)
+            assert answer.status_code == 201, answer.text
+            [new] = of_type(await frames_until(ws, "message.new"), "message.new")
+            assert new["message"]["subject"] == subject
