@@ -27,7 +27,7 @@ BODY_ROWS = [row for row in ROWS if row.has_body]
 
 
 def deep_bodies(row: Row) -> dict[str, bytes]:
-    """Bodies no parser should dig through, and numbers no field can hold."""
+    """Bodies no parser should dig through, numbers no field can hold, bytes that are no UTF-8."""
     first = next(iter(row.body()))
     return {
         "10,000 nested arrays": b"[" * 10_000 + b"]" * 10_000,
@@ -39,6 +39,10 @@ def deep_bodies(row: Row) -> dict[str, bytes]:
         "an exponent past any float": b'{"%s": 1e999999}' % first.encode(),
         "a negative exponent past any float": b'{"%s": -1e-999999}' % first.encode(),
         "NaN": b'{"%s": NaN}' % first.encode(),
+        "invalid UTF-8": b'{"%s": "\xff\xfe"}' % first.encode(),
+        "a surrogate in UTF-8": b'{"%s": "\xed\xa0\x80"}' % first.encode(),
+        "an overlong NUL": b'{"%s": "\xc0\x80"}' % first.encode(),
+        "UTF-16": f'{{"{first}": "x"}}'.encode("utf-16"),
     }
 
 
