@@ -307,3 +307,25 @@ async def test_another_users_object_named_in_a_body_is_404_like_an_unknown_one(
     assert (answer.status_code, answer.content) == (unknown.status_code, unknown.content)
     assert await snapshot(raw_db) == before
     await assert_untouched(world, admin)
+
+
+MESSAGE_ROWS = [row for row in OWNED if row.path.startswith("/api/messages/{id}")]
+
+
+@pytest.mark.parametrize("ended_by", ["recipient", "owner"])
+async def test_a_former_recipient_is_a_stranger_to_the_message(
+    world: OwnersWorld, ended_by: str
+) -> None:
+    """Once Carol deleted Alice's message, or Alice recalled it, its paths are the 404 of none."""
+    carol, ids = world.recipient, world.ids
+    deleter = carol if ended_by == "recipient" else world.owner
+    assert (await deleter.http.delete(f"/api/messages/{ids['message']}")).status_code == 204
+    assert MESSAGE_ROWS, "the document lists operations on a message"
+    for row in MESSAGE_ROWS:
+        unknown = await row.call(carol.http, row.url(ids, {"id": UNKNOWN_ID}))
+        assert_error(unknown, 404, "not_found")
+        answer = await row.call(carol.http, row.url(ids))
+        assert (answer.status_code, answer.content) == (unknown.status_code, unknown.content), (
+            row.label, answer.text)
+    kept = await world.owner.http.get(f"/api/messages/{ids['message']}")
+    assert kept.status_code == (200 if ended_by == "recipient" else 404), kept.text
