@@ -248,8 +248,7 @@ LISTS = [row for row in ROWS
 async def test_no_list_shows_an_intruder_anything_of_the_owners(
     world: OwnersWorld, intruder: OwnersWorld
 ) -> None:
-    """No list an ordinary user can read holds the id of another user's message, attachment,
-    folder, entry or upload."""
+    """No list an ordinary user reads holds an id of another user's messages, vault or uploads."""
     assert LISTS, "the document lists operations to read"
     mine = {key: value for key, value in intruder.ids.items() if key not in PUBLIC_IDS}
     theirs = {key: value for key, value in world.ids.items() if key not in PUBLIC_IDS}
