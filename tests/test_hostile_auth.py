@@ -381,3 +381,18 @@ async def test_a_token_ended_by_disabling_stays_dead_once_the_user_is_enabled_ag
     again = await client.post("/api/auth/login", json={
         "username": person.user.username, "password": person.password})
     assert again.status_code == 200, "the account itself works again"
+
+
+async def test_no_answer_invites_another_origin_to_read_it(
+    make_user: MakeUser, cookie_of: Any
+) -> None:
+    """A page elsewhere gets no CORS grant: no Access-Control-Allow-* header, preflight or not."""
+    person = await make_user()
+    http = await cookie_of(person)
+    for origin in ORIGINS:
+        for method in ("GET", "OPTIONS"):
+            answer = await http.request(method, "/api/me", headers={
+                "Origin": origin, "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization"})
+            granted = [h for h in answer.headers if h.lower().startswith("access-control-")]
+            assert granted == [], (origin, method, granted)
