@@ -23,9 +23,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from realtime import crypto
-from tests.conftest import BASE_URL, MakeUser, Person
+from tests.conftest import BASE_URL, MakeUser, Person, unique_name
 from tests.hostile_support import OwnersWorld, assert_error, owners_world
 from tests.live_server import LiveServer
+from tests.test_auth import second_app
 from tests.test_authz_matrix import ROWS, assert_untouched
 from tests.ws_support import frames_until, next_frame
 
@@ -396,3 +397,22 @@ async def test_no_answer_invites_another_origin_to_read_it(
                 "Access-Control-Request-Headers": "authorization"})
             granted = [h for h in answer.headers if h.lower().startswith("access-control-")]
             assert granted == [], (origin, method, granted)
+
+
+async def test_look_alikes_of_a_configured_origin_are_refused(
+    services: Any, settings: Any
+) -> None:
+    """An origin close to one in REALTIME_ALLOWED_ORIGINS is refused; only the exact one writes."""
+    allowed = "https://app.example"
+    name = unique_name()
+    user = await services.accounts.create_user(name, "correct horse battery")
+    message = {"to": [{"kind": "user", "id": str(user.id)}], "subject": "from the app"}
+    async with second_app(settings, allowed_origins=(allowed,)) as http:
+        login = await http.post("/api/auth/login", headers={"Origin": allowed},
+                                json={"username": name, "password": "correct horse battery"})
+        assert login.status_code == 200, login.text
+        for origin in foreign_origins(allowed):
+            answer = await http.post("/api/messages", json=message, headers={"Origin": origin})
+            assert_error(answer, 403, "forbidden")
+        sent = await http.post("/api/messages", json=message, headers={"Origin": allowed})
+        assert sent.status_code == 201, sent.text
