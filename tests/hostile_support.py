@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,3 +86,24 @@ async def owners_world(make_user: MakeUser, admin: Person) -> OwnersWorld:
         "user": alice.id, "group": group["id"],
     }
     return OwnersWorld(alice, carol, ids)
+
+
+def ws_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True,
+    length: int | None = None,
+) -> bytes:
+    """One websocket frame as a client sends it, built by hand so that it can break any rule:
+    `length` may claim another size than the payload has."""
+    size = len(payload) if length is None else length
+    mask_bit = 0x80 if masked else 0
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    if size < 126:
+        head += bytes([mask_bit | size])
+    elif size < 1 << 16:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", size)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", size)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))

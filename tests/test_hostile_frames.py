@@ -1,4 +1,5 @@
-"""Websocket frame abuse on a live server: sizes at the limit, bursts, bad frames, absurd resumes.
+"""Websocket frame abuse on a live server: sizes at the limit, bursts, bad frames, frames that
+break the protocol itself, absurd resumes.
 
 `tests/test_ws.py` closes one frame of each bad kind; here each limit is tried at its value and one
 past it, every kind of bad frame is tried in its variants, and after each abuse a bystander's
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tests.hostile_support import ws_frame
 from tests.live_server import LiveServer
 from tests.redis_support import eventually
 from tests.ws_support import Inbox, Member, RawSocket, next_frame, open_socket, send
@@ -119,7 +122,10 @@ async def test_a_frame_over_a_mebibyte_is_closed_by_the_protocol_layer(scene: Sc
 
 
 class FragmentingSocket(RawSocket):
-    """A raw socket that can also send a text message in fragments, and binary frames."""
+    """A raw socket that can also send a text message in fragments, or any bytes at all."""
+
+    def send_bytes(self, data: bytes) -> None:
+        self._sock.sendall(data)
 
     def send_fragments(self, *parts: bytes) -> None:
         for index, part in enumerate(parts):
@@ -142,6 +148,41 @@ async def test_a_message_in_small_fragments_over_64_kib_is_closed_1008(scene: Sc
         raw.close()
     assert close is not None and close.code == 1008
     assert frames == []
+    await scene.bystander_still_served()
+
+
+CLOSE = struct.pack("!H", 1000)
+BROKEN_PROTOCOL: dict[str, tuple[bytes, int]] = {
+    "close code 1005": (ws_frame(8, struct.pack("!H", 1005)), 1002),
+    "close code 999": (ws_frame(8, struct.pack("!H", 999)), 1002),
+    "close code 5000": (ws_frame(8, struct.pack("!H", 5000)), 1002),
+    "close of one byte": (ws_frame(8, b"\x03"), 1002),
+    "close reason not UTF-8": (ws_frame(8, CLOSE + b"\xff"), 1007),
+    "unmasked": (ws_frame(1, PING.encode(), masked=False), 1002),
+    "reserved opcode 3": (ws_frame(3, b"x"), 1002),
+    "reserved opcode 11": (ws_frame(11, b"x"), 1002),
+    "reserved bit": (ws_frame(1, PING.encode(), rsv=4), 1002),
+    "continuation of nothing": (ws_frame(0, b"x"), 1002),
+    "ping of 126 bytes": (ws_frame(9, b"x" * 126), 1002),
+    "fragmented ping": (ws_frame(9, b"x", fin=False), 1002),
+    "new text inside a fragmented one": (ws_frame(1, b"{", fin=False) + ws_frame(1, b"}"), 1002),
+    "a length of 2**63 - 1": (ws_frame(1, b"", length=2**63 - 1), 1009),
+}
+
+
+async def test_frames_that_break_the_protocol_are_closed_without_a_trace(scene: Scene) -> None:
+    """Bad close codes, unmasked or reserved frames, absurd lengths: closed, nothing answered."""
+    closes = {}
+    for kind, (data, _) in BROKEN_PROTOCOL.items():
+        raw = FragmentingSocket(scene.live, scene.bob)
+        try:
+            raw.send_bytes(data)
+            frames, close = await raw.drain()
+        finally:
+            raw.close()
+        assert frames == [], kind
+        closes[kind] = close.code if close is not None else None
+    assert closes == {kind: code for kind, (_, code) in BROKEN_PROTOCOL.items()}
     await scene.bystander_still_served()
 
 
