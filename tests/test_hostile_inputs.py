@@ -279,3 +279,27 @@ async def test_an_unknown_attachment_kind_is_refused_without_echoing_it(alice: P
         "attachments": [{"kind": MARKER}]})
     assert set(assert_error(answer, 400, "invalid")["fields"]) == {"attachments.0"}
     assert_not_echoed(answer, MARKER)
+
+
+async def test_absurd_expiry_times_are_400_naming_expires_at(
+    alice: Person, make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    """Times past year 9999 once in UTC, before year 1, impossible dates or seconds: 400."""
+    bob = await make_user()
+    before = await snapshot(raw_db)
+    for moment in ("9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59Z",
+                   "0001-01-01T00:00:00+23:59", "2027-02-30T00:00:00Z", "2027-12-31T23:59:60Z",
+                   "2027-12-31T24:00:00Z", "2027-00-01T00:00:00Z", "0000-01-01T00:00:00Z",
+                   "2027-01-01T00:00:00+24:00", "+12027-01-01T00:00:00Z", "2027-01-01T00:00Z",
+                   "\uff12027-01-01T00:00:00Z", "2027-01-01T00:00:00.Z", ""):
+        answer = await alice.http.post("/api/messages", json={
+            "to": [{"kind": "user", "id": bob.id}], "subject": "s", "expires_at": moment})
+        error = assert_error(answer, 400, "invalid")
+        assert set(error["fields"]) == {"expires_at"}, (moment, error)
+    assert await snapshot(raw_db) == before
+    long_fraction = "2099-01-01T00:00:00." + "9" * 5000 + "Z"
+    answer = await alice.http.post("/api/messages", json={
+        "to": [{"kind": "user", "id": bob.id}], "subject": "s", "expires_at": long_fraction})
+    assert answer.status_code == 201, answer.text
+    kept = await bob.http.get(f"/api/messages/{answer.json()['id']}")
+    assert kept.json()["expires_at"] == "2099-01-01T00:00:00.999999Z"
