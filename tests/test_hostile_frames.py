@@ -288,7 +288,7 @@ async def test_a_resume_without_after_seq_is_closed_1008(scene: Scene) -> None:
 # Floods
 
 
-async def test_a_burst_at_the_limit_is_answered_and_one_past_it_is_closed_1008(
+async def test_a_burst_at_the_limit_is_answered_and_twice_it_is_closed_1008(
     scene: Scene,
 ) -> None:
     """Fifty pings at once get fifty pongs; a hundred at once close the socket 1008."""
