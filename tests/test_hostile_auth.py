@@ -416,3 +416,23 @@ async def test_look_alikes_of_a_configured_origin_are_refused(
             assert_error(answer, 403, "forbidden")
         sent = await http.post("/api/messages", json=message, headers={"Origin": allowed})
         assert sent.status_code == 201, sent.text
+
+
+SECURITY_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff",
+                    "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+
+
+@pytest.mark.xfail(strict=True, reason="the 403 refusing a handshake from a foreign Origin "
+                   "lacks the headers docs/api.md says every response carries")
+async def test_a_refused_handshake_carries_the_headers_of_every_response(
+    live: LiveServer, people: People
+) -> None:
+    """The 403 refusing a foreign handshake is no-store, nosniff, no-referrer, DENY like others."""
+    bob = await people()
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(live.ws_url, additional_headers={"Cookie": f"session={bob.token}"},
+                           origin=Origin("http://evil.example")):
+            pass
+    headers = refused.value.response.headers
+    assert refused.value.response.status_code == 403
+    assert {name: headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
