@@ -4,9 +4,10 @@ raw limits measured in the same run; writes bench/results.md and prints it.
 The steps run one after the other, each as its own process with `--json`: the bare Redis
 pub/sub loop (`bare_redis.py`), the fan-out with the bare broadcast beside each size
 (`fanout.py`), the sustained rate on the in-process broker and through Redis (`sustained.py`),
-the expirer (`expiry.py`) and the files with raw AES-256-GCM (`files.py`). A step that fails is
-reported and the others still run; the exit status is then 1. On Ctrl-C, SIGTERM or an error,
-the running step is stopped (it stops whatever it started) before this process ends.
+the expirer (`expiry.py`), the files with raw AES-256-GCM (`files.py`) and ordinary users beside
+one attacker (`neighbour.py`). A step that fails is reported and the others still run; the exit
+status is then 1. On Ctrl-C, SIGTERM or an error, the running step is stopped (it stops whatever
+it started) before this process ends.
 
     .venv/bin/python bench/all.py [--output bench/results.md]     # what `make bench` runs
 """
@@ -57,6 +58,7 @@ def plan(args: argparse.Namespace) -> list[Step]:
     steps += [
         step("expiry", "expiry.py", *args.expiry),
         step("files", "files.py", "--sizes", *args.sizes),
+        step("neighbour", "neighbour.py", "--seconds", args.neighbour_seconds),
     ]
     return steps
 
@@ -188,6 +190,8 @@ def parse_args() -> argparse.Namespace:
                         help="expiry: messages due (default: 100000)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1.0, 5.0, 25.0],
                         help="file sizes in MiB (default: 1 5 25)")
+    parser.add_argument("--neighbour-seconds", type=float, default=30.0,
+                        help="neighbour: seconds of each run, quiet and attacked (default: 30)")
     return parser.parse_args()
 
 

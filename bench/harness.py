@@ -17,6 +17,7 @@ import gc
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import signal
@@ -66,6 +67,9 @@ PR_SET_PDEATHSIG = 1
 NEW_FRAME = b'{"type":"message.new"'
 UNREAD_FRAME = b'{"type":"unread"'
 HELLO_FRAME = b'{"type":"hello"'
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+CONNECTION_CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.IGNORECASE)
+BODY_PIECE = 1 << 20  # a large request body is written in pieces of this size
 
 
 # --- /proc -------------------------------------------------------------------------------------
@@ -112,10 +116,28 @@ def machine_busy_seconds() -> float:
 
 def rss_bytes(pid: int) -> int:
     """Resident set size (VmRSS) of a process."""
+    return _status_bytes(pid, "VmRSS:")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The highest resident set size of a process so far (VmHWM)."""
+    return _status_bytes(pid, "VmHWM:")
+
+
+def _status_bytes(pid: int, name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(name):
             return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {name} for process {pid}")
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of a process (smaps_rollup): shared pages divided among their
+    users, so that the sum over a process tree (a postmaster's) counts shared memory once."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no Pss for process {pid}")
 
 
 @dataclass(frozen=True)
@@ -319,6 +341,93 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process, log: Path) -
             await asyncio.sleep(0.1)
 
 
+# --- a light HTTP client ----------------------------------------------------------------------
+
+
+class KeepAlive:
+    """One HTTP/1.1 keep-alive connection, reopened after a failure; as light as a client gets.
+
+    Requests are written and answers parsed by hand (answers with a `Content-Length` only, as
+    the server gives them), which costs far less CPU than an HTTP library. A body over
+    BODY_PIECE is written piece by piece while the answer is awaited: an answer that comes
+    before the whole body went (a refusal) is read, and the connection is then dropped.
+    """
+
+    def __init__(self, host: str, port: int, headers: Mapping[str, str] | None = None) -> None:
+        self._host, self._port = host, port
+        self._head = b"Host: %s:%d\r\n" % (host.encode(), port) + b"".join(
+            b"%s: %s\r\n" % (name.encode(), value.encode())
+            for name, value in (headers or {}).items()
+        )
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> None:
+        self._streams = await asyncio.open_connection(self._host, self._port)
+
+    def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+        self._streams = None
+
+    async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
+        """POST JSON as the token's user; (0, b"") when the connection failed."""
+        return await self.request("POST", path, token=token, body=body)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: bytes | memoryview = b"",
+        content_type: str = "application/json",
+    ) -> tuple[int, bytes]:
+        """Make one request; return the status and body, or (0, b"") when the connection
+        failed. Cancelled (a timeout), it drops the connection, whose state is then unknown."""
+        head = b"%s %s HTTP/1.1\r\n%s" % (method.encode(), path.encode(), self._head)
+        if token is not None:
+            head += b"Authorization: Bearer %s\r\n" % token.encode()
+        if method != "GET":
+            head += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (
+                content_type.encode(), len(body))
+        try:
+            if self._streams is None:
+                await self.open()
+            assert self._streams is not None
+            reader, writer = self._streams
+            if len(body) <= BODY_PIECE:
+                writer.write(head + b"\r\n" + bytes(body))
+                return await self._answer(reader)
+            writer.write(head + b"\r\n")
+            sending = asyncio.create_task(_write_in_pieces(writer, memoryview(body)))
+            try:
+                return await self._answer(reader)
+            finally:
+                if not sending.done():  # refused before the whole body went
+                    sending.cancel()
+                    self.close()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            self.close()
+            return 0, b""
+        except BaseException:
+            self.close()
+            raise
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = CONTENT_LENGTH.search(head)
+        payload = await reader.readexactly(int(length.group(1)) if length else 0)
+        if CONNECTION_CLOSE.search(head):
+            self.close()
+        return int(head[9:12]), payload
+
+
+async def _write_in_pieces(writer: asyncio.StreamWriter, body: memoryview) -> None:
+    for start in range(0, len(body), BODY_PIECE):
+        writer.write(body[start:start + BODY_PIECE])
+        await writer.drain()
+
+
 # --- Redis and the server under test -----------------------------------------------------------
 
 
@@ -466,13 +575,18 @@ class Seeded:
     group_id: uuid.UUID | None
 
 
-async def seed_users(database_url: str, count: int, *, group: bool) -> Seeded:
+async def seed_users(
+    database_url: str, count: int, *, group: bool, password: str | None = None
+) -> Seeded:
     """Insert `count` users (one password hash for all), a session each, and a group of all.
 
     The rows are what `Accounts.create_user`, `Accounts.login` and `Groups.create_group` write:
-    a user with its event counter, a session keyed by the SHA-256 of its token.
+    a user with its event counter, a session keyed by the SHA-256 of its token. The users' one
+    password is `password`, or one nobody knows; user i is named `seeded_username(i)`.
     """
-    password_hash = await asyncio.to_thread(crypto.hash_password, crypto.new_token())
+    password_hash = await asyncio.to_thread(
+        crypto.hash_password, password if password is not None else crypto.new_token()
+    )
     user_ids = [uuid.uuid4() for _ in range(count)]
     tokens = [crypto.new_token() for _ in range(count)]
     expires_at = datetime.now(UTC) + timedelta(days=1)
@@ -483,7 +597,7 @@ async def seed_users(database_url: str, count: int, *, group: bool) -> Seeded:
             await conn.copy_records_to_table(
                 "users",
                 columns=["id", "username", "display_name", "password_hash"],
-                records=[(user_id, f"bench{i:05d}", f"Bench user {i}", password_hash)
+                records=[(user_id, seeded_username(i), f"Bench user {i}", password_hash)
                          for i, user_id in enumerate(user_ids)],
             )
             await conn.copy_records_to_table(
@@ -506,6 +620,10 @@ async def seed_users(database_url: str, count: int, *, group: bool) -> Seeded:
     finally:
         await conn.close()
     return Seeded(user_ids, tokens, group_id)
+
+
+def seeded_username(index: int) -> str:
+    return f"bench{index:05d}"
 
 
 async def login_admin(client: httpx.AsyncClient) -> str:

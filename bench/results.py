@@ -377,6 +377,54 @@ def files_section(step: Step, raw: Raw) -> list[str]:
     ]
 
 
+def neighbour_section(step: Step) -> list[str]:
+    result = step.result
+    assert result is not None
+    quiet, attacked = result["runs"]
+    met = [target["met"] for target in result["targets"]]
+    mib = 2**20
+    table = Table()
+    for name, key in (("p50", "p50"), ("p99", "p99")):
+        table.add(f"ordinary send-to-deliver {name}, attacked",
+                  num(attacked["sends"][key] * 1e3, 1, " ms"),
+                  f"{num(quiet['sends'][key] * 1e3, 1, ' ms')} (quiet run)",
+                  times(attacked["sends"][key], quiet["sends"][key]),
+                  verdict("≤ 2x quiet and < 100 ms", met[0]) if key == "p99" else "")
+    table.add("ordinary login p99, attacked", num(attacked["logins"]["p99"] * 1e3, 1, " ms"),
+              f"{num(quiet['logins']['p99'] * 1e3, 1, ' ms')} (quiet run)",
+              times(attacked["logins"]["p99"], quiet["logins"]["p99"]))
+    table.add("ordinary errors (quiet + attacked)",
+              num(quiet["ordinary_errors"] + attacked["ordinary_errors"]),
+              target=verdict("none", met[1]))
+    outcomes: dict[str, int] = {}
+    for row in attacked["attacker"]["outcomes"].values():
+        for status, count in row.items():
+            outcomes[status] = outcomes.get(status, 0) + count
+    table.add("attacker's 429 / 500 answers",
+              f"{num(outcomes.get('429', 0))} / {num(outcomes.get('500', 0))}",
+              target=verdict("some 429, no 500", met[2]))
+    peak = max(quiet["node_peak"], attacked["node_peak"])
+    table.add("node's peak memory (server RSS + PostgreSQL PSS)", num(peak / mib, 0, " MiB"),
+              f"{num(quiet['node_peak'] / mib, 0, ' MiB')} (quiet run)",
+              times(attacked["node_peak"], quiet["node_peak"]),
+              verdict("< 300 MiB", met[3]))
+    answers = ", ".join(f"{status}: {count:,}" for status, count in sorted(outcomes.items()))
+    closes = ", ".join(f"{code}: {count:,}"
+                       for code, count in sorted(attacked["attacker"]["closes"].items()))
+    others = ", ".join(f"{run['cpu'].get('others', 0.0):.0%} ({run['name']})"
+                       for run in result["runs"])
+    return [
+        f"## Neighbour (`neighbour.py`, {section_note(step)})", "",
+        *table.lines(), "",
+        "- Against the quiet run: the same ordinary traffic on the same server just before, "
+        "without the attacker.",
+        f"- The attacker's answers, all calls: {answers or 'none'}; its sockets closed by the "
+        f"server: {closes or 'none'}.",
+        f"- Other work on the machine during the runs: {others} of a core.",
+        *logged(step), "",
+    ]
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -402,6 +450,8 @@ def report(steps: Sequence[Step], header: dict[str, str]) -> str:
           else failure(by_name["expiry"])),
         *(files_section(by_name["files"], raw) if by_name["files"].result
           else failure(by_name["files"])),
+        *((neighbour_section(by_name["neighbour"]) if by_name["neighbour"].result
+           else failure(by_name["neighbour"])) if "neighbour" in by_name else []),
     ]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -40,7 +39,6 @@ TARGET_RATE = 2000
 TARGET_CPU_PER_MESSAGE = 500e-6
 PROBLEM_LINES = 40  # of the server's log shown
 SENDER_LEAD = 0.05  # seconds between "go" and the first due send
-CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 
 
 @dataclass
@@ -93,11 +91,14 @@ async def run_step(
     rate: int,
     seconds: float,
     purpose: str,
+    send_timeout: float | None = None,
 ) -> Step:
-    """Send at `rate` for `seconds` from a fresh sender process, and wait for the deliveries."""
+    """Send at `rate` for `seconds` from a fresh sender process, and wait for the deliveries.
+
+    A send unanswered after `send_timeout` seconds (None: no limit) counts as unanswered."""
     config = {"host": harness.HOST, "port": int(server.url.rsplit(":", 1)[1]),
               "users": str(workdir / "users.json"), "rate": rate, "seconds": seconds,
-              "connections": args.connections, "seed": rate}
+              "connections": args.connections, "seed": rate, "timeout": send_timeout}
     log = workdir / f"sender-{rate}-{purpose}.log"
     sender = await harness.spawn(harness.child_command(HERE, "sender", config), log, pipes=True)
     try:
@@ -265,43 +266,10 @@ def print_summary(steps: Sequence[Step], problems: Sequence[str]) -> None:
 # --- the sender process ------------------------------------------------------------------------
 
 
-class KeepAlive:
-    """One HTTP/1.1 keep-alive connection, reopened after a failure; as light as a client gets."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._host, self._port = host, port
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def open(self) -> None:
-        self._streams = await asyncio.open_connection(self._host, self._port)
-
-    async def post(self, path: str, token: str, body: bytes) -> tuple[int, bytes]:
-        """POST JSON; return the status and body, or (0, b"") when the connection failed."""
-        try:
-            if self._streams is None:
-                await self.open()
-            assert self._streams is not None
-            reader, writer = self._streams
-            writer.write(
-                b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
-                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                % (path.encode(), self._host.encode(), self._port, token.encode(), len(body),
-                   body)
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = CONTENT_LENGTH.search(head)
-            payload = await reader.readexactly(int(length.group(1)) if length else 0)
-            return int(head[9:12]), payload
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            if self._streams is not None:
-                self._streams[1].close()
-            self._streams = None
-            return 0, b""
-
-
 async def send_at_rate(config: dict[str, Any], users: list[list[str]]) -> None:
     """The `sender` program: report ready, wait for go, send on schedule, report every send."""
-    links = [KeepAlive(config["host"], config["port"]) for _ in range(config["connections"])]
+    links = [harness.KeepAlive(config["host"], config["port"])
+             for _ in range(config["connections"])]
     await asyncio.gather(*(link.open() for link in links))
     harness.emit({"ready": True})
     commands = await harness.stdin_reader()
@@ -311,14 +279,18 @@ async def send_at_rate(config: dict[str, Any], users: list[list[str]]) -> None:
     jobs: asyncio.Queue[tuple[float, int, int] | None] = asyncio.Queue()
     sends: list[tuple[float, float, float, int, str | None, int]] = []
 
-    async def work(link: KeepAlive) -> None:
+    async def work(link: harness.KeepAlive) -> None:
         while (job := await jobs.get()) is not None:
             due, sender, recipient = job
             started = time.monotonic()
             body = orjson.dumps({"to": [{"kind": "user", "id": users[recipient][1]}],
                                  "subject": f"from {sender} to {recipient}",
                                  "body": "A one-to-one message of the sustained benchmark."})
-            status, payload = await link.post("/api/messages", users[sender][0], body)
+            try:
+                async with asyncio.timeout(config.get("timeout")):
+                    status, payload = await link.post("/api/messages", users[sender][0], body)
+            except TimeoutError:
+                status, payload = 0, b""
             message_id = orjson.loads(payload)["id"] if status == 201 else None
             sends.append((due, started, time.monotonic(), status, message_id, recipient))
 
