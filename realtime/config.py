@@ -42,6 +42,8 @@ class Settings:
     login_lockout: timedelta = timedelta(minutes=15)
     db_pool_size: int = 10
     max_sockets_per_user: int = 20
+    handshakes_per_minute: int = 60
+    resumes_per_minute: int = 6
     event_retention: timedelta = timedelta(days=7)
     ws_compression: bool = False
     log_level: str = "INFO"
@@ -80,6 +82,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_lockout=reader.duration("REALTIME_LOGIN_LOCKOUT", "15m"),
         db_pool_size=reader.integer("REALTIME_DB_POOL_SIZE", 10, low=2, high=1000),
         max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
+        handshakes_per_minute=reader.integer("REALTIME_HANDSHAKES_PER_MINUTE", 60, low=1),
+        resumes_per_minute=reader.integer("REALTIME_RESUMES_PER_MINUTE", 6, low=1),
         ws_compression=reader.flag("REALTIME_WS_COMPRESSION", False),
         event_retention=reader.duration(
             "REALTIME_EVENT_RETENTION", "7d", at_least=timedelta(days=7)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -83,6 +84,9 @@ class _Unread:
 
 Replayer = Callable[[UUID, int], Awaitable[Replayed]]
 SessionCheck = Callable[[UUID], Awaitable[bool]]
+# When a session ends at the latest (seconds since the epoch), or None when it has ended.
+SessionDeadline = Callable[[UUID], Awaitable[float | None]]
+DEADLINE_MARGIN = 0.05  # past the deadline, so that the database sees it passed
 
 
 @dataclass(frozen=True)
@@ -115,10 +119,13 @@ class Hub:
     """The registry of this node's sockets and the fan-out to them."""
 
     def __init__(
-        self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int
+        self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int,
+        session_deadline: SessionDeadline | None = None,
     ) -> None:
         self._replay = replay
         self._session_alive = session_alive
+        self._session_deadline = session_deadline
+        self._deadlines: dict[UUID, asyncio.TimerHandle] = {}  # one timer per session here
         self._max_sockets = max_sockets_per_user
         self._sockets: dict[UUID, list[Connection]] = {}
         self._broker: Broker | None = None
@@ -143,6 +150,37 @@ class Hub:
             self._close_soon(sockets[0], CLOSE_POLICY, "too many open sockets for this user")
             self._forget(sockets[0])
 
+    def watch_session(self, conn: Connection) -> None:
+        """Check the socket's session now and again at its deadline: its sockets close 4401
+        once it has ended, been idle too long or outlived its lifetime."""
+        if self._session_deadline is not None:
+            self._spawn(self._check_session(conn.user_id, conn.session_id))
+
+    async def _check_session(self, user_id: UUID, session_id: UUID) -> None:
+        assert self._session_deadline is not None
+        timer = self._deadlines.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
+        if not self._session_sockets(user_id, session_id):
+            return
+        deadline = await self._session_deadline(session_id)
+        sockets = self._session_sockets(user_id, session_id)
+        if deadline is None:
+            for conn in sockets:
+                self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+                self._forget(conn)
+            return
+        if not sockets or session_id in self._deadlines:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, deadline - time.time()) + DEADLINE_MARGIN
+        self._deadlines[session_id] = loop.call_at(
+            at, lambda: self._spawn(self._check_session(user_id, session_id))
+        )
+
+    def _session_sockets(self, user_id: UUID, session_id: UUID) -> list[Connection]:
+        return [c for c in self._sockets.get(user_id, ()) if c.session_id == session_id]
+
     def start(self, conn: Connection) -> None:
         """Let the socket's writer send, after its `hello` has gone: what was queued first."""
         conn.started = True
@@ -162,6 +200,10 @@ class Hub:
             return
         sockets.remove(conn)
         metrics.open_websockets.dec()
+        if not any(c.session_id == conn.session_id for c in sockets):
+            timer = self._deadlines.pop(conn.session_id, None)
+            if timer is not None:
+                timer.cancel()
         if not sockets:
             del self._sockets[conn.user_id]
             if self._broker is not None:
@@ -218,6 +260,9 @@ class Hub:
                 conn.writer.cancel()
             with contextlib.suppress(Exception):
                 await conn.close(code, "the server is shutting down")
+        for timer in self._deadlines.values():
+            timer.cancel()
+        self._deadlines.clear()
         for task in list(self._background):
             task.cancel()
 

@@ -70,6 +70,21 @@ async def session_exists(conn: asyncpg.Connection, session_id: UUID) -> bool:
     ))
 
 
+async def session_deadline(
+    conn: asyncpg.Connection, session_id: UUID, idle_timeout: timedelta
+) -> float | None:
+    """When the live session ends at the latest (seconds since the epoch): its lifetime, or its
+    idle timeout after it was last seen; None when it has ended or its user is disabled."""
+    value = await conn.fetchval(
+        """select extract(epoch from least(s.expires_at, s.last_seen_at + $2::interval))
+           from sessions s join users u on u.id = s.user_id
+           where s.id = $1 and not u.disabled and s.expires_at > now()
+             and s.last_seen_at > now() - $2::interval""",
+        session_id, idle_timeout,
+    )
+    return None if value is None else float(value)
+
+
 async def delete_session(conn: asyncpg.Connection, session_id: UUID) -> bool:
     return bool(await conn.fetchval(
         "delete from sessions where id = $1 returning true", session_id
