@@ -31,11 +31,13 @@ CLOSE_GOING_AWAY = 1001
 _FRAME, _TIMED_FRAME, _UNREAD, _END_SESSIONS = b"F", b"T", b"U", b"E"
 _SEQ = struct.Struct(">q")
 _COMMITTED_AT = struct.Struct(">d")
+_EXPIRES_AT = struct.Struct(">d")
 
 
-def frame_payload(seq: int, frame: bytes) -> bytes:
-    """What the broker carries for one frame: its seq (0: none) and the frame's JSON."""
-    return _FRAME + _SEQ.pack(seq) + frame
+def frame_payload(seq: int, frame: bytes, expires_at: float = 0.0) -> bytes:
+    """What the broker carries for one frame: its seq (0: none), when the message it is about
+    expires (seconds since the epoch, 0: never) and the frame's JSON."""
+    return _FRAME + _SEQ.pack(seq) + _EXPIRES_AT.pack(expires_at) + frame
 
 
 def time_frames(
@@ -74,6 +76,8 @@ class Replayed:
     through_seq: int
     too_old: bool = False
     unread: bytes | None = None
+    more: bool = False  # a page: the next one follows through_seq
+    expires: Mapping[int, float] = field(default_factory=dict)  # seq -> its message's expiry
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,9 @@ class _Resume:
     answer: bool  # send `resumed`/`resync` to the client (False: a repair after a gap)
 
 
-# A frame with its seq (0: none) and commit time (0: not known), a count, a resume.
-_Item = tuple[int, str, float] | _Unread | _Resume
+# A frame with its seq (0: none), commit time (0: not known) and its message's expiry (0:
+# never), a count, a resume.
+_Item = tuple[int, str, float, float] | _Unread | _Resume
 
 
 @dataclass(slots=True, eq=False)
@@ -220,7 +225,9 @@ class Hub:
             committed_at = _COMMITTED_AT.unpack_from(payload, 1)[0]
         body = payload[start:]
         if kind == _FRAME:  # decoded once for all of the user's tabs
-            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode(), committed_at)
+            start = _SEQ.size + _EXPIRES_AT.size
+            expires_at = _EXPIRES_AT.unpack_from(body, _SEQ.size)[0]
+            item = (_SEQ.unpack_from(body)[0], body[start:].decode(), committed_at, expires_at)
             for conn in list(sockets):
                 self._offer(conn, item)
         elif kind == _UNREAD:
@@ -236,7 +243,7 @@ class Hub:
 
     def send_soon(self, conn: Connection, frame: str) -> None:
         """Queue a frame without a seq (a pong) behind what the socket already has queued."""
-        self._offer(conn, (0, frame, 0.0))
+        self._offer(conn, (0, frame, 0.0, 0.0))
 
     def request_resume(self, conn: Connection, after_seq: int) -> None:
         """The client asked to resume: replay in order with the live stream, then answer."""
@@ -319,34 +326,45 @@ class Hub:
         if isinstance(item, _Unread):
             await self._send_unread(conn, item.as_of, item.frame)
             return
-        seq, frame, committed_at = item
+        seq, frame, committed_at, expires_at = item
         if seq and seq <= conn.last_seq:
             return
         if seq > conn.last_seq + 1:
             await self._resume(conn, _Resume(conn.last_seq, answer=False))
             if seq <= conn.last_seq:
                 return
+        if _expired(expires_at):  # queued before its message expired, due after: gone
+            conn.last_seq = max(conn.last_seq, seq)
+            return
         await conn.send(frame)
         if seq:
             self._tally.written(committed_at)
         conn.last_seq = max(conn.last_seq, seq)
 
     async def _resume(self, conn: Connection, request: _Resume) -> None:
+        """Replay page by page (no pooled connection held while writing), then answer."""
         if not await self._session_alive(conn.session_id):
             self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
             self._forget(conn)
             return
-        replayed = await self._replay(conn.user_id, request.after_seq)
-        if replayed.too_old:
-            if request.answer:
-                await conn.send('{"type":"resync"}')
+        after = request.after_seq
+        while True:
+            replayed = await self._replay(conn.user_id, after)
+            if replayed.too_old:
+                if request.answer:
+                    await conn.send('{"type":"resync"}')
+                conn.last_seq = max(conn.last_seq, replayed.through_seq)
+                return
+            for seq, frame in replayed.frames:
+                if (seq > conn.last_seq or request.answer) and not _expired(
+                    replayed.expires.get(seq, 0.0)
+                ):
+                    await conn.send(frame.decode())
+                    self._tally.replayed += 1
             conn.last_seq = max(conn.last_seq, replayed.through_seq)
-            return
-        for seq, frame in replayed.frames:
-            if seq > conn.last_seq or request.answer:
-                await conn.send(frame.decode())
-                self._tally.replayed += 1
-        conn.last_seq = max(conn.last_seq, replayed.through_seq)
+            if not replayed.more:
+                break
+            after = replayed.through_seq
         if replayed.unread is not None:
             await self._send_unread(conn, replayed.through_seq, replayed.unread.decode())
         if request.answer:
@@ -357,3 +375,8 @@ class Hub:
         if as_of > conn.unread_as_of:
             await conn.send(frame)
             conn.unread_as_of = as_of
+
+
+def _expired(expires_at: float) -> bool:
+    """Whether a frame's message has expired (0: it never does)."""
+    return 0 < expires_at <= time.time()

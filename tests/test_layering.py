@@ -17,7 +17,7 @@ LAYERS = {
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
         "files", "attachments",
-        "expiry", "publisher",
+        "expiry", "publisher", "budgets",
     },
     4: {"api", "ws", "frames"},
     5: {"app", "cli", "loadtest", "__main__", "__init__"},
