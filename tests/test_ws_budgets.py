@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from realtime.api.http import Services
 from realtime.config import Settings
-from tests.live_server import LiveServer
+from realtime.models import EventType
+from realtime.store import events as event_store
+from tests.live_server import LiveServer, live_server
 from tests.redis_support import eventually
-from tests.ws_support import Inbox, frames_until, next_frame, open_socket, send
+from tests.ws_support import Inbox, frames_until, next_frame, of_type, open_socket, send
 
 People = Any
 
@@ -58,3 +64,42 @@ async def test_handshakes_past_the_budget_are_refused_429_while_another_user_con
     assert int(refused.response.headers["Retry-After"]) >= 1
     async with await open_socket(live, carol) as ws:
         assert (await next_frame(ws))["type"] == "hello"
+
+
+LONG_REPLAY = 1000
+
+
+@pytest.fixture
+def small_pool(settings: Settings, services: Services) -> Iterator[LiveServer]:
+    """A live server with the smallest pool: a replay holding a connection would starve it."""
+    with live_server(dataclasses.replace(settings, db_pool_size=2)) as server:
+        yield server
+
+
+async def test_a_long_replay_arrives_whole_in_order_without_holding_the_pool(
+    small_pool: LiveServer, join: Any, services: Services
+) -> None:
+    """A resume over 1,000 events gets each once, in order; HTTP works while it is written."""
+    bob = await join(small_pool)
+    pad = "x" * 2000  # enough that the replays wait on the unread sockets
+    async with services.db.transaction() as conn:
+        await event_store.append_each(conn, [
+            (uuid.UUID(bob.id), EventType.MESSAGE_DELETED,
+             {"message_id": str(uuid.uuid4()), "reason": "deleted", "pad": pad})
+            for _ in range(LONG_REPLAY)
+        ])
+    sockets = [await open_socket(small_pool, bob, max_queue=1) for _ in range(3)]
+    try:
+        for ws in sockets:
+            assert (await next_frame(ws))["type"] == "hello"
+            await ws.send('{"type": "resume", "after_seq": 0}')
+        for _ in range(5):  # while the replays wait on sockets nobody reads
+            assert (await bob.http.get("/api/me")).status_code == 200
+        for ws in sockets:
+            frames = await frames_until(ws, "resumed")
+            seqs = [f["seq"] for f in of_type(frames, "message.deleted")]
+            assert seqs == list(range(1, LONG_REPLAY + 1))
+            assert frames[-1] == {"type": "resumed", "seq": LONG_REPLAY}
+    finally:
+        for ws in sockets:
+            await ws.close()
