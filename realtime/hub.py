@@ -91,6 +91,7 @@ SessionCheck = Callable[[UUID], Awaitable[bool]]
 # When a session ends at the latest (seconds since the epoch), or None when it has ended.
 SessionDeadline = Callable[[UUID], Awaitable[float | None]]
 DEADLINE_MARGIN = 0.05  # past the deadline, so that the database sees it passed
+SESSION_RECHECK = 5.0  # seconds until a session whose deadline could not be read is looked at
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,11 @@ class Hub:
             timer.cancel()
         if not self._session_sockets(user_id, session_id):
             return
-        deadline = await self._session_deadline(session_id)
+        try:
+            deadline: float | None = await self._session_deadline(session_id)
+        except Exception as exc:  # the database did not answer: look again a little later
+            log.debug("a session's deadline could not be read: %r", exc)
+            deadline = time.time() + SESSION_RECHECK
         sockets = self._session_sockets(user_id, session_id)
         if deadline is None:
             for conn in sockets:
