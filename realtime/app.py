@@ -42,6 +42,7 @@ from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.publisher import Publisher
+from realtime.store import sessions as session_store
 from realtime.vault import Vault
 from realtime.ws import Live, websocket_endpoint
 
@@ -166,10 +167,18 @@ async def start_live_delivery(
 ) -> Live:
     """The hub, the broker and the frames; at shutdown sockets close first, the broker next."""
     frames = Frames(messaging, EventLog(db))
+
+    async def session_deadline(session_id: UUID) -> float | None:
+        async with db.connection() as conn:
+            return await session_store.session_deadline(
+                conn, session_id, settings.session_idle_timeout
+            )
+
     hub = Hub(
         replay=frames.replay,
         session_alive=accounts.session_alive,
         max_sockets_per_user=settings.max_sockets_per_user,
+        session_deadline=session_deadline,
     )
     broker = create_broker(
         settings.redis_url,

@@ -46,6 +46,8 @@ class Settings:
     db_lock_timeout: timedelta = timedelta(seconds=5)
     requests_in_flight_per_user: int = 8
     max_sockets_per_user: int = 20
+    handshakes_per_minute: int = 60
+    resumes_per_minute: int = 6
     event_retention: timedelta = timedelta(days=7)
     ws_compression: bool = False
     log_level: str = "INFO"
@@ -90,6 +92,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "REALTIME_REQUESTS_IN_FLIGHT_PER_USER", 8, low=1
         ),
         max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
+        handshakes_per_minute=reader.integer("REALTIME_HANDSHAKES_PER_MINUTE", 60, low=1),
+        resumes_per_minute=reader.integer("REALTIME_RESUMES_PER_MINUTE", 6, low=1),
         ws_compression=reader.flag("REALTIME_WS_COMPRESSION", False),
         event_retention=reader.duration(
             "REALTIME_EVENT_RETENTION", "7d", at_least=timedelta(days=7)

@@ -13,6 +13,8 @@ from realtime.hub import Replayed, frame_payload, unread_payload
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, Message, User
 
+REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released in between
+
 
 def summary_json(message: Message) -> bytes:
     """A message summary in the contract's JSON, made once however many receive it."""
@@ -49,11 +51,14 @@ class Frames:
         summaries = {message_id: summary_json(m) for message_id, m in arrivals.items()}
         changed = [e.user_id for e in events if _changes_unread(e)]
         states = await self._log.unread_states(changed)
+        about = {m for e in events if (m := _message_of(e)) is not None}
+        expiries = await self._log.expiries(list(about))
         payloads: list[tuple[UUID, bytes]] = []
         for event in events:
             frame = event_frame(event, summaries)
             if frame is not None:
-                payloads.append((event.user_id, frame_payload(event.seq, frame)))
+                expires_at = _expiry_of(event, expiries)
+                payloads.append((event.user_id, frame_payload(event.seq, frame, expires_at)))
         payloads += [
             (user, unread_payload(state.as_of, unread_frame(state.count)))
             for user, state in states.items()
@@ -61,8 +66,9 @@ class Frames:
         return payloads
 
     async def replay(self, user_id: UUID, after_seq: int) -> Replayed:
-        """The frames of the user's kept events after `after_seq`, as the user sees them now."""
-        backlog = await self._log.after(user_id, after_seq)
+        """A page of the frames of the user's kept events after `after_seq`, as the user sees
+        them now; `more` when the next page follows its `through_seq`."""
+        backlog = await self._log.after(user_id, after_seq, REPLAY_PAGE)
         if backlog.too_old:
             return Replayed([], backlog.through_seq, too_old=True)
         new_ids = [
@@ -76,7 +82,11 @@ class Frames:
             frame = event_frame(event, summaries)
             if frame is not None:
                 frames.append((event.seq, frame))
-        return Replayed(frames, backlog.through_seq, unread=unread_frame(backlog.unread))
+        unread = None if backlog.more else unread_frame(backlog.unread)
+        return Replayed(
+            frames, backlog.through_seq, unread=unread, more=backlog.more,
+            expires=backlog.expires,
+        )
 
     async def hello(self, user: User) -> tuple[int, bytes]:
         """The first frame: the latest seq, the unread count, the unread high-priority ones."""
@@ -89,6 +99,18 @@ class Frames:
             "high_priority": [summary_view(m).model_dump(mode="python") for m in high_priority],
         }
         return seq, codec.encode(frame)
+
+
+def _message_of(event: Event) -> UUID | None:
+    """The message a receipt or new message is about: these frames go with its expiry."""
+    if event.type in (EventType.MESSAGE_NEW, EventType.MESSAGE_READ):
+        return UUID(str(event.payload["message_id"]))
+    return None
+
+
+def _expiry_of(event: Event, expiries: dict[UUID, float]) -> float:
+    message_id = _message_of(event)
+    return 0.0 if message_id is None else expiries.get(message_id, 0.0)
 
 
 def _changes_unread(event: Event) -> bool:

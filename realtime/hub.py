@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -30,11 +31,13 @@ CLOSE_GOING_AWAY = 1001
 _FRAME, _TIMED_FRAME, _UNREAD, _END_SESSIONS = b"F", b"T", b"U", b"E"
 _SEQ = struct.Struct(">q")
 _COMMITTED_AT = struct.Struct(">d")
+_EXPIRES_AT = struct.Struct(">d")
 
 
-def frame_payload(seq: int, frame: bytes) -> bytes:
-    """What the broker carries for one frame: its seq (0: none) and the frame's JSON."""
-    return _FRAME + _SEQ.pack(seq) + frame
+def frame_payload(seq: int, frame: bytes, expires_at: float = 0.0) -> bytes:
+    """What the broker carries for one frame: its seq (0: none), when the message it is about
+    expires (seconds since the epoch, 0: never) and the frame's JSON."""
+    return _FRAME + _SEQ.pack(seq) + _EXPIRES_AT.pack(expires_at) + frame
 
 
 def time_frames(
@@ -73,6 +76,8 @@ class Replayed:
     through_seq: int
     too_old: bool = False
     unread: bytes | None = None
+    more: bool = False  # a page: the next one follows through_seq
+    expires: Mapping[int, float] = field(default_factory=dict)  # seq -> its message's expiry
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class _Unread:
 
 Replayer = Callable[[UUID, int], Awaitable[Replayed]]
 SessionCheck = Callable[[UUID], Awaitable[bool]]
+# When a session ends at the latest (seconds since the epoch), or None when it has ended.
+SessionDeadline = Callable[[UUID], Awaitable[float | None]]
+DEADLINE_MARGIN = 0.05  # past the deadline, so that the database sees it passed
+SESSION_RECHECK = 5.0  # seconds until a session whose deadline could not be read is looked at
 
 
 @dataclass(frozen=True)
@@ -91,8 +100,9 @@ class _Resume:
     answer: bool  # send `resumed`/`resync` to the client (False: a repair after a gap)
 
 
-# A frame with its seq (0: none) and commit time (0: not known), a count, a resume.
-_Item = tuple[int, str, float] | _Unread | _Resume
+# A frame with its seq (0: none), commit time (0: not known) and its message's expiry (0:
+# never), a count, a resume.
+_Item = tuple[int, str, float, float] | _Unread | _Resume
 
 
 @dataclass(slots=True, eq=False)
@@ -115,10 +125,13 @@ class Hub:
     """The registry of this node's sockets and the fan-out to them."""
 
     def __init__(
-        self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int
+        self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int,
+        session_deadline: SessionDeadline | None = None,
     ) -> None:
         self._replay = replay
         self._session_alive = session_alive
+        self._session_deadline = session_deadline
+        self._deadlines: dict[UUID, asyncio.TimerHandle] = {}  # one timer per session here
         self._max_sockets = max_sockets_per_user
         self._sockets: dict[UUID, list[Connection]] = {}
         self._broker: Broker | None = None
@@ -143,6 +156,41 @@ class Hub:
             self._close_soon(sockets[0], CLOSE_POLICY, "too many open sockets for this user")
             self._forget(sockets[0])
 
+    def watch_session(self, conn: Connection) -> None:
+        """Check the socket's session now and again at its deadline: its sockets close 4401
+        once it has ended, been idle too long or outlived its lifetime."""
+        if self._session_deadline is not None:
+            self._spawn(self._check_session(conn.user_id, conn.session_id))
+
+    async def _check_session(self, user_id: UUID, session_id: UUID) -> None:
+        assert self._session_deadline is not None
+        timer = self._deadlines.pop(session_id, None)
+        if timer is not None:
+            timer.cancel()
+        if not self._session_sockets(user_id, session_id):
+            return
+        try:
+            deadline: float | None = await self._session_deadline(session_id)
+        except Exception as exc:  # the database did not answer: look again a little later
+            log.debug("a session's deadline could not be read: %r", exc)
+            deadline = time.time() + SESSION_RECHECK
+        sockets = self._session_sockets(user_id, session_id)
+        if deadline is None:
+            for conn in sockets:
+                self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+                self._forget(conn)
+            return
+        if not sockets or session_id in self._deadlines:
+            return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, deadline - time.time()) + DEADLINE_MARGIN
+        self._deadlines[session_id] = loop.call_at(
+            at, lambda: self._spawn(self._check_session(user_id, session_id))
+        )
+
+    def _session_sockets(self, user_id: UUID, session_id: UUID) -> list[Connection]:
+        return [c for c in self._sockets.get(user_id, ()) if c.session_id == session_id]
+
     def start(self, conn: Connection) -> None:
         """Let the socket's writer send, after its `hello` has gone: what was queued first."""
         conn.started = True
@@ -162,6 +210,10 @@ class Hub:
             return
         sockets.remove(conn)
         metrics.open_websockets.dec()
+        if not any(c.session_id == conn.session_id for c in sockets):
+            timer = self._deadlines.pop(conn.session_id, None)
+            if timer is not None:
+                timer.cancel()
         if not sockets:
             del self._sockets[conn.user_id]
             if self._broker is not None:
@@ -178,7 +230,9 @@ class Hub:
             committed_at = _COMMITTED_AT.unpack_from(payload, 1)[0]
         body = payload[start:]
         if kind == _FRAME:  # decoded once for all of the user's tabs
-            item = (_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode(), committed_at)
+            start = _SEQ.size + _EXPIRES_AT.size
+            expires_at = _EXPIRES_AT.unpack_from(body, _SEQ.size)[0]
+            item = (_SEQ.unpack_from(body)[0], body[start:].decode(), committed_at, expires_at)
             for conn in list(sockets):
                 self._offer(conn, item)
         elif kind == _UNREAD:
@@ -194,7 +248,7 @@ class Hub:
 
     def send_soon(self, conn: Connection, frame: str) -> None:
         """Queue a frame without a seq (a pong) behind what the socket already has queued."""
-        self._offer(conn, (0, frame, 0.0))
+        self._offer(conn, (0, frame, 0.0, 0.0))
 
     def request_resume(self, conn: Connection, after_seq: int) -> None:
         """The client asked to resume: replay in order with the live stream, then answer."""
@@ -218,6 +272,9 @@ class Hub:
                 conn.writer.cancel()
             with contextlib.suppress(Exception):
                 await conn.close(code, "the server is shutting down")
+        for timer in self._deadlines.values():
+            timer.cancel()
+        self._deadlines.clear()
         for task in list(self._background):
             task.cancel()
 
@@ -274,34 +331,45 @@ class Hub:
         if isinstance(item, _Unread):
             await self._send_unread(conn, item.as_of, item.frame)
             return
-        seq, frame, committed_at = item
+        seq, frame, committed_at, expires_at = item
         if seq and seq <= conn.last_seq:
             return
         if seq > conn.last_seq + 1:
             await self._resume(conn, _Resume(conn.last_seq, answer=False))
             if seq <= conn.last_seq:
                 return
+        if _expired(expires_at):  # queued before its message expired, due after: gone
+            conn.last_seq = max(conn.last_seq, seq)
+            return
         await conn.send(frame)
         if seq:
             self._tally.written(committed_at)
         conn.last_seq = max(conn.last_seq, seq)
 
     async def _resume(self, conn: Connection, request: _Resume) -> None:
+        """Replay page by page (no pooled connection held while writing), then answer."""
         if not await self._session_alive(conn.session_id):
             self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
             self._forget(conn)
             return
-        replayed = await self._replay(conn.user_id, request.after_seq)
-        if replayed.too_old:
-            if request.answer:
-                await conn.send('{"type":"resync"}')
+        after = request.after_seq
+        while True:
+            replayed = await self._replay(conn.user_id, after)
+            if replayed.too_old:
+                if request.answer:
+                    await conn.send('{"type":"resync"}')
+                conn.last_seq = max(conn.last_seq, replayed.through_seq)
+                return
+            for seq, frame in replayed.frames:
+                if (seq > conn.last_seq or request.answer) and not _expired(
+                    replayed.expires.get(seq, 0.0)
+                ):
+                    await conn.send(frame.decode())
+                    self._tally.replayed += 1
             conn.last_seq = max(conn.last_seq, replayed.through_seq)
-            return
-        for seq, frame in replayed.frames:
-            if seq > conn.last_seq or request.answer:
-                await conn.send(frame.decode())
-                self._tally.replayed += 1
-        conn.last_seq = max(conn.last_seq, replayed.through_seq)
+            if not replayed.more:
+                break
+            after = replayed.through_seq
         if replayed.unread is not None:
             await self._send_unread(conn, replayed.through_seq, replayed.unread.decode())
         if request.answer:
@@ -312,3 +380,8 @@ class Hub:
         if as_of > conn.unread_as_of:
             await conn.send(frame)
             conn.unread_as_of = as_of
+
+
+def _expired(expires_at: float) -> bool:
+    """Whether a frame's message has expired (0: it never does)."""
+    return 0 < expires_at <= time.time()

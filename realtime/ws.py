@@ -9,12 +9,25 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import codec
-from realtime.api.http import SESSION_COOKIE, Services, as_error, check_origin, credentials
+from realtime.api.http import (
+    SESSION_COOKIE,
+    Services,
+    as_error,
+    check_origin,
+    credentials,
+    error_response,
+)
 from realtime.broker.base import Broker
 from realtime.db import DATABASE_FAULTS
-from realtime.errors import Forbidden, InvalidInput, RealtimeError, Unauthenticated
+from realtime.errors import (
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    RealtimeError,
+    Unauthenticated,
+)
 from realtime.frames import Frames
-from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, Connection, Hub
+from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, CLOSE_SLOW, Connection, Hub
 from realtime.models import AuthContext, User
 from realtime.publisher import Publisher
 
@@ -44,10 +57,22 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except Forbidden:
         await websocket.close(code=CLOSE_POLICY)  # before accept: the handshake gets 403
         return
-    await websocket.accept()
     auth = await _authenticated(websocket, services)
     if auth is None:
         return
+    try:
+        await services.budgets.spend(
+            f"handshake:{auth.user.id}",
+            per_minute=services.settings.handshakes_per_minute, what="websocket handshakes",
+        )
+    except RateLimited as exc:
+        await _refuse(websocket, exc)
+        return
+    except DATABASE_FAULTS as exc:  # the budget could not be read: 1013, come back
+        await websocket.accept()
+        await websocket.close(code=as_error(exc).close_code, reason="try again later")
+        return
+    await websocket.accept()
     conn = Connection(
         user_id=auth.user.id,
         session_id=auth.session_id,
@@ -55,11 +80,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         close=lambda code, reason: websocket.close(code=code, reason=reason),
     )
     await live.hub.register(conn)  # subscribed before the snapshot: nothing falls between
+    live.hub.watch_session(conn)  # a logout since authenticate closes it too
     try:
         await _greet(websocket, conn, auth.user, live)
         del auth  # an open socket keeps only its connection
         live.hub.start(conn)
-        await _read(websocket, conn, live.hub)
+        await _read(websocket, conn, live.hub, services.settings.resumes_per_minute)
     except WebSocketDisconnect:
         pass
     except DATABASE_FAULTS as exc:  # the database did not answer the greeting: 1013, come back
@@ -76,11 +102,18 @@ async def _authenticated(websocket: WebSocket, services: Services) -> AuthContex
             raise Unauthenticated("log in first")
         return await services.accounts.authenticate(token)
     except Unauthenticated as exc:
+        await websocket.accept()
         await websocket.close(code=CLOSE_SESSION_ENDED, reason=exc.message)
         return None
     except DATABASE_FAULTS as exc:  # 1013: try again later
+        await websocket.accept()
         await websocket.close(code=as_error(exc).close_code, reason="try again later")
         return None
+
+
+async def _refuse(websocket: WebSocket, exc: RateLimited) -> None:
+    """Refuse the handshake with the contract's 429 and `Retry-After`."""
+    await websocket.send_denial_response(error_response(exc))
 
 
 async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:
@@ -95,9 +128,13 @@ def _by_cookie(websocket: WebSocket) -> bool:
     return "authorization" not in websocket.headers and SESSION_COOKIE in websocket.cookies
 
 
-async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
-    """Answer the client's frames until it goes; a bad or flooding client is closed 1008."""
+async def _read(
+    websocket: WebSocket, conn: Connection, hub: Hub, resumes_per_minute: int
+) -> None:
+    """Answer the client's frames until it goes; a bad or flooding client is closed 1008, one
+    resuming more than `resumes_per_minute` times a minute 1013."""
     tokens, refilled = float(FLOOD_BURST), time.monotonic()
+    resumes = ResumeBucket(resumes_per_minute)
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -117,12 +154,39 @@ async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
             await websocket.close(code=CLOSE_POLICY, reason="frame over 64 KiB")
             return
         try:
-            _answer(codec.decode(text), conn, hub)
+            frame = codec.decode(text)
+            if _is_resume(frame) and not resumes.take():
+                await websocket.close(code=CLOSE_SLOW, reason="too many resumes, wait a minute")
+                return
+            _answer(frame, conn, hub)
         except RealtimeError as exc:
             await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
             return
         if conn.closing:
             return
+
+
+def _is_resume(frame: object) -> bool:
+    return isinstance(frame, dict) and frame.get("type") == "resume"
+
+
+class ResumeBucket:
+    """A socket's `resume` budget: a token bucket of `per_minute`, refilled over a minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._tokens = self._capacity
+        self._refilled = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _answer(frame: object, conn: Connection, hub: Hub) -> None:

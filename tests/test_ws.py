@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.live_server import LiveServer
+from realtime.api.http import Services
+from realtime.config import Settings
+from tests.live_server import LiveServer, live_server
 from tests.redis_support import eventually
 from tests.ws_support import (
     Inbox,
@@ -239,11 +244,19 @@ async def test_a_flood_of_frames_is_closed_1008(live: LiveServer, people: People
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+@pytest.fixture
+def resumable(settings: Settings, services: Services) -> Iterator[LiveServer]:
+    """A live server whose sockets may resume RESUMES times a minute."""
+    with live_server(dataclasses.replace(settings, resumes_per_minute=RESUMES)) as server:
+        yield server
+
+
 async def test_a_client_that_never_reads_is_closed_1013_while_the_others_keep_receiving(
-    live: LiveServer, people: People
+    resumable: LiveServer, join: Any
 ) -> None:
     """A socket whose client stops reading is closed with 1013 once its queue is full; the
     user's other tab gets every message once, in order, and stays open."""
+    live, people = resumable, functools.partial(join, resumable)
     alice, bob = await people(), await people()
     await send_many(alice, bob, REPLAYED)
     stalled = RawSocket(live, bob)

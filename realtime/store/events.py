@@ -106,16 +106,48 @@ async def kept_range(conn: asyncpg.Connection, user_id: UUID) -> tuple[int | Non
     return row["oldest"], int(row["last"])
 
 
+# An event about a message that has expired is gone from the log: a receipt needs its message
+# live, any other event only that its message (when still there) has not expired.
+_NOT_EXPIRED = """(e.type <> 'message.read' or exists (
+                      select 1 from messages m where m.id = (e.payload->>'message_id')::uuid
+                      and (m.expires_at is null or m.expires_at > statement_timestamp())))
+                  and (e.type <> 'message.new' or not exists (
+                      select 1 from messages m where m.id = (e.payload->>'message_id')::uuid
+                      and m.expires_at <= statement_timestamp()))"""
+
+
 async def events_after(
     conn: asyncpg.Connection, user_id: UUID, after_seq: int, limit: int
-) -> list[Event]:
-    """The user's kept events with a greater seq, in order, at most `limit`."""
+) -> list[tuple[Event, float | None]]:
+    """The user's kept events with a greater seq, in order, at most `limit`, none about an
+    expired message; each with its message's expiry (seconds since the epoch), if any."""
     rows = await conn.fetch(
-        """select seq, type, payload from events where user_id = $1 and seq > $2
-           order by seq limit $3""",
+        f"""select e.seq, e.type, e.payload,
+                  (select extract(epoch from m.expires_at) from messages m
+                   where m.id = (e.payload->>'message_id')::uuid) as expires_at
+           from events e where e.user_id = $1 and e.seq > $2 and {_NOT_EXPIRED}
+           order by e.seq limit $3""",
         user_id, after_seq, limit,
     )
-    return [Event(user_id, row["seq"], EventType(row["type"]), row["payload"]) for row in rows]
+    return [
+        (
+            Event(user_id, row["seq"], EventType(row["type"]), row["payload"]),
+            None if row["expires_at"] is None else float(row["expires_at"]),
+        )
+        for row in rows
+    ]
+
+
+async def message_expiries(conn: asyncpg.Connection, message_ids: Sequence[UUID]) -> dict[
+    UUID, float
+]:
+    """When each of the messages that expire does (seconds since the epoch)."""
+    rows = await conn.fetch(
+        """select id, extract(epoch from expires_at) as at from messages
+           where id = any($1::uuid[]) and expires_at is not null""",
+        list(message_ids),
+    )
+    return {row["id"]: float(row["at"]) for row in rows}
 
 
 async def purge_old_events(conn: asyncpg.Connection, retention: timedelta, limit: int) -> int:

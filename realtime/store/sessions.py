@@ -10,7 +10,8 @@ import asyncpg
 from realtime.models import User
 from realtime.store.users import USER_COLUMNS, user_from_row
 
-# How stale `last_seen_at` may get before a request writes it again.
+# How stale `last_seen_at` may get before a request writes it again (at most a quarter of the
+# idle timeout).
 TOUCH_INTERVAL = timedelta(seconds=60)
 
 
@@ -45,7 +46,8 @@ async def find_live_session(
 ) -> tuple[UUID, User] | None:
     """Return the session id and enabled user of a session neither expired nor idle too long.
 
-    Seeing the session counts as activity: `last_seen_at` moves on, written at most once a minute.
+    Seeing the session counts as activity: `last_seen_at` moves on, written at most once a minute
+    (or once a quarter of the idle timeout, when that is shorter).
     """
     row = await conn.fetchrow(
         f"""with live as (
@@ -55,7 +57,7 @@ async def find_live_session(
             touched as (
                 update sessions set last_seen_at = now()
                 from live where sessions.id = live.session_id
-                  and live.last_seen_at < now() - $3::interval)
+                  and live.last_seen_at < now() - least($3::interval, $2::interval / 4))
             select live.session_id, {USER_COLUMNS} from live
             join users on users.id = live.user_id where not users.disabled""",
         token_hash, idle_timeout, TOUCH_INTERVAL,
@@ -68,6 +70,21 @@ async def session_exists(conn: asyncpg.Connection, session_id: UUID) -> bool:
     return bool(await conn.fetchval(
         "select true from sessions where id = $1 and expires_at > now()", session_id
     ))
+
+
+async def session_deadline(
+    conn: asyncpg.Connection, session_id: UUID, idle_timeout: timedelta
+) -> float | None:
+    """When the live session ends at the latest (seconds since the epoch): its lifetime, or its
+    idle timeout after it was last seen; None when it has ended or its user is disabled."""
+    value = await conn.fetchval(
+        """select extract(epoch from least(s.expires_at, s.last_seen_at + $2::interval))
+           from sessions s join users u on u.id = s.user_id
+           where s.id = $1 and not u.disabled and s.expires_at > now()
+             and s.last_seen_at > now() - $2::interval""",
+        session_id, idle_timeout,
+    )
+    return None if value is None else float(value)
 
 
 async def delete_session(conn: asyncpg.Connection, session_id: UUID) -> bool:
