@@ -29,6 +29,7 @@ from realtime.attachments import Attachments
 from realtime.broker import create_broker
 from realtime.budgets import Budgets
 from realtime.config import Settings, load_settings
+from realtime.crypto import BrokerSeal, Keyring
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
 from realtime.events import EventLog
@@ -41,6 +42,7 @@ from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.publisher import Publisher
+from realtime.rotation import load_fingerprint_key
 from realtime.vault import Vault
 from realtime.ws import Live, websocket_endpoint
 
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             db = await stack.enter_async_context(open_database(settings))
             async with db.connection() as conn:
                 await apply_migrations(conn)
+            await load_fingerprint_key(db, keyring)
             accounts = Accounts(db, settings)
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
@@ -109,7 +112,9 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             vault = Vault(db, keyring, files)
             attachments = Attachments(db, keyring, vault, files)
             messaging = Messaging(db, keyring, attachments)
-            app.state.live = await start_live_delivery(stack, settings, db, accounts, messaging)
+            app.state.live = await start_live_delivery(
+                stack, settings, db, accounts, messaging, keyring
+            )
             if expire:
                 expirer = Expirer(db, settings, app.state.live.publisher.publish)
                 messaging.on_expiry_scheduled(expirer.expiry_scheduled)
@@ -160,7 +165,7 @@ def client_routes() -> list[BaseRoute]:
 
 async def start_live_delivery(
     stack: AsyncExitStack, settings: Settings, db: Database, accounts: Accounts,
-    messaging: Messaging,
+    messaging: Messaging, keyring: Keyring,
 ) -> Live:
     """The hub, the broker and the frames; at shutdown sockets close first, the broker next."""
     frames = Frames(messaging, EventLog(db))
@@ -173,7 +178,9 @@ async def start_live_delivery(
         settings.redis_url,
         deliver=hub.deliver,
         recovered=hub.resume_all,
+        seal=BrokerSeal(keyring),
         prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout.total_seconds(),
     )
     hub.use(broker)
     await broker.start()

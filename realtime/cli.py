@@ -172,11 +172,13 @@ class GracefulServer(uvicorn.Server):
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """How uvicorn serves the app: websocket limits, keepalive, and the proxy headers."""
+    """How uvicorn serves the app: websocket limits, keepalive, and whose proxy headers count."""
     return {
         "host": settings.host,
         "port": settings.port,
-        "proxy_headers": True,
+        # X-Forwarded-Proto and -For count only from these peers (REALTIME_TRUSTED_PROXIES).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
         "log_level": settings.log_level.lower(),
         "ws": "websockets-sansio",
         # Frames over 64 KiB are refused by the endpoint with 1008; this is the hard cap.

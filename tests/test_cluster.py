@@ -13,7 +13,6 @@ import pytest
 from realtime.api.http import Services
 from realtime.broker.redis import (
     BACKOFF_MAX,
-    COMMAND_TIMEOUT,
     HEARTBEAT_DEADLINE,
     HEARTBEAT_INTERVAL,
 )
@@ -41,7 +40,8 @@ from tests.ws_support import (
 )
 
 # Long enough for a dead or silent link to be noticed, a new one made, and the log replayed.
-RECOVERY = HEARTBEAT_DEADLINE + COMMAND_TIMEOUT + HEARTBEAT_INTERVAL + 2 * BACKOFF_MAX + 10
+REDIS_TIMEOUT = Settings().redis_timeout.total_seconds()  # each Redis command's bound
+RECOVERY = HEARTBEAT_DEADLINE + REDIS_TIMEOUT + HEARTBEAT_INTERVAL + 2 * BACKOFF_MAX + 10
 BATCH = 5  # messages sent before, during and after an outage
 
 
