@@ -74,6 +74,13 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
     (b"cache-control", b"no-store"),
 ]
+# Sent only over https (directly, or as a trusted proxy reports it): browsers then refuse http.
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000")
+
+
+def security_headers(scheme: str) -> list[tuple[bytes, bytes]]:
+    """The headers every HTTP response carries, HSTS included when it was served over https."""
+    return [*SECURITY_HEADERS, HSTS_HEADER] if scheme == "https" else SECURITY_HEADERS
 
 
 # Methods named in the metrics; any other is counted as "other", so labels stay few.
@@ -238,13 +245,16 @@ async def _realtime_error(request: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     """The last resort: answered outside the middleware, so the headers are added here."""
     response = error_response(RealtimeError())
-    for name, value in SECURITY_HEADERS:
+    for name, value in security_headers(request.url.scheme):
         response.headers[name.decode()] = value.decode()
     return response
 
 
 class ResponseHeaders:
-    """Add the security headers to every HTTP response and count it in the metrics."""
+    """Add the security headers to every HTTP response and count it in the metrics.
+
+    The scheme is the one uvicorn settled: X-Forwarded-Proto counts from trusted proxies only.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -255,13 +265,14 @@ class ResponseHeaders:
             return
         started = time.perf_counter()
         status = 500
+        headers = security_headers(scope["scheme"])
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 present = {name for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                extra = [(k, v) for k, v in headers if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
