@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import subprocess
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
 from uuid import UUID
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
 from realtime import metrics
@@ -23,11 +33,14 @@ from realtime.broker.redis import (
 from realtime.config import Settings
 from realtime.crypto import BrokerSeal, Keyring, generate_master_key
 from tests.redis_support import (
+    TIME_FACTOR,
     FreezableProxy,
     RedisServer,
     bounded,
     eventually,
+    free_port,
     proxy_fixture,  # noqa: F401 (a fixture)
+    redis_server_binary,
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
@@ -382,3 +395,70 @@ async def _started(node: Node) -> Node:
     await eventually(lambda: node.healthy, "healthy")
     return node
 
+
+
+def write_certificate(directory: Path) -> Path:
+    """A self-signed certificate and key for 127.0.0.1, written as cert.pem and key.pem."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    return directory / "cert.pem"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server speaking TLS only and asking for a password: its rediss:// URL."""
+    binary = redis_server_binary()
+    # Without a certificate a server built with TLS stops at once, saying so; one built
+    # without it stops at the unknown directive.
+    probe = subprocess.run(
+        [binary, "--port", "0", "--tls-port", str(free_port())],
+        capture_output=True, text=True, check=False, timeout=10,
+    )
+    if "tls-cert-file" not in probe.stdout + probe.stderr:
+        pytest.skip("this redis-server is built without TLS")
+    certificate, port = write_certificate(tmp_path), free_port()
+    process = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(certificate), "--tls-key-file", str(tmp_path / "key.pem"),
+         "--tls-ca-cert-file", str(certificate), "--tls-auth-clients", "no",
+         "--requirepass", "a redis password", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10 * TIME_FACTOR
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "redis-server with TLS did not start"
+        yield f"rediss://:a%20redis%20password@127.0.0.1:{port}/0?ssl_ca_certs={certificate}"
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+async def test_rediss_with_a_password_carries_payloads(tls_redis: str, make_node: MakeNode) -> None:
+    """Over rediss:// (TLS, the server's certificate checked) with a password in the URL, a
+    publish on one node reaches a subscribed user on another."""
+    a, b = await make_node(tls_redis), await make_node(tls_redis)
+    await eventually(lambda: a.healthy and b.healthy, "both nodes connected over TLS")
+    user_id = uuid.uuid4()
+    await b.broker.subscribe(user_id)
+    await a.broker.publish([(user_id, b"over TLS")])
+    await eventually(lambda: b.delivered[user_id] == [b"over TLS"], "delivered over TLS")
