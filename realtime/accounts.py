@@ -13,7 +13,14 @@ from uuid import UUID
 from realtime import crypto
 from realtime.config import Settings
 from realtime.db import Database
-from realtime.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthenticated
+from realtime.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
 from realtime.models import AuthContext, NewSession, User
 from realtime.store import sessions as session_store
 from realtime.store import throttle
@@ -40,6 +47,16 @@ def check_account(*, username: str | None = None, password: str | None = None) -
         fields["password"] = f"{low} to {high} characters, no NUL"
     if fields:
         raise InvalidInput("the account is not valid", fields)
+
+
+def check_admin_password(password: str | None) -> None:
+    """Hold REALTIME_ADMIN_PASSWORD to the password rules; the error never shows the value."""
+    if password is None:
+        return
+    try:
+        check_account(password=password)
+    except InvalidInput as exc:
+        raise ConfigError(f"REALTIME_ADMIN_PASSWORD must be {exc.fields['password']}") from None
 
 
 def login_name(typed: str) -> str | None:
@@ -184,6 +201,7 @@ class Accounts:
 
     async def ensure_first_admin(self, password: str | None) -> str | None:
         """Create `admin` when there is no account at all; return its password if generated."""
+        check_admin_password(password)
         chosen = password or generate_account_password()
         async with self._db.transaction() as conn:
             if await user_store.count_users_exclusively(conn):

@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.applications import Starlette
 
-from realtime.accounts import Accounts, check_account, generate_account_password
+from realtime.accounts import (
+    Accounts,
+    check_account,
+    check_admin_password,
+    generate_account_password,
+)
 from realtime.app import create_app
 from realtime.config import Settings, load_settings
 from realtime.crypto import Keyring, generate_master_key
@@ -137,7 +142,8 @@ def _add_loadtest(commands: Any) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    load_keyring(settings)  # fail fast on a bad key, before anything starts
+    check_admin_password(settings.admin_password)  # fail fast, before anything starts
+    load_keyring(settings)
     app = create_app(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
         server = GracefulServer(uvicorn.Config(app, **server_options(settings)), app)
