@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 import time
@@ -38,7 +39,7 @@ from realtime.keyfile import (
     write_key_file,
 )
 from realtime.loadtest import Options, run_loadtest
-from realtime.loadtest.options import LoadTestError
+from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
 
@@ -114,7 +115,8 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("urls", nargs="+", metavar="URL",
                           help="the deployment (several URLs: sockets and sends spread over them)")
     loadtest.add_argument("--admin-password",
-                          help="the admin's password (default: REALTIME_ADMIN_PASSWORD)")
+                          help=f"the admin's password, seen by anyone running `ps`: rather set "
+                          f"{ADMIN_LOGIN_VARIABLE} (default: REALTIME_ADMIN_PASSWORD)")
     loadtest.add_argument("--admin-user", default="admin", help="the admin's username (admin)")
     loadtest.add_argument("--users", type=int, default=100, help="users, one socket each (100)")
     loadtest.add_argument("--rate", type=float, default=10.0, help="messages a second (10)")
@@ -199,10 +201,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    password = args.admin_password or settings.admin_password
     try:
-        if not password:
-            raise LoadTestError("give --admin-password (or set REALTIME_ADMIN_PASSWORD)")
+        password = admin_password(args.admin_password, os.environ, settings.admin_password)
         options = Options(
             urls=tuple(args.urls), admin_password=password, admin_user=args.admin_user,
             users=args.users, rate=args.rate, duration=args.duration,
