@@ -13,7 +13,14 @@ from uuid import UUID
 from realtime import crypto
 from realtime.config import Settings
 from realtime.db import Database
-from realtime.errors import Conflict, InvalidInput, NotFound, RateLimited, Unauthenticated
+from realtime.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
 from realtime.models import AuthContext, NewSession, User
 from realtime.store import sessions as session_store
 from realtime.store import throttle
@@ -42,6 +49,27 @@ def check_account(*, username: str | None = None, password: str | None = None) -
         raise InvalidInput("the account is not valid", fields)
 
 
+def check_admin_password(password: str | None) -> None:
+    """Hold REALTIME_ADMIN_PASSWORD to the password rules; the error never shows the value."""
+    if password is None:
+        return
+    try:
+        check_account(password=password)
+    except InvalidInput as exc:
+        raise ConfigError(f"REALTIME_ADMIN_PASSWORD must be {exc.fields['password']}") from None
+
+
+def login_name(typed: str) -> str | None:
+    """The one form of a typed login name that the throttle counts and the lookup matches.
+
+    Surrounding spaces dropped and letters in lower case: usernames are ASCII, so no Unicode
+    case folding (which differs between Python and the database's locale) is ever involved.
+    None when no account can bear the name.
+    """
+    name = typed.strip()
+    return name.lower() if re.fullmatch(USERNAME_PATTERN, name) else None
+
+
 SessionsEnded = Callable[[UUID, Sequence[UUID] | None], Awaitable[None]]
 
 
@@ -67,7 +95,8 @@ class Accounts:
         Every attempt counts against the username and the client address before the password
         is checked; over either limit the answer is 429 until the window ends.
         """
-        user_key, address_key = f"user:{username.lower()}", f"addr:{client_address}"
+        name = login_name(username)
+        user_key, address_key = f"user:{name or username}", f"addr:{client_address}"
         limits = [self._settings.login_max_failures, self._settings.login_max_failures_per_address]
         async with self._db.connection() as conn:
             wait = await throttle.count_attempt(
@@ -75,7 +104,7 @@ class Accounts:
             )
             if wait:
                 raise RateLimited(wait, "too many failed logins, try again later")
-            found = await user_store.get_credentials(conn, username)
+            found = await user_store.get_credentials(conn, name) if name else None
         password_hash = found.password_hash if found else crypto.DECOY_PASSWORD_HASH
         matches = await asyncio.to_thread(crypto.verify_password, password, password_hash)
         if found is None or not matches or found.user.disabled:
@@ -172,6 +201,7 @@ class Accounts:
 
     async def ensure_first_admin(self, password: str | None) -> str | None:
         """Create `admin` when there is no account at all; return its password if generated."""
+        check_admin_password(password)
         chosen = password or generate_account_password()
         async with self._db.transaction() as conn:
             if await user_store.count_users_exclusively(conn):

@@ -30,6 +30,7 @@ from realtime.attachments import Attachments
 from realtime.broker import create_broker
 from realtime.budgets import Budgets
 from realtime.config import Settings, load_settings
+from realtime.crypto import BrokerSeal, Keyring
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
 from realtime.events import EventLog
@@ -42,6 +43,7 @@ from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.publisher import Publisher
+from realtime.rotation import load_fingerprint_key
 from realtime.store import sessions as session_store
 from realtime.vault import Vault
 from realtime.ws import Live, websocket_endpoint
@@ -74,6 +76,13 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
     (b"cache-control", b"no-store"),
 ]
+# Sent only over https (directly, or as a trusted proxy reports it): browsers then refuse http.
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000")
+
+
+def security_headers(scheme: str) -> list[tuple[bytes, bytes]]:
+    """The headers every HTTP response carries, HSTS included when it was served over https."""
+    return [*SECURITY_HEADERS, HSTS_HEADER] if scheme == "https" else SECURITY_HEADERS
 
 
 # Methods named in the metrics; any other is counted as "other", so labels stay few.
@@ -103,6 +112,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             db = await stack.enter_async_context(open_database(settings))
             async with db.unbounded() as conn:
                 await apply_migrations(conn)
+            await load_fingerprint_key(db, keyring)
             accounts = Accounts(db, settings)
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
@@ -111,7 +121,9 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             vault = Vault(db, keyring, files)
             attachments = Attachments(db, keyring, vault, files)
             messaging = Messaging(db, keyring, attachments)
-            app.state.live = await start_live_delivery(stack, settings, db, accounts, messaging)
+            app.state.live = await start_live_delivery(
+                stack, settings, db, accounts, messaging, keyring
+            )
             if expire:
                 expirer = Expirer(db, settings, app.state.live.publisher.publish)
                 messaging.on_expiry_scheduled(expirer.expiry_scheduled)
@@ -163,7 +175,7 @@ def client_routes() -> list[BaseRoute]:
 
 async def start_live_delivery(
     stack: AsyncExitStack, settings: Settings, db: Database, accounts: Accounts,
-    messaging: Messaging,
+    messaging: Messaging, keyring: Keyring,
 ) -> Live:
     """The hub, the broker and the frames; at shutdown sockets close first, the broker next."""
     frames = Frames(messaging, EventLog(db))
@@ -184,7 +196,9 @@ async def start_live_delivery(
         settings.redis_url,
         deliver=hub.deliver,
         recovered=hub.resume_all,
+        seal=BrokerSeal(keyring),
         prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout.total_seconds(),
     )
     hub.use(broker)
     await broker.start()
@@ -242,13 +256,16 @@ async def _realtime_error(request: Request, exc: Exception) -> Response:
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     """The last resort: answered outside the middleware, so the headers are added here."""
     response = error_response(as_error(exc))
-    for name, value in SECURITY_HEADERS:
+    for name, value in security_headers(request.url.scheme):
         response.headers[name.decode()] = value.decode()
     return response
 
 
 class ResponseHeaders:
-    """Add the security headers to every HTTP response and count it in the metrics."""
+    """Add the security headers to every HTTP response and count it in the metrics.
+
+    The scheme is the one uvicorn settled: X-Forwarded-Proto counts from trusted proxies only.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -259,13 +276,14 @@ class ResponseHeaders:
             return
         started = time.perf_counter()
         status = 500
+        headers = security_headers(scope["scheme"])
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 present = {name for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                extra = [(k, v) for k, v in headers if k not in present]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 import time
@@ -16,7 +17,12 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.applications import Starlette
 
-from realtime.accounts import Accounts, check_account, generate_account_password
+from realtime.accounts import (
+    Accounts,
+    check_account,
+    check_admin_password,
+    generate_account_password,
+)
 from realtime.app import create_app
 from realtime.config import Settings, load_settings
 from realtime.crypto import Keyring, generate_master_key
@@ -33,7 +39,7 @@ from realtime.keyfile import (
     write_key_file,
 )
 from realtime.loadtest import Options, run_loadtest
-from realtime.loadtest.options import LoadTestError
+from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
 
@@ -109,7 +115,8 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("urls", nargs="+", metavar="URL",
                           help="the deployment (several URLs: sockets and sends spread over them)")
     loadtest.add_argument("--admin-password",
-                          help="the admin's password (default: REALTIME_ADMIN_PASSWORD)")
+                          help=f"the admin's password, seen by anyone running `ps`: rather set "
+                          f"{ADMIN_LOGIN_VARIABLE} (default: REALTIME_ADMIN_PASSWORD)")
     loadtest.add_argument("--admin-user", default="admin", help="the admin's username (admin)")
     loadtest.add_argument("--users", type=int, default=100, help="users, one socket each (100)")
     loadtest.add_argument("--rate", type=float, default=10.0, help="messages a second (10)")
@@ -137,7 +144,8 @@ def _add_loadtest(commands: Any) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    load_keyring(settings)  # fail fast on a bad key, before anything starts
+    check_admin_password(settings.admin_password)  # fail fast, before anything starts
+    load_keyring(settings)
     app = create_app(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
         server = GracefulServer(uvicorn.Config(app, **server_options(settings)), app)
@@ -172,11 +180,13 @@ class GracefulServer(uvicorn.Server):
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """How uvicorn serves the app: websocket limits, keepalive, and the proxy headers."""
+    """How uvicorn serves the app: websocket limits, keepalive, and whose proxy headers count."""
     return {
         "host": settings.host,
         "port": settings.port,
-        "proxy_headers": True,
+        # X-Forwarded-Proto and -For count only from these peers (REALTIME_TRUSTED_PROXIES).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
         "log_level": settings.log_level.lower(),
         "ws": "websockets-sansio",
         # Frames over 64 KiB are refused by the endpoint with 1008; this is the hard cap.
@@ -191,10 +201,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    password = args.admin_password or settings.admin_password
     try:
-        if not password:
-            raise LoadTestError("give --admin-password (or set REALTIME_ADMIN_PASSWORD)")
+        password = admin_password(args.admin_password, os.environ, settings.admin_password)
         options = Options(
             urls=tuple(args.urls), admin_password=password, admin_user=args.admin_user,
             users=args.users, rate=args.rate, duration=args.duration,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -30,11 +31,13 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str = "realtime"
+    redis_timeout: timedelta = timedelta(seconds=2)
     data_dir: Path = Path(".realtime")
     master_key: bytes | None = field(default=None, repr=False)
     master_key_file: Path | None = None
     admin_password: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     session_idle_timeout: timedelta = timedelta(hours=12)
     session_lifetime: timedelta = timedelta(days=7)
     login_max_failures: int = 5
@@ -72,11 +75,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=reader.optional("REALTIME_DATABASE_URL"),
         redis_url=reader.optional("REALTIME_REDIS_URL"),
         redis_prefix=reader.channel_prefix("REALTIME_REDIS_PREFIX", "realtime"),
+        redis_timeout=reader.duration("REALTIME_REDIS_TIMEOUT", "2s"),
         data_dir=Path(reader.text("REALTIME_DATA_DIR", ".realtime")),
         master_key=reader.master_key("REALTIME_MASTER_KEY"),
         master_key_file=reader.path("REALTIME_MASTER_KEY_FILE"),
         admin_password=reader.optional("REALTIME_ADMIN_PASSWORD"),
         allowed_origins=reader.origins("REALTIME_ALLOWED_ORIGINS"),
+        trusted_proxies=reader.proxies("REALTIME_TRUSTED_PROXIES", "127.0.0.1,::1"),
         session_idle_timeout=reader.duration("REALTIME_SESSION_IDLE_TIMEOUT", "12h"),
         session_lifetime=reader.duration("REALTIME_SESSION_LIFETIME", "7d"),
         login_max_failures=reader.integer("REALTIME_LOGIN_MAX_FAILURES", 5, low=1),
@@ -221,3 +226,23 @@ class _Reader:
                     f"{name} holds {origin!r}: each origin is scheme://host[:port], nothing more"
                 )
         return origins
+
+    def proxies(self, name: str, default: str) -> tuple[str, ...]:
+        """Addresses and networks (`10.0.0.0/8`), `*` for every peer, `none` for no one."""
+        value = self.text(name, default).strip()
+        if value.lower() == "none":
+            return ()
+        items = tuple(item.strip() for item in value.split(",") if item.strip())
+        if "*" in items:
+            if len(items) > 1:
+                raise ConfigError(f"{name}: '*' trusts every peer and stands alone, got {value!r}")
+            return items
+        for item in items:
+            try:
+                ipaddress.ip_network(item)
+            except ValueError:
+                raise ConfigError(
+                    f"{name} holds {item!r}: each is an IP address or a network such as "
+                    "10.0.0.0/8 (no host bits set), '*' or 'none'"
+                ) from None
+        return items

@@ -28,7 +28,10 @@ TOKEN_BYTES = 32
 _KEY_AAD = b"realtime/v1/data-key/"
 _FIELD_AAD = b"realtime/v1/field/"
 _CHUNK_AAD = b"realtime/v1/chunk/"
-_FINGERPRINT_INFO = b"realtime/v1/request-fingerprint"
+_BROKER_INFO = b"realtime/v1/broker-payload-key"
+_BROKER_AAD = b"realtime/v1/broker/"
+_BROKER_VERSION = b"\x01"
+_KEY_ID_BYTES = 8  # a master key id, 16 hex digits, as bytes
 
 # Argon2id at the OWASP baseline: 19 MiB, two passes, one lane.
 _ARGON2_MEMORY_KIB = 19456
@@ -101,6 +104,7 @@ class Keyring:
 
     def __init__(self, master_keys: Sequence[bytes]) -> None:
         self.replace(master_keys)
+        self._fingerprint_key: bytes | None = None
 
     def replace(self, master_keys: Sequence[bytes]) -> None:
         """Take a new set of keys (a rotated key file): the first becomes current."""
@@ -140,18 +144,78 @@ class Keyring:
             raise CryptoError(f"the data key of {row} does not open") from None
         return Envelope(row, data_key)
 
+    def set_fingerprint_key(self, key: bytes) -> None:
+        """Take the deployment's fingerprint key (random, kept wrapped under the master key)."""
+        self._fingerprint_key = key
+
     def fingerprint(self, data: bytes) -> bytes:
         """A keyed digest (HMAC-SHA256) of `data`: comparable, yet no guess can be checked
-        against it without the master key."""
-        master = self._keys[self.current_id]
-        subkey = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_INFO
-        ).derive(master)
-        return hmac.new(subkey, data, hashlib.sha256).digest()
+        against it without the fingerprint key, which stays the same across rotations."""
+        if self._fingerprint_key is None:
+            raise CryptoError("the fingerprint key has not been loaded")
+        return hmac.new(self._fingerprint_key, data, hashlib.sha256).digest()
+
+    def holds(self, key_id: str) -> bool:
+        """Whether the keyring holds the master key named `key_id`."""
+        return key_id in self._keys
+
+    def derive(self, purpose: bytes, key_id: str) -> bytes:
+        """A 256-bit key for one purpose, derived (HKDF-SHA256) from the master key `key_id`."""
+        master = self._keys.get(key_id)
+        if master is None:
+            raise CryptoError("a key of an unknown master key was asked for")
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(master)
 
     def rewrap(self, row: str, sealed_key: SealedKey) -> SealedKey:
         """Wrap a row's data key again under the current master key."""
         return self.wrap(row, self.open_envelope(row, sealed_key).data_key)
+
+
+class BrokerSeal:
+    """Seal what crosses the broker, so that Redis never holds a readable or forgeable payload.
+
+    AES-256-GCM under a key derived from the current master key, with a random nonce and the
+    channel as associated data: a payload opens only on the channel it was sealed for, under a
+    master key the keyring still holds (a rotation's old and new keys both open).
+    """
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+        self._ciphers: dict[str, AESGCM] = {}
+
+    def seal(self, channel: bytes, payload: bytes) -> bytes:
+        key_id = self._keyring.current_id
+        header = _BROKER_VERSION + bytes.fromhex(key_id)
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._cipher(key_id).encrypt(nonce, payload, _broker_aad(header, channel))
+        return header + nonce + sealed
+
+    def open(self, channel: bytes, sealed: bytes) -> bytes:
+        """The payload sealed for `channel`; CryptoError for anything else."""
+        header_size = 1 + _KEY_ID_BYTES
+        header, nonce = sealed[:header_size], sealed[header_size:header_size + NONCE_BYTES]
+        if len(nonce) < NONCE_BYTES or header[:1] != _BROKER_VERSION:
+            raise CryptoError("a broker payload is not sealed")
+        key_id = header[1:].hex()
+        if not self._keyring.holds(key_id):
+            raise CryptoError("a broker payload is sealed under an unknown master key")
+        try:
+            return self._cipher(key_id).decrypt(
+                nonce, sealed[header_size + NONCE_BYTES:], _broker_aad(header, channel)
+            )
+        except InvalidTag:
+            raise CryptoError("a broker payload does not open") from None
+
+    def _cipher(self, key_id: str) -> AESGCM:
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = AESGCM(self._keyring.derive(_BROKER_INFO, key_id))
+            self._ciphers[key_id] = cipher
+        return cipher
+
+
+def _broker_aad(header: bytes, channel: bytes) -> bytes:
+    return _BROKER_AAD + header + b"/" + channel
 
 
 def hash_password(password: str) -> str:

@@ -69,6 +69,12 @@ broker_dropped = Counter(
     "sockets catch up from the event log",
     registry=REGISTRY,
 )
+broker_rejected = Counter(
+    "realtime_broker_rejected_payloads",
+    "Payloads received from Redis that did not open for their channel (forged, altered, copied "
+    "from another channel, or sealed under a master key this node does not hold); never delivered",
+    registry=REGISTRY,
+)
 
 # HTTP.
 http_requests = Counter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from realtime.crypto import Keyring, row_name
 from realtime.db import Database
@@ -11,6 +12,7 @@ from realtime.store import keys as key_store
 
 log = logging.getLogger(__name__)
 BATCH = 500
+FINGERPRINT_PURPOSE = "request-fingerprint"
 
 
 async def rotate_master_key(db: Database, keyring: Keyring) -> int:
@@ -41,3 +43,22 @@ async def _rewrap_batch(db: Database, keyring: Keyring, table: str) -> int:
         if rewrapped:
             await key_store.replace_keys(conn, table, rewrapped)
     return len(rewrapped)
+
+
+async def load_fingerprint_key(db: Database, keyring: Keyring) -> None:
+    """Give the keyring the deployment's fingerprint key, made at random on the first start.
+
+    It is kept wrapped under the master key and re-wrapped by rotation, so that a request's
+    fingerprint stays the same across `rotate-key` (a retry still gets its first answer).
+    """
+    async with db.connection() as conn:
+        kept = await key_store.server_key(conn, FINGERPRINT_PURPOSE)
+        if kept is None:
+            row_id = uuid.uuid4()
+            _, sealed = keyring.new_envelope(row_name("server_keys", row_id))
+            await key_store.add_server_key(conn, row_id, FINGERPRINT_PURPOSE, sealed)
+            kept = await key_store.server_key(conn, FINGERPRINT_PURPOSE)
+    assert kept is not None
+    row_id, sealed = kept
+    envelope = keyring.open_envelope(row_name("server_keys", row_id), sealed)
+    keyring.set_fingerprint_key(envelope.data_key)

@@ -294,6 +294,27 @@ async def test_the_username_throttle_ignores_case(
     assert_rate_limited(await login(http, name, PASSWORD), settings)
 
 
+async def test_variants_of_one_name_are_one_account_and_share_one_throttle(
+    services: Services, open_client: OpenClient, settings: Settings
+) -> None:
+    """Typed in another case or with spaces around it, a name logs in to the same account and
+    its failures count together; a look-alike with a non-ASCII letter is no account at all."""
+    name = unique_name("variant")
+    user = await services.accounts.create_user(name, PASSWORD)
+    http = open_client()
+    for typed in (f"  {name.upper()} ", f"{name.title()}\t"):
+        answer = await login(http, typed, PASSWORD)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["user"]["id"] == str(user.id)
+    look_alike = name.replace("v", "\u1d20", 1)  # a small capital V, which folds to nothing ASCII
+    assert (await login(http, look_alike, PASSWORD)).status_code == 401
+    variants = [f" {name}", name.upper(), f"{name.capitalize()} ", name.swapcase(), f"\t{name}"]
+    for typed in variants[: settings.login_max_failures]:
+        assert (await login(http, typed, "wrong password")).status_code == 401
+    assert_rate_limited(await login(http, name, PASSWORD), settings)
+    assert_rate_limited(await login(http, f"  {name.upper()}  ", PASSWORD), settings)
+
+
 async def test_a_locked_username_does_not_lock_others(
     services: Services, open_client: OpenClient, settings: Settings
 ) -> None:

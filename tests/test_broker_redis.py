@@ -3,45 +3,64 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import subprocess
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
 from uuid import UUID
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
+from realtime import metrics
 from realtime.broker.redis import (
     BACKOFF_MAX,
-    COMMAND_TIMEOUT,
     CONNECT_TIMEOUT,
     HEARTBEAT_DEADLINE,
     HEARTBEAT_INTERVAL,
     RedisBroker,
 )
+from realtime.config import Settings
+from realtime.crypto import BrokerSeal, Keyring, generate_master_key
 from tests.redis_support import (
+    TIME_FACTOR,
     FreezableProxy,
     RedisServer,
     bounded,
     eventually,
+    free_port,
     proxy_fixture,  # noqa: F401 (a fixture)
+    redis_server_binary,
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
 
 # How long a dead or silent link may take to be noticed, and a lost one to come back.
-DETECTION = HEARTBEAT_DEADLINE + COMMAND_TIMEOUT + HEARTBEAT_INTERVAL + 1.0
-RECONNECTION = BACKOFF_MAX + CONNECT_TIMEOUT + COMMAND_TIMEOUT + 1.0
+KEYRING = Keyring([generate_master_key()])  # the deployment's master key, on every node
+REDIS_TIMEOUT = Settings().redis_timeout.total_seconds()  # each Redis command's bound
+DETECTION = HEARTBEAT_DEADLINE + REDIS_TIMEOUT + HEARTBEAT_INTERVAL + 1.0
+RECONNECTION = BACKOFF_MAX + CONNECT_TIMEOUT + REDIS_TIMEOUT + 1.0
 
 
 class Node:
     """A broker as one node would run it, recording what it delivers and its recoveries."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, keyring: Keyring = KEYRING) -> None:
         self.delivered: defaultdict[UUID, list[bytes]] = defaultdict(list)
         self.recoveries = 0
         self.broker = RedisBroker(
-            url, deliver=self.deliver, recovered=self.recovered, prefix=prefix
+            url, deliver=self.deliver, recovered=self.recovered, seal=BrokerSeal(keyring),
+            prefix=prefix,
         )
 
     def deliver(self, user_id: UUID, payload: bytes) -> None:
@@ -170,7 +189,7 @@ async def test_redis_stopped_then_restarted(redis_server: RedisServer, make_node
     await b.broker.subscribe(user_id)
     redis_server.stop()
     await eventually(lambda: not a.healthy and not b.healthy, "unhealthy", within=DETECTION)
-    async with bounded(COMMAND_TIMEOUT):
+    async with bounded(REDIS_TIMEOUT):
         await a.broker.publish([(user_id, b"lost")])
         await b.broker.subscribe(later)
     await redis_server.start()
@@ -208,7 +227,7 @@ async def test_half_open_link_is_detected_and_recovered(
     proxy.freeze()
     await eventually(lambda: not b.healthy, "silence detected", within=DETECTION)
     assert a.healthy
-    async with bounded(COMMAND_TIMEOUT):
+    async with bounded(REDIS_TIMEOUT):
         await b.broker.publish([(user_id, b"dropped")])
     proxy.thaw()
     await eventually(lambda: b.healthy, "healthy again", within=RECONNECTION)
@@ -224,7 +243,7 @@ async def test_start_with_redis_down(redis_server: RedisServer, make_node: MakeN
     node = await make_node(redis_server.url)
     assert not node.healthy
     user_id = uuid.uuid4()
-    async with bounded(COMMAND_TIMEOUT):
+    async with bounded(REDIS_TIMEOUT):
         await node.broker.subscribe(user_id)
         await node.broker.publish([(user_id, b"dropped")])
     await redis_server.start()
@@ -251,3 +270,195 @@ async def test_close_is_idempotent_and_bounded_while_frozen(
         await node.broker.close()
         await in_flight
     assert not node.healthy
+
+
+def rejected() -> float:
+    """How many payloads from Redis this process refused to open."""
+    return metrics.REGISTRY.get_sample_value("realtime_broker_rejected_payloads_total") or 0.0
+
+
+@contextlib.asynccontextmanager
+async def raw_subscriber(redis_url: str, pattern: str) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """What anyone with access to Redis reads: every (channel, payload) matching `pattern`."""
+    seen: list[tuple[bytes, bytes]] = []
+    async with Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
+        await pubsub.psubscribe(pattern)
+
+        async def read() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "pmessage":
+                    seen.append((message["channel"], message["data"]))
+
+        reader = asyncio.create_task(read())
+        try:
+            yield seen
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def test_redis_carries_only_sealed_payloads(
+    redis_url: str, make_node: MakeNode, prefix: str
+) -> None:
+    """A subscriber reading Redis directly sees neither the payload nor any part of it; the
+    subscribed node receives it exactly."""
+    a, b = await make_node(redis_url), await make_node(redis_url)
+    user_id = uuid.uuid4()
+    await b.broker.subscribe(user_id)
+    secret = b'{"type":"message.new","message":{"subject":"the vault is open"}}'
+    async with raw_subscriber(redis_url, f"{prefix}:*") as seen:
+        await a.broker.publish([(user_id, secret)])
+        await eventually(lambda: b.delivered[user_id] == [secret], "delivered")
+        await eventually(lambda: any(b":user:" in channel for channel, _ in seen), "seen raw")
+    for _, payload in seen:
+        assert b"vault" not in payload and b"subject" not in payload and secret not in payload
+
+
+async def test_a_forged_payload_is_dropped_and_counted(
+    redis_url: str, make_node: MakeNode, prefix: str
+) -> None:
+    """Payloads published into a user's channel by anyone but a node (plain, or sealed under
+    another key) are never delivered, and each is counted."""
+    a, b = await make_node(redis_url), await make_node(redis_url)
+    stranger = BrokerSeal(Keyring([generate_master_key()]))
+    user_id = uuid.uuid4()
+    channel = f"{prefix}:user:{user_id}".encode()
+    await b.broker.subscribe(user_id)
+    before = rejected()
+    async with Redis.from_url(redis_url) as client:
+        await client.publish(channel, b"\x01forged frame")
+        await client.publish(channel, stranger.seal(channel, b"forged frame"))
+        await client.publish(channel, b"")
+    await a.broker.publish([(user_id, b"genuine")])
+    await eventually(lambda: b.delivered[user_id] == [b"genuine"], "the genuine one delivered")
+    assert rejected() - before == 3
+    assert b.healthy
+
+
+async def test_a_payload_copied_to_another_channel_is_refused(
+    redis_url: str, make_node: MakeNode, prefix: str
+) -> None:
+    """A sealed payload taken from one user's channel and published on another user's is not
+    delivered to that user, and is counted."""
+    a, b = await make_node(redis_url), await make_node(redis_url)
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    await b.broker.subscribe(owner)
+    await b.broker.subscribe(other)
+    async with raw_subscriber(redis_url, f"{prefix}:user:{owner}") as seen:
+        await a.broker.publish([(owner, b"for the owner only")])
+        await eventually(lambda: len(seen) == 1, "the sealed payload seen")
+    before = rejected()
+    async with Redis.from_url(redis_url) as client:
+        await client.publish(f"{prefix}:user:{other}", seen[0][1])
+    await a.broker.publish([(other, b"marker")])
+    await eventually(lambda: b.delivered[other] == [b"marker"], "marker delivered")
+    assert b.delivered[owner] == [b"for the owner only"]
+    assert rejected() - before == 1
+
+
+async def test_payloads_open_across_a_key_rotation(
+    redis_url: str, prefix: str, make_node: MakeNode
+) -> None:
+    """During a rotation a node holding the new and the old key opens payloads sealed under
+    either; a node lacking the sealing key drops them until its keyring follows the rotation."""
+    old, new = generate_master_key(), generate_master_key()
+    rotated = await _started(Node(redis_url, prefix, Keyring([new, old])))
+    behind_keyring = Keyring([old])
+    behind = await _started(Node(redis_url, prefix, behind_keyring))
+    following = await _started(Node(redis_url, prefix, Keyring([old, new])))
+    user_id = uuid.uuid4()
+    for node in (rotated, behind, following):
+        await node.broker.subscribe(user_id)
+    try:
+        before = rejected()
+        await behind.broker.publish([(user_id, b"under the old key")])
+        await rotated.broker.publish([(user_id, b"under the new key")])
+        both = [b"under the old key", b"under the new key"]
+        await eventually(lambda: following.delivered[user_id] == both, "both opened")
+        await eventually(lambda: rotated.delivered[user_id] == both, "both opened")
+        await eventually(lambda: rejected() - before >= 1, "the new one refused behind")
+        assert behind.delivered[user_id] == [b"under the old key"]
+        behind_keyring.replace([new])  # what its key file watch does once the file changed
+        await rotated.broker.publish([(user_id, b"after the rotation")])
+        await eventually(
+            lambda: behind.delivered[user_id][-1:] == [b"after the rotation"], "opened behind"
+        )
+    finally:
+        for node in (rotated, behind, following):
+            await node.broker.close()
+
+
+async def _started(node: Node) -> Node:
+    async with bounded(CONNECT_TIMEOUT + 1):
+        await node.broker.start()
+    await eventually(lambda: node.healthy, "healthy")
+    return node
+
+
+
+def write_certificate(directory: Path) -> Path:
+    """A self-signed certificate and key for 127.0.0.1, written as cert.pem and key.pem."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
+    return directory / "cert.pem"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server speaking TLS only and asking for a password: its rediss:// URL."""
+    binary = redis_server_binary()
+    # Without a certificate a server built with TLS stops at once, saying so; one built
+    # without it stops at the unknown directive.
+    probe = subprocess.run(
+        [binary, "--port", "0", "--tls-port", str(free_port())],
+        capture_output=True, text=True, check=False, timeout=10,
+    )
+    if "tls-cert-file" not in probe.stdout + probe.stderr:
+        pytest.skip("this redis-server is built without TLS")
+    certificate, port = write_certificate(tmp_path), free_port()
+    process = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(certificate), "--tls-key-file", str(tmp_path / "key.pem"),
+         "--tls-ca-cert-file", str(certificate), "--tls-auth-clients", "no",
+         "--requirepass", "a redis password", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10 * TIME_FACTOR
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "redis-server with TLS did not start"
+        yield f"rediss://:a%20redis%20password@127.0.0.1:{port}/0?ssl_ca_certs={certificate}"
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+async def test_rediss_with_a_password_carries_payloads(tls_redis: str, make_node: MakeNode) -> None:
+    """Over rediss:// (TLS, the server's certificate checked) with a password in the URL, a
+    publish on one node reaches a subscribed user on another."""
+    a, b = await make_node(tls_redis), await make_node(tls_redis)
+    await eventually(lambda: a.healthy and b.healthy, "both nodes connected over TLS")
+    user_id = uuid.uuid4()
+    await b.broker.subscribe(user_id)
+    await a.broker.publish([(user_id, b"over TLS")])
+    await eventually(lambda: b.delivered[user_id] == [b"over TLS"], "delivered over TLS")

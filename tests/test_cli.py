@@ -394,3 +394,16 @@ def test_serve_on_the_embedded_default(data_dir: Path, repo_root: Path) -> None:
     finally:
         kill(again)
     assert wait_for_no_postmaster(data_dir) == []
+
+
+@pytest.mark.parametrize("password", ["short7!", "long" * 257])
+def test_serve_refuses_an_admin_password_that_breaks_the_rules(
+    run_cli: RunCli, password: str
+) -> None:
+    """A REALTIME_ADMIN_PASSWORD the password rules refuse stops the start with a message
+    naming the variable and the rule, never the value."""
+    done = run_cli("serve", "--port", "0", REALTIME_ADMIN_PASSWORD=password)
+    assert done.returncode == 2
+    assert "REALTIME_ADMIN_PASSWORD must be 8 to" in done.stderr
+    assert password not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from realtime.api.http import Services
 from realtime.broker.redis import (
     BACKOFF_MAX,
-    COMMAND_TIMEOUT,
     HEARTBEAT_DEADLINE,
     HEARTBEAT_INTERVAL,
 )
 from realtime.config import Settings
+from realtime.hub import end_sessions_payload, frame_payload
+from realtime.metrics import REGISTRY
 from tests.conftest import unique_name
 from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import load_test, make_admin
@@ -41,7 +44,8 @@ from tests.ws_support import (
 )
 
 # Long enough for a dead or silent link to be noticed, a new one made, and the log replayed.
-RECOVERY = HEARTBEAT_DEADLINE + COMMAND_TIMEOUT + HEARTBEAT_INTERVAL + 2 * BACKOFF_MAX + 10
+REDIS_TIMEOUT = Settings().redis_timeout.total_seconds()  # each Redis command's bound
+RECOVERY = HEARTBEAT_DEADLINE + REDIS_TIMEOUT + HEARTBEAT_INTERVAL + 2 * BACKOFF_MAX + 10
 BATCH = 5  # messages sent before, during and after an outage
 
 
@@ -259,3 +263,75 @@ async def test_a_node_shut_down_during_a_load_test_loses_nothing(
     assert report.delivered == report.expected > 0
     # Sends to the stopped node's address fail; those are not events anyone should get.
     assert report.sent + report.send_failed == 120 and report.send_failed > 0
+
+
+@contextlib.asynccontextmanager
+async def reading_redis(redis_url: str) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """What anyone with access to the deployment's Redis reads: every channel's payloads."""
+    seen: list[tuple[bytes, bytes]] = []
+    async with Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
+        await pubsub.psubscribe("*")
+
+        async def read() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "pmessage":
+                    seen.append((message["channel"], message["data"]))
+
+        reader = asyncio.create_task(read())
+        try:
+            yield seen
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def test_redis_sees_no_subject_body_or_name_of_a_send(
+    start_nodes: StartNodes, join: Join, redis_url: str
+) -> None:
+    """Subscribed to every channel, a reader of Redis finds no subject, body or name of a
+    send and its read receipt, while the users on the other node read them all."""
+    node_a, node_b = start_nodes(redis_url, 2)
+    names = {"sender": unique_name("Sender Name"), "reader": unique_name("Reader Name")}
+    alice = await join(node_a, display_name=names["sender"])
+    bob = await join(node_b, display_name=names["reader"])
+    subject, body = unique_name("subject in clear"), unique_name("body in clear")
+    async with reading_redis(redis_url) as seen:
+        async with (
+            await open_socket(node_b, bob) as bob_ws, await open_socket(node_b, alice) as alice_ws
+        ):
+            for ws in (bob_ws, alice_ws):
+                assert (await next_frame(ws))["type"] == "hello"
+            message_id = await send(alice, bob, subject=subject, body=body, high_priority=True)
+            new = of_type(await frames_until(bob_ws, "message.new"), "message.new")[0]
+            assert new["message"]["subject"] == subject
+            assert (await bob.http.post(f"/api/messages/{message_id}/read")).status_code == 200
+            read = (await frames_until(alice_ws, "message.read"))[-1]
+            assert read["reader"]["display_name"] == names["reader"]
+    user_channels = [payload for channel, payload in seen if b":user:" in channel]
+    assert len(user_channels) >= 3, "the send and the receipt crossed Redis"
+    clear = [subject, body, *names.values(), alice.username, bob.username, message_id]
+    for payload in user_channels:
+        assert not [text for text in clear if text.encode() in payload]
+
+
+async def test_a_frame_forged_into_redis_is_not_delivered_and_is_counted(
+    start_nodes: StartNodes, join: Join, redis_url: str
+) -> None:
+    """A message.new, or an order to end every session, published on a user's channel by
+    someone with access to Redis reaches no socket and is counted; real sends still arrive."""
+    (node,) = start_nodes(redis_url, 1)
+    alice, bob = await join(node), await join(node)
+    channel = f"{node.app.state.settings.redis_prefix}:user:{bob.id}"
+    forged_frame = b'{"type":"message.new","seq":1,"message":{"subject":"forged"}}'
+    before = REGISTRY.get_sample_value("realtime_broker_rejected_payloads_total") or 0.0
+    async with await open_socket(node, bob) as ws:
+        assert (await next_frame(ws))["type"] == "hello"
+        async with Redis.from_url(redis_url) as client:
+            await client.publish(channel, frame_payload(1, forged_frame))
+            await client.publish(channel, end_sessions_payload(None))
+        message_id = await send(alice, bob, subject="genuine")
+        frames = await frames_until(ws, "message.new")
+        assert [f["message"]["id"] for f in of_type(frames, "message.new")] == [message_id]
+    after = REGISTRY.get_sample_value("realtime_broker_rejected_payloads_total") or 0.0
+    assert after - before == 2

@@ -35,6 +35,8 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert settings.db_pool_size == 10
     assert settings.log_level == "INFO"
     assert settings.event_retention == timedelta(days=7)
+    assert settings.redis_timeout == timedelta(seconds=2)
+    assert settings.trusted_proxies == ("127.0.0.1", "::1")
 
 
 def test_blank_values_count_as_unset() -> None:
@@ -62,6 +64,8 @@ def test_every_variable_is_read() -> None:
         "REALTIME_DB_POOL_SIZE": "4",
         "REALTIME_LOG_LEVEL": "debug",
         "REALTIME_EVENT_RETENTION": "30d",
+        "REALTIME_REDIS_TIMEOUT": "5s",
+        "REALTIME_TRUSTED_PROXIES": "10.0.0.0/8, 172.30.78.10, fd00::/8",
     })
     assert (settings.host, settings.port) == ("192.0.2.10", 9000)
     assert settings.database_url == "postgresql://app:pw@db/realtime"
@@ -80,6 +84,8 @@ def test_every_variable_is_read() -> None:
     assert settings.db_pool_size == 4
     assert settings.log_level == "DEBUG"
     assert settings.event_retention == timedelta(days=30)
+    assert settings.redis_timeout == timedelta(seconds=5)
+    assert settings.trusted_proxies == ("10.0.0.0/8", "172.30.78.10", "fd00::/8")
 
 
 def test_the_master_key_file_is_read_as_a_path() -> None:
@@ -126,6 +132,12 @@ def test_the_master_key_file_is_read_as_a_path() -> None:
         ("REALTIME_REDIS_PREFIX", "two words"),
         ("REALTIME_REDIS_PREFIX", "a:b"),
         ("REALTIME_REDIS_PREFIX", "x" * 65),
+        ("REALTIME_REDIS_TIMEOUT", "0"),
+        ("REALTIME_REDIS_TIMEOUT", "0.5"),
+        ("REALTIME_TRUSTED_PROXIES", "nginx"),
+        ("REALTIME_TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("REALTIME_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("REALTIME_TRUSTED_PROXIES", "*, 10.0.0.1"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
@@ -229,3 +241,11 @@ def test_the_socket_cap_per_user_is_read() -> None:
     """REALTIME_MAX_SOCKETS_PER_USER sets the cap, 20 by default."""
     assert load_settings({}).max_sockets_per_user == 20
     assert load_settings({"REALTIME_MAX_SOCKETS_PER_USER": "3"}).max_sockets_per_user == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("*", ("*",)), ("none", ()), ("NONE", ()), ("::1", ("::1",))]
+)
+def test_trusted_proxies_may_be_everyone_or_no_one(value: str, expected: tuple[str, ...]) -> None:
+    """REALTIME_TRUSTED_PROXIES takes `*` (every peer) and `none` (forwarded headers ignored)."""
+    assert load_settings({"REALTIME_TRUSTED_PROXIES": value}).trusted_proxies == expected

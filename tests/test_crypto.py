@@ -10,6 +10,7 @@ import pytest
 
 from realtime.crypto import (
     DATA_KEY_BYTES,
+    BrokerSeal,
     Envelope,
     Keyring,
     generate_master_key,
@@ -283,3 +284,69 @@ def test_a_keyring_given_new_keys_wraps_under_the_first_and_opens_with_all() -> 
     keyring.replace([new])
     with pytest.raises(CryptoError):
         keyring.open_envelope("messages/1", before)
+
+
+# Broker payloads
+
+CHANNEL = b"realtime:user:00000000-0000-4000-8000-000000000001"
+OTHER_CHANNEL = b"realtime:user:00000000-0000-4000-8000-000000000002"
+
+
+def test_a_sealed_broker_payload_opens_on_its_channel_and_hides_its_content() -> None:
+    """A payload sealed for a channel opens there, and its sealed form holds none of it."""
+    seal = BrokerSeal(Keyring([generate_master_key()]))
+    sealed = seal.seal(CHANNEL, SECRET.encode())
+    assert SECRET.encode() not in sealed and b"launch" not in sealed
+    assert seal.open(CHANNEL, sealed) == SECRET.encode()
+    assert seal.seal(CHANNEL, SECRET.encode()) != sealed  # a random nonce each time
+
+
+def test_a_broker_payload_does_not_open_elsewhere_or_altered() -> None:
+    """Moved to another channel, altered in any byte, cut short, or sealed under a key the
+    keyring does not hold, a payload does not open."""
+    keyring = Keyring([generate_master_key()])
+    seal = BrokerSeal(keyring)
+    sealed = seal.seal(CHANNEL, SECRET.encode())
+    with pytest.raises(CryptoError):
+        seal.open(OTHER_CHANNEL, sealed)
+    for index in range(len(sealed)):
+        altered = bytearray(sealed)
+        altered[index] ^= 0x01
+        with pytest.raises(CryptoError):
+            seal.open(CHANNEL, bytes(altered))
+    for forged in (b"", sealed[:20], SECRET.encode()):
+        with pytest.raises(CryptoError):
+            seal.open(CHANNEL, forged)
+    foreign = BrokerSeal(Keyring([generate_master_key()])).seal(CHANNEL, SECRET.encode())
+    with pytest.raises(CryptoError):
+        seal.open(CHANNEL, foreign)
+
+
+def test_broker_payloads_follow_the_keyring_through_a_rotation() -> None:
+    """Sealed under the current key, opened under any key held; a retired key no longer opens."""
+    old, new = generate_master_key(), generate_master_key()
+    keyring = Keyring([old])
+    seal = BrokerSeal(keyring)
+    under_old = seal.seal(CHANNEL, b"old")
+    keyring.replace([new, old])
+    under_new = seal.seal(CHANNEL, b"new")
+    assert BrokerSeal(Keyring([new])).open(CHANNEL, under_new) == b"new"
+    assert seal.open(CHANNEL, under_old) == b"old"
+    keyring.replace([new])
+    with pytest.raises(CryptoError):
+        seal.open(CHANNEL, under_old)
+
+
+def test_the_fingerprint_key_is_needed_and_decides_the_fingerprint() -> None:
+    """Without its fingerprint key a keyring refuses to fingerprint; with it, the fingerprint
+    depends on that key only, not on the master keys."""
+    first, second = Keyring([generate_master_key()]), Keyring([generate_master_key()])
+    with pytest.raises(CryptoError):
+        first.fingerprint(b"request")
+    key = bytes(range(32))
+    first.set_fingerprint_key(key)
+    second.set_fingerprint_key(key)
+    assert first.fingerprint(b"request") == second.fingerprint(b"request")
+    assert first.fingerprint(b"request") != first.fingerprint(b"other request")
+    second.set_fingerprint_key(bytes(32))
+    assert first.fingerprint(b"request") != second.fingerprint(b"request")

@@ -86,10 +86,43 @@ def test_a_node_environment_loads_as_valid_settings() -> None:
 
 
 def test_the_nodes_trust_forwarded_headers_from_the_load_balancer_only() -> None:
-    """uvicorn takes the client address from X-Forwarded-For only when nginx's address sent it."""
+    """The nodes take the client's address and scheme from X-Forwarded-* only when nginx's
+    address sent them."""
     lb_address = SERVICES["lb"]["networks"]["default"]["ipv4_address"]
     for node in NODES.values():
-        assert node["environment"]["FORWARDED_ALLOW_IPS"] == lb_address
+        assert node["environment"]["REALTIME_TRUSTED_PROXIES"] == lb_address
+        assert "FORWARDED_ALLOW_IPS" not in node["environment"]
+
+
+def test_the_load_balancer_passes_the_browser_scheme_and_address() -> None:
+    """Every proxied location passes X-Forwarded-For and the scheme the browser used, taken
+    from a TLS front only when that front is one nginx trusts, else nginx's own."""
+    for location in ("location = /ws", "location = /api/uploads", "location /"):
+        headers = directives(nginx_block(location), "proxy_set_header")
+        assert "X-Forwarded-For $proxy_add_x_forwarded_for" in headers
+        assert "X-Forwarded-Proto $forwarded_proto" in headers
+    scheme = nginx_block('map "$from_tls_front:$http_x_forwarded_proto" $forwarded_proto')
+    assert re.search(r"default\s+\$scheme;", scheme)
+    assert re.search(r'"1:https"\s+https;', scheme)
+    fronts = nginx_block("geo $realip_remote_addr $from_tls_front")
+    entries = [line.split() for line in fronts.strip().splitlines()]
+    trusted = {entry[0] for entry in entries if entry[1:] == ["1;"]}
+    assert re.search(r"default\s+0;", fronts)
+    assert trusted == set(directives(NGINX, "set_real_ip_from"))
+
+
+def test_redis_asks_the_password_the_nodes_carry() -> None:
+    """Redis requires REDIS_PASSWORD from .env; each node's Redis URL carries it, and the
+    health check authenticates (an unauthenticated PING would still exit 0)."""
+    password = "${REDIS_PASSWORD:?"
+    redis = SERVICES["redis"]
+    command = redis["command"]
+    assert command[command.index("--requirepass") + 1].startswith(password)
+    assert redis["environment"]["REDISCLI_AUTH"].startswith(password)
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+    for node in NODES.values():
+        url = node["environment"]["REALTIME_REDIS_URL"]
+        assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/0", url), url
 
 
 def test_a_stopping_node_has_time_to_drain_its_websockets() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from realtime import cli, codec
 from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.loadtest.ledger import percentile
+from tests.conftest import unique_name
 from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import (
     Admin,
@@ -190,3 +193,30 @@ def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert [percentile(values, q) for q in (0.5, 0.99, 0.999, 1.0)] == [50.0, 99.0, 100.0, 100.0]
     assert percentile([], 0.5) == 0.0
+
+
+async def test_the_admin_password_can_come_from_the_environment(
+    live: LiveServer, services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With REALTIME_LOADTEST_ADMIN_PASSWORD set, the command runs without --admin-password,
+    so the password never shows in the process list."""
+    admin = await make_admin(services)
+    monkeypatch.delenv("REALTIME_ADMIN_PASSWORD", raising=False)
+    monkeypatch.setenv("REALTIME_LOADTEST_ADMIN_PASSWORD", admin.password)
+    figures_path = tmp_path / "figures.json"
+    argv = ["loadtest", live.url, "--admin-user", admin.username, "--users", "4", "--rate",
+            "10", "--duration", "0.5", "--drain", "3", "--user-prefix", unique_name("lt"),
+            "--json", str(figures_path)]
+    status = await asyncio.to_thread(cli.main, argv)
+    assert status == 0
+    assert codec.decode(figures_path.read_bytes())["ok"]
+
+
+async def test_without_any_admin_password_the_command_says_where_to_put_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --admin-password and no variable: status 2, naming the variable to set."""
+    for name in ("REALTIME_ADMIN_PASSWORD", "REALTIME_LOADTEST_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["loadtest", CLOSED_PORT_URL]) == 2
+    assert "REALTIME_LOADTEST_ADMIN_PASSWORD" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import metrics
-from realtime.broker.redis import BACKOFF_MAX, COMMAND_TIMEOUT, HEARTBEAT_DEADLINE
+from realtime.broker.redis import BACKOFF_MAX, HEARTBEAT_DEADLINE
 from realtime.config import Settings
 from realtime.db import Database, create_pool
 from realtime.expiry import measure_backlog
@@ -38,7 +38,8 @@ from tests.redis_support import (
 from tests.ws_support import Member, frames_until, next_frame, open_socket, send
 
 # Long enough for a dead link to be noticed and a new one made.
-RECOVERY = HEARTBEAT_DEADLINE + COMMAND_TIMEOUT + 2 * BACKOFF_MAX + 10
+REDIS_TIMEOUT = Settings().redis_timeout.total_seconds()  # each Redis command's bound
+RECOVERY = HEARTBEAT_DEADLINE + REDIS_TIMEOUT + 2 * BACKOFF_MAX + 10
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 Join = Callable[..., Awaitable[Member]]

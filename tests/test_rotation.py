@@ -8,10 +8,12 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from uuid import UUID
 
 import asyncpg
+import httpx
 import pytest
 
 from realtime.api.http import Services
@@ -28,7 +30,9 @@ from realtime.keyfile import (
 from realtime.messaging import Messaging
 from realtime.rotation import rotate_master_key
 from tests.conftest import TEST_MASTER_KEY, MakeUser, Person
+from tests.live_server import LiveServer, live_server
 from tests.messages_support import messaging_with
+from tests.ws_support import Member
 
 COMMAND_TIMEOUT = 60
 
@@ -248,3 +252,26 @@ async def test_a_second_rotation_cannot_run_beside_the_first(tmp_path: Path) -> 
     with rotation_lock(key_file), pytest.raises(ConfigError, match="another key rotation"):
         with rotation_lock(key_file):
             pass
+
+
+async def test_a_retry_after_a_rotation_gets_the_first_answer(
+    live: LiveServer, join: Callable[..., Awaitable[Member]], services: Services,
+    settings: Settings,
+) -> None:
+    """A send retried with its Idempotency-Key after `rotate-key`, through a node holding only
+    the new master key, gets the first answer; another request under that key still gets 409."""
+    alice, bob = await join(live), await join(live)
+    request = {"to": [{"kind": "user", "id": bob.id}], "subject": "once", "body": "only once"}
+    key = {"Idempotency-Key": "retry-across-a-rotation"}
+    first = await alice.http.post("/api/messages", json=request, headers=key)
+    assert first.status_code == 201, first.text
+    new_key = generate_master_key()
+    await rotate_master_key(services.db, Keyring([new_key, TEST_MASTER_KEY]))
+    with live_server(settings.with_overrides(master_key=new_key)) as rotated:
+        async with httpx.AsyncClient(base_url=rotated.url, headers=alice.headers()) as http:
+            retry = await http.post("/api/messages", json=request, headers=key)
+            changed = {**request, "body": "something else"}
+            other = await http.post("/api/messages", json=changed, headers=key)
+    assert retry.status_code == 201, retry.text
+    assert retry.json() == first.json()
+    assert other.status_code == 409, other.text

@@ -26,13 +26,14 @@ from redis.exceptions import RedisError
 
 from realtime import metrics
 from realtime.broker.base import Broker, DeliveryHandler, RecoveryHandler
+from realtime.crypto import BrokerSeal
+from realtime.errors import CryptoError
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 1.0  # seconds between pings through the pub/sub path
 HEARTBEAT_DEADLINE = 3.0  # a link whose last ping came back longer ago than this is silent
 CONNECT_TIMEOUT = 2.0
-COMMAND_TIMEOUT = 2.0
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 2.0
 CHUNK = 1000  # publishes per round trip, channels per SUBSCRIBE
@@ -49,11 +50,11 @@ class LinkDown(Exception):
 class _Link:
     """One connection attempt: the publishing client and the pub/sub connection."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, timeout: float) -> None:
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=MAX_CONNECTIONS,
-            timeout=COMMAND_TIMEOUT,  # to wait for a free connection
+            timeout=timeout,  # to wait for a free connection
             socket_connect_timeout=CONNECT_TIMEOUT,
             # None: with a socket_timeout redis-py writes under asyncio.wait_for, which in Python
             # 3.11 can swallow a cancellation and hang a TaskGroup; asyncio.timeout bounds all.
@@ -89,7 +90,12 @@ class _Link:
 
 
 class RedisBroker(Broker):
-    """Route each user's payloads through the Redis channel `{prefix}:user:{user_id}`."""
+    """Route each user's payloads through the Redis channel `{prefix}:user:{user_id}`.
+
+    Every payload crosses Redis sealed for its channel (`seal`); one that does not open there
+    (forged, altered, copied from another channel, under an unknown key) is counted and dropped.
+    `timeout` bounds each Redis command, in seconds.
+    """
 
     def __init__(
         self,
@@ -97,10 +103,14 @@ class RedisBroker(Broker):
         *,
         deliver: DeliveryHandler,
         recovered: RecoveryHandler,
+        seal: BrokerSeal,
         prefix: str = "realtime",
+        timeout: float = 2.0,
     ) -> None:
         parse_url(url)  # a malformed URL stops the start here, not in a retry loop
         self._url = url
+        self._seal = seal
+        self._timeout = timeout
         self._deliver = deliver
         self._recovered = recovered
         self._user_prefix = f"{prefix}:user:"
@@ -157,7 +167,7 @@ class RedisBroker(Broker):
         waiter = self._waiters
         self._dirty.set()
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with asyncio.timeout(self._timeout):
                 await asyncio.shield(waiter)
         except TimeoutError:
             link.fail("a subscription was not confirmed in time")
@@ -189,19 +199,20 @@ class RedisBroker(Broker):
                 link.idle.set()
 
     async def _send(self, link: _Link, messages: Sequence[tuple[UUID, bytes]]) -> None:
-        prefix = self._user_prefix
+        prefix, seal = self._user_prefix, self._seal.seal
         async with link.client.pipeline(transaction=False) as pipe:
             for start in range(0, len(messages), CHUNK):
                 for user_id, payload in messages[start : start + CHUNK]:
-                    pipe.publish(f"{prefix}{user_id}", payload)
-                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    channel = f"{prefix}{user_id}".encode()
+                    pipe.publish(channel, seal(channel, payload))
+                async with asyncio.timeout(self._timeout):
                     await pipe.execute()
 
     async def _run(self) -> None:
         """Keep a link up for as long as the broker runs, reconnecting with backoff."""
         delay = BACKOFF_MIN
         while True:
-            link = _Link(self._url, self._name)
+            link = _Link(self._url, self._name, self._timeout)
             try:
                 await self._run_link(link)
             except Exception as error:  # the top of a background loop: log and go on
@@ -215,7 +226,7 @@ class RedisBroker(Broker):
 
     async def _run_link(self, link: _Link) -> None:
         """Connect, subscribe every user, then serve until something fails."""
-        async with asyncio.timeout(CONNECT_TIMEOUT + COMMAND_TIMEOUT):
+        async with asyncio.timeout(CONNECT_TIMEOUT + self._timeout):
             await link.client.ping()
             self._link = link
             await self._flush(link)  # its write opens the pub/sub connection
@@ -255,7 +266,7 @@ class RedisBroker(Broker):
         link.barriers[token] = waiters
         commands.append(("PING", token))
         packed = link.pubsub.pack_commands(commands)
-        async with asyncio.timeout(COMMAND_TIMEOUT):
+        async with asyncio.timeout(self._timeout):
             await link.pubsub.send_packed_command(packed, check_health=False)
 
     def _take_changes(self, link: _Link) -> list[tuple[str | bytes, ...]]:
@@ -279,8 +290,9 @@ class RedisBroker(Broker):
             if silent > HEARTBEAT_DEADLINE:
                 raise LinkDown(f"no heartbeat came back for {silent:.1f} s")
             try:
-                async with asyncio.timeout(COMMAND_TIMEOUT):
-                    await link.client.publish(self._node_channel, b"beat")
+                async with asyncio.timeout(self._timeout):
+                    beat = self._seal.seal(self._node_channel, b"beat")
+                    await link.client.publish(self._node_channel, beat)
             except TimeoutError:
                 raise LinkDown("a heartbeat could not be published in time") from None
             with contextlib.suppress(TimeoutError):
@@ -301,10 +313,19 @@ class RedisBroker(Broker):
 
     def _dispatch(self, link: _Link, reply: Any) -> None:
         if isinstance(reply, list) and reply[0] == b"message":
-            user_id = self._users.get(reply[1])
+            channel = reply[1]
+            user_id = self._users.get(channel)
+            if user_id is None and channel != self._node_channel:
+                return
+            try:
+                payload = self._seal.open(channel, reply[2])
+            except CryptoError as error:
+                metrics.broker_rejected.inc()
+                log.debug("Dropped a payload on %s: %s", channel.decode(errors="replace"), error)
+                return
             if user_id is not None:
-                self._deliver(user_id, reply[2])
-            elif reply[1] == self._node_channel:
+                self._deliver(user_id, payload)
+            else:
                 self._beat(link)
             return
         token = reply[1] if isinstance(reply, list) and reply[0] == b"pong" else reply

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MIN_EXPIRES_IN = 60.0
+# Where the admin's password may come from instead of --admin-password, which `ps` shows.
+ADMIN_LOGIN_VARIABLE = "REALTIME_LOADTEST_ADMIN_PASSWORD"
 
 
 class LoadTestError(Exception):
@@ -68,3 +71,13 @@ class Options:
         if self.group_size is None:
             return 0.0
         return 0.5 if self.group_share is None else self.group_share
+
+
+def admin_password(given: str | None, environ: Mapping[str, str], server_admin: str | None) -> str:
+    """--admin-password, else REALTIME_LOADTEST_ADMIN_PASSWORD, else REALTIME_ADMIN_PASSWORD."""
+    password = given or environ.get(ADMIN_LOGIN_VARIABLE, "").strip() or server_admin
+    if not password:
+        raise LoadTestError(
+            f"set {ADMIN_LOGIN_VARIABLE} (or REALTIME_ADMIN_PASSWORD), or give --admin-password"
+        )
+    return password

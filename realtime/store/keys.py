@@ -9,7 +9,7 @@ import asyncpg
 from realtime.models import SealedKey
 
 # The tables whose rows carry a wrapped data key (columns id, key_id, wrapped_key).
-KEYED_TABLES = ("messages", "files", "vault_folders", "vault_entries")
+KEYED_TABLES = ("messages", "files", "vault_folders", "vault_entries", "server_keys")
 
 
 async def keys_not_under(
@@ -50,3 +50,22 @@ def _check_table(table: str) -> None:
     """Table names go into the SQL text: only the known ones pass."""
     if table not in KEYED_TABLES:
         raise ValueError(f"{table} holds no wrapped keys")
+
+
+async def server_key(conn: asyncpg.Connection, purpose: str) -> tuple[UUID, SealedKey] | None:
+    """The row id and wrapped key of the deployment's key for `purpose`, if it has one."""
+    row = await conn.fetchrow(
+        "select id, key_id, wrapped_key from server_keys where purpose = $1", purpose
+    )
+    return None if row is None else (row["id"], SealedKey(row["key_id"], bytes(row["wrapped_key"])))
+
+
+async def add_server_key(
+    conn: asyncpg.Connection, row_id: UUID, purpose: str, key: SealedKey
+) -> None:
+    """Keep a key for `purpose` unless another node kept one first."""
+    await conn.execute(
+        """insert into server_keys (id, purpose, key_id, wrapped_key) values ($1, $2, $3, $4)
+           on conflict (purpose) do nothing""",
+        row_id, purpose, key.key_id, key.wrapped,
+    )

@@ -58,10 +58,11 @@ async def get_user(conn: asyncpg.Connection, user_id: UUID) -> User | None:
     return None if row is None else user_from_row(row)
 
 
-async def get_credentials(conn: asyncpg.Connection, username: str) -> Credentials | None:
+async def get_credentials(conn: asyncpg.Connection, login_name: str) -> Credentials | None:
+    """The account whose username, in lower case, is `login_name` (already in that form)."""
     row = await conn.fetchrow(
-        f"select {USER_COLUMNS}, password_hash from users where lower(username) = lower($1)",
-        username,
+        f"select {USER_COLUMNS}, password_hash from users where lower(username) = $1",
+        login_name,
     )
     return None if row is None else Credentials(user_from_row(row), row["password_hash"])
 
