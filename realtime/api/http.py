@@ -120,7 +120,7 @@ def error_response(exc: RealtimeError) -> Response:
     message = RealtimeError.default_message if exc.status >= 500 else exc.message
     detail: dict[str, Any] = {"code": exc.code, "message": message}
     headers: dict[str, str] = {}
-    if isinstance(exc, InvalidInput) and exc.fields:
+    if isinstance(exc, InvalidInput | TooLarge) and exc.fields:
         detail["fields"] = exc.fields
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
