@@ -12,7 +12,7 @@ import contextlib
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -74,11 +74,13 @@ class Files:
 
     async def upload(
         self, owner: User, name: str, stated_type: str | None, body: AsyncIterable[bytes],
-        *, declared: int | None = None,
+        *, declared: int | None = None, left: Callable[[], Awaitable[bool]] | None = None,
     ) -> FileInfo:
         """Store a file as its body arrives, within the owner's budgets; a body past
         MAX_FILE_BYTES, shorter or longer than `declared`, silent for too long or cut off
-        keeps nothing, and its reservation of the bytes in flight goes at once."""
+        keeps nothing, and its reservation of the bytes in flight goes at once. `left` tells
+        whether the client went away (bytes past its length end the connection): asked once the
+        body is stored, before the file is kept."""
         if declared is not None and declared > MAX_FILE_BYTES:
             raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
         async with self._db.connection() as conn:
@@ -87,7 +89,7 @@ class Files:
             raise self._over_stored()
         reservation = await self._reserve(owner, MAX_FILE_BYTES if declared is None else declared)
         try:
-            upload = _Upload(self, owner, stated_type, declared, stored, reservation)
+            upload = _Upload(self, owner, stated_type, declared, stored, reservation, left)
             return await upload.store(file_name(name), _paced(body, self._limits.idle_timeout))
         finally:
             with contextlib.suppress(*UNAVAILABLE):  # else its lease runs out by itself
@@ -179,7 +181,7 @@ class _Upload:
 
     def __init__(
         self, files: Files, owner: User, stated_type: str | None, declared: int | None,
-        stored: int, reservation: UUID,
+        stored: int, reservation: UUID, left: Callable[[], Awaitable[bool]] | None,
     ) -> None:
         self._files = files
         self._owner = owner
@@ -187,6 +189,7 @@ class _Upload:
         self._declared = declared
         self._room = files._limits.stored_bytes - stored
         self._reservation = reservation
+        self._left = left
         self._extended = time.monotonic()
         self.file_id = uuid.uuid4()
 
@@ -204,6 +207,8 @@ class _Upload:
                 raise InvalidInput(
                     "the body is not as long as its Content-Length", {"body": "cut short"}
                 )
+            if self._left is not None and await self._left():
+                raise InvalidInput("the client went away before the upload ended")
             content_type = checked_type(self._stated_type, head)
             await files._finish(self._owner, self.file_id, size=size, chunk_count=chunks,
                                 content_type=content_type)

@@ -32,7 +32,7 @@ async def upload(call: Call) -> Response:
     try:
         info = await call.services.files.upload(
             call.user, name, request.headers.get("content-type"), request.stream(),
-            declared=declared,
+            declared=declared, left=request.is_disconnected,
         )
     except ClientDisconnect:  # nothing was kept; nobody is left to answer
         return Response(status_code=400)
