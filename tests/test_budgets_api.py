@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from realtime.config import Settings
+from realtime.config import Settings, load_settings
+from realtime.errors import ConfigError
 from tests.conftest import log_in
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error, send, user
@@ -85,3 +87,24 @@ async def test_an_answered_retry_spends_nothing_and_still_answers_when_the_budge
     assert_error(await send(alice, [user(bob)]), 429, "rate_limited")
     late = await send(alice, [user(bob)], key="retry-me")
     assert (late.status_code, late.json()["id"]) == (201, first.json()["id"])
+
+
+def test_the_budgets_are_read_from_the_environment_and_bad_values_stop_the_start() -> None:
+    """Every budget's REALTIME_* setting is read; a value out of range names its variable."""
+    settings = load_settings({
+        "REALTIME_SENDS_PER_MINUTE": "5", "REALTIME_UPLOAD_BYTES_IN_FLIGHT": "1000",
+        "REALTIME_STORED_BYTES_PER_USER": "2000", "REALTIME_UPLOAD_IDLE_TIMEOUT": "10s",
+        "REALTIME_VAULT_MAX_ENTRIES": "7", "REALTIME_VAULT_MAX_FOLDERS": "8",
+        "REALTIME_VAULT_MAX_DEPTH": "9", "REALTIME_FOLDER_COPY_MAX_BYTES": "4096",
+    })
+    assert (settings.sends_per_minute, settings.upload_bytes_in_flight,
+            settings.stored_bytes_per_user, settings.upload_idle_timeout) == (
+        5, 1000, 2000, timedelta(seconds=10))
+    assert (settings.vault_max_entries, settings.vault_max_folders, settings.vault_max_depth,
+            settings.folder_copy_max_bytes) == (7, 8, 9, 4096)
+    defaults = load_settings({})
+    assert (defaults.sends_per_minute, defaults.vault_max_depth) == (60, 20)
+    for name, value in (("REALTIME_VAULT_MAX_DEPTH", "101"), ("REALTIME_SENDS_PER_MINUTE", "0"),
+                        ("REALTIME_UPLOAD_BYTES_IN_FLIGHT", "lots")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})

@@ -217,3 +217,14 @@ async def test_a_body_that_stalls_is_abandoned_with_400_and_keeps_nothing(
     assert "body" in body["error"]["fields"]
     await nothing_kept(raw_db, alice)
     assert (await upload(alice, b"x")).status_code == 201
+
+
+async def test_simultaneous_uploads_cannot_pass_the_stored_limit_together(
+    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+) -> None:
+    """Two uploads that each fit the stored bytes limit but not together, sent at once: one is
+    kept and the other is 413, keeping nothing."""
+    alice = await join(node)
+    answers = await asyncio.gather(*(upload(alice, os.urandom(STORED // 2 + 1)) for _ in "ab"))
+    assert sorted(a.status_code for a in answers) == [201, 413]
+    assert await kept(raw_db, alice) == (1, 2, 0)
