@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 
+from realtime.api.http import Services
 from realtime.config import Settings
+from realtime.crypto import Keyring
+from realtime.files import Files
+from realtime.vault import Vault
+from realtime.vault_limits import VaultLimits
+from tests.conftest import TEST_MASTER_KEY
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error, assert_invalid, send, user
 from tests.vault_support import new_entry, new_folder
@@ -207,18 +212,18 @@ async def test_the_attachments_of_one_send_together_hold_at_most_one_copys_size(
 
 
 async def test_a_chain_of_130_nested_folders_attached_is_400_naming_the_depth(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, join: Any, services: Services, raw_db: asyncpg.Connection
 ) -> None:
-    """130 nested folders written straight into the database, attached to a message: a 400
-    naming the depth limit on `folder_id`, never a 500; nothing is sent."""
+    """130 nested folders (made where the depth limit was raised), attached to a message: a
+    400 naming the depth limit on `folder_id`, never a 500; nothing is sent."""
     alice, bob = await join(node), await join(node)
-    ids = [uuid.uuid4() for _ in range(130)]
-    await raw_db.executemany(
-        """insert into vault_folders (id, owner_id, parent_id, key_id, wrapped_key, name)
-           values ($1, $2::uuid, $3, 'k', '\\x00', '\\x00')""",
-        [(folder, alice.id, ids[n - 1] if n else None) for n, folder in enumerate(ids)],
-    )
-    top = {"kind": "folder", "folder_id": str(ids[0])}
+    owner = (await services.accounts.authenticate(alice.token)).user
+    keyring = Keyring([TEST_MASTER_KEY])
+    roomy = Vault(services.db, keyring, Files(services.db, keyring), VaultLimits(max_depth=200))
+    chain = [(await roomy.create_folder(owner, "level 1", None)).id]
+    for level in range(2, 131):
+        chain.append((await roomy.create_folder(owner, f"level {level}", chain[-1])).id)
+    top = {"kind": "folder", "folder_id": str(chain[0])}
     answer = await send(alice, [user(bob)], attachments=[top])
     assert_invalid(answer, "folder_id")
     assert f"{DEPTH} levels" in answer.json()["error"]["fields"]["folder_id"]
