@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from realtime.api.http import Services
 from realtime.config import Settings
+from realtime.expiry import purge_once
 from realtime.files import MAX_FILE_BYTES
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error
@@ -228,3 +230,28 @@ async def test_simultaneous_uploads_cannot_pass_the_stored_limit_together(
     answers = await asyncio.gather(*(upload(alice, os.urandom(STORED // 2 + 1)) for _ in "ab"))
     assert sorted(a.status_code for a in answers) == [201, 413]
     assert await kept(raw_db, alice) == (1, 2, 0)
+
+
+async def test_the_bytes_of_a_node_that_died_mid_upload_are_freed_when_its_lease_ends(
+    node: LiveServer, join: Any, services: Services, raw_db: asyncpg.Connection
+) -> None:
+    """An upload in flight left behind by a dead node holds the user's bytes until its lease
+    ends; then they are free again, and the hourly purge forgets it."""
+    alice = await join(node)
+    await raw_db.execute(
+        """insert into upload_reservations (id, user_id, bytes, expires_at)
+           values (gen_random_uuid(), $1::uuid, $2, now() + interval '1 minute')""",
+        alice.id, IN_FLIGHT,
+    )
+    assert_error(await upload(alice, b"x"), 429, "rate_limited")
+    await raw_db.execute(
+        "update upload_reservations set expires_at = now() - interval '1 second'"
+    )
+    assert (await upload(alice, b"x")).status_code == 201
+    await raw_db.execute(
+        """insert into upload_reservations (id, user_id, bytes, expires_at)
+           values (gen_random_uuid(), $1::uuid, 1, now() - interval '1 second')""",
+        alice.id,
+    )
+    assert (await purge_once(services.db, services.settings)).upload_reservations == 1
+    assert await kept(raw_db, alice) == (1, 1, 0)

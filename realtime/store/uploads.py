@@ -38,3 +38,9 @@ async def extend(conn: asyncpg.Connection, reservation_id: UUID, lease: timedelt
 
 async def release(conn: asyncpg.Connection, reservation_id: UUID) -> None:
     await conn.execute("delete from upload_reservations where id = $1", reservation_id)
+
+
+async def purge_lapsed(conn: asyncpg.Connection) -> int:
+    """Forget the uploads in flight of nodes that died: their lease ran out."""
+    status = await conn.execute("delete from upload_reservations where expires_at < now()")
+    return int(status.split()[-1])
