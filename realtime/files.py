@@ -86,10 +86,13 @@ class Files:
         async with self._db.connection() as conn:
             stored = await file_store.stored_bytes(conn, owner.id)
         if stored + (declared or 0) > self._limits.stored_bytes:
-            raise self._over_stored()
+            raise over_stored(self._limits.stored_bytes)
         reservation = await self._reserve(owner, MAX_FILE_BYTES if declared is None else declared)
         try:
-            upload = _Upload(self, owner, stated_type, declared, stored, reservation, left)
+            upload = _Upload(
+                self._db, self._keyring, self._limits, owner=owner, reservation=reservation,
+                stated_type=stated_type, declared=declared, stored=stored, left=left,
+            )
             return await upload.store(file_name(name), _paced(body, self._limits.idle_timeout))
         finally:
             with contextlib.suppress(*UNAVAILABLE):  # else its lease runs out by itself
@@ -110,40 +113,9 @@ class Files:
             await upload_store.reserve(conn, reservation, owner.id, size, RESERVATION_LEASE)
         return reservation
 
-    async def _extend(self, reservation: UUID) -> None:
-        async with self._db.connection() as conn:
-            await upload_store.extend(conn, reservation, RESERVATION_LEASE)
-
     async def _release(self, reservation: UUID) -> None:
         async with self._db.connection() as conn:
             await upload_store.release(conn, reservation)
-
-    def _over_stored(self) -> TooLarge:
-        return TooLarge(
-            f"over the stored bytes limit: the files one user keeps hold at most "
-            f"{self._limits.stored_bytes} bytes"
-        )
-
-    async def _finish(
-        self, owner: User, file_id: UUID, *, size: int, chunk_count: int, content_type: str
-    ) -> None:
-        """Mark the file complete if the owner's stored bytes stay within the budget, checked
-        under their lock so that simultaneous uploads cannot pass it together."""
-        async with self._db.transaction() as conn:
-            await budget_store.lock_owner(conn, "stored", owner.id)
-            if await file_store.stored_bytes(conn, owner.id) + size > self._limits.stored_bytes:
-                raise self._over_stored()
-            await file_store.finish_file(
-                conn, file_id, size=size, chunk_count=chunk_count, content_type=content_type
-            )
-
-    async def _put(self, file_id: UUID, n: int, sealed: bytes) -> None:
-        async with self._db.connection() as conn:
-            await file_store.put_chunk(conn, file_id, n, sealed)
-
-    async def _discard(self, file_id: UUID) -> None:
-        async with self._db.connection() as conn:
-            await file_store.delete_file(conn, file_id)
 
     async def own_upload(self, owner: User, upload_id: UUID) -> SealedFile:
         """An upload of this user's, to attach; anyone else's is not found."""
@@ -180,23 +152,25 @@ class _Upload:
     """One upload: its body sealed chunk by chunk as it arrives, at most one chunk held."""
 
     def __init__(
-        self, files: Files, owner: User, stated_type: str | None, declared: int | None,
-        stored: int, reservation: UUID, left: Callable[[], Awaitable[bool]] | None,
+        self, db: Database, keyring: Keyring, limits: UploadLimits, *, owner: User,
+        reservation: UUID, stated_type: str | None, declared: int | None, stored: int,
+        left: Callable[[], Awaitable[bool]] | None,
     ) -> None:
-        self._files = files
+        self._db = db
+        self._keyring = keyring
+        self._limits = limits
         self._owner = owner
+        self._reservation = reservation
         self._stated_type = stated_type
         self._declared = declared
-        self._room = files._limits.stored_bytes - stored
-        self._reservation = reservation
+        self._room = limits.stored_bytes - stored  # of the owner's stored bytes
         self._left = left
         self._extended = time.monotonic()
         self.file_id = uuid.uuid4()
 
     async def store(self, name: str, body: AsyncIterable[bytes]) -> FileInfo:
-        files = self._files
-        envelope, key = files._keyring.new_envelope(row_name("files", self.file_id))
-        async with files._db.connection() as conn:
+        envelope, key = self._keyring.new_envelope(row_name("files", self.file_id))
+        async with self._db.connection() as conn:
             await file_store.create_file(
                 conn, file_id=self.file_id, owner_id=self._owner.id, key=key,
                 name=envelope.seal("name", name), content_type=NEUTRAL_TYPE,
@@ -210,11 +184,10 @@ class _Upload:
             if self._left is not None and await self._left():
                 raise InvalidInput("the client went away before the upload ended")
             content_type = checked_type(self._stated_type, head)
-            await files._finish(self._owner, self.file_id, size=size, chunk_count=chunks,
-                                content_type=content_type)
+            await self._finish(size=size, chunk_count=chunks, content_type=content_type)
         except BaseException:
             with contextlib.suppress(*UNAVAILABLE):  # else the hourly purge takes it
-                await asyncio.shield(files._discard(self.file_id))
+                await asyncio.shield(self._discard())
             raise
         return FileInfo(self.file_id, name, content_type, size)
 
@@ -234,11 +207,11 @@ class _Upload:
                 with memoryview(pending) as view, view[:CHUNK_BYTES] as chunk:
                     sealed = envelope.seal_chunk(chunks, chunk)
                 pending = pending[CHUNK_BYTES:]  # the full buffer goes before the write
-                await self._files._put(self.file_id, chunks, sealed)
+                await self._put(chunks, sealed)
                 del sealed
                 chunks += 1
         if pending or not chunks:
-            await self._files._put(self.file_id, chunks, envelope.seal_chunk(chunks, pending))
+            await self._put(chunks, envelope.seal_chunk(chunks, pending))
             chunks += 1
         return size, chunks, head
 
@@ -249,10 +222,37 @@ class _Upload:
         if self._declared is not None and size > self._declared:
             raise InvalidInput("the body is longer than its Content-Length", {"body": "too long"})
         if size > self._room:
-            raise self._files._over_stored()
+            raise over_stored(self._limits.stored_bytes)
         if time.monotonic() - self._extended > RESERVATION_LEASE.total_seconds() / 5:
             self._extended = time.monotonic()
-            await self._files._extend(self._reservation)
+            async with self._db.connection() as conn:
+                await upload_store.extend(conn, self._reservation, RESERVATION_LEASE)
+
+    async def _put(self, n: int, sealed: bytes) -> None:
+        async with self._db.connection() as conn:
+            await file_store.put_chunk(conn, self.file_id, n, sealed)
+
+    async def _discard(self) -> None:
+        async with self._db.connection() as conn:
+            await file_store.delete_file(conn, self.file_id)
+
+    async def _finish(self, *, size: int, chunk_count: int, content_type: str) -> None:
+        """Mark the file complete if the owner's stored bytes stay within the budget, checked
+        under their lock so that simultaneous uploads cannot pass it together."""
+        limit = self._limits.stored_bytes
+        async with self._db.transaction() as conn:
+            await budget_store.lock_owner(conn, "stored", self._owner.id)
+            if await file_store.stored_bytes(conn, self._owner.id) + size > limit:
+                raise over_stored(limit)
+            await file_store.finish_file(
+                conn, self.file_id, size=size, chunk_count=chunk_count, content_type=content_type
+            )
+
+
+def over_stored(limit: int) -> TooLarge:
+    return TooLarge(
+        f"over the stored bytes limit: the files one user keeps hold at most {limit} bytes"
+    )
 
 
 async def _paced(body: AsyncIterable[bytes], idle_timeout: float) -> AsyncIterator[bytes]:
