@@ -35,7 +35,7 @@ from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
 from realtime.events import EventLog
 from realtime.expiry import Expirer
-from realtime.files import Files
+from realtime.files import Files, UploadLimits
 from realtime.frames import Frames
 from realtime.groups import Groups
 from realtime.hub import Hub, end_sessions_payload
@@ -46,6 +46,7 @@ from realtime.publisher import Publisher
 from realtime.rotation import load_fingerprint_key
 from realtime.store import sessions as session_store
 from realtime.vault import Vault
+from realtime.vault_limits import VaultLimits
 from realtime.ws import Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,14 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
                 announce_first_admin(generated)
-            files = Files(db, keyring)
-            vault = Vault(db, keyring, files)
+            budgets = Budgets(db)
+            files = Files(db, keyring, upload_limits(settings))
+            vault = Vault(db, keyring, files, vault_limits(settings))
             attachments = Attachments(db, keyring, vault, files)
-            messaging = Messaging(db, keyring, attachments)
+            messaging = Messaging(
+                db, keyring, attachments,
+                budgets=budgets, sends_per_minute=settings.sends_per_minute,
+            )
             app.state.live = await start_live_delivery(
                 stack, settings, db, accounts, messaging, keyring
             )
@@ -138,7 +143,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 vault=vault,
                 files=files,
                 attachments=attachments,
-                budgets=Budgets(db),
+                budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
             )
             yield
@@ -156,6 +161,23 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
     app.state.openapi = api.openapi_document(package_version())
     app.add_middleware(ResponseHeaders)
     return app
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        in_flight_bytes=settings.upload_bytes_in_flight,
+        stored_bytes=settings.stored_bytes_per_user,
+        idle_timeout=settings.upload_idle_timeout.total_seconds(),
+    )
+
+
+def vault_limits(settings: Settings) -> VaultLimits:
+    return VaultLimits(
+        max_entries=settings.vault_max_entries,
+        max_folders=settings.vault_max_folders,
+        max_depth=settings.vault_max_depth,
+        copy_max_bytes=settings.folder_copy_max_bytes,
+    )
 
 
 def client_routes() -> list[BaseRoute]:

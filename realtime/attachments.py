@@ -14,7 +14,7 @@ from realtime import codec
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import Connection, Database
 from realtime.drafts import AttachmentRequest
-from realtime.errors import NotFound
+from realtime.errors import NotFound, TooLarge
 from realtime.files import Download, Files
 from realtime.models import (
     AttachmentInfo,
@@ -33,12 +33,12 @@ from realtime.vault import EntryCopy, FolderCopy, Saved, Vault
 
 @dataclass(frozen=True)
 class Prepared:
-    """An attachment resolved at send time, before it is sealed: its copy, its file."""
+    """An attachment resolved at send time, before it is sealed: its copy as JSON, its file."""
 
     kind: AttachmentKind
     name: str
     size: int | None
-    content: dict[str, Any] | None
+    content: bytes | None
     file_id: UUID | None
     file_ids: tuple[UUID, ...]
     items: int = 1  # entries and folders in a copy: how long sealing it takes
@@ -64,8 +64,21 @@ class Attachments:
         self, conn: Connection, sender: User, requests: Sequence[AttachmentRequest]
     ) -> list[Prepared]:
         """Take the copies on the send's own connection (never a second one from the pool):
-        only the sender's own entries, folders and uploads are found."""
-        return [await self._prepare(conn, sender, request) for request in requests]
+        only the sender's own entries, folders and uploads are found. The copies of one send
+        together hold at most the size of one folder copy: past it, the send is refused before
+        any further copy is taken."""
+        limit = self._vault.limits.copy_max_bytes
+        prepared, total = [], 0
+        for request in requests:
+            item = await self._prepare(conn, sender, request)
+            total += len(item.content or b"")
+            if total > limit:
+                raise TooLarge(
+                    f"the attachments are too large: together at most {limit} bytes sealed",
+                    {"attachments": f"at most {limit} bytes sealed"},
+                )
+            prepared.append(item)
+        return prepared
 
     async def _prepare(
         self, conn: Connection, sender: User, request: AttachmentRequest
@@ -73,16 +86,21 @@ class Attachments:
         kind = request.kind
         if kind is AttachmentKind.CREDENTIAL:
             fields = request.credential or EntryFields(title="")
-            return Prepared(kind, fields.title, None, asdict(fields), None, ())
+            return Prepared(kind, fields.title, None, codec.encode(asdict(fields)), None, ())
         assert request.ref is not None, "an entry, folder or file attachment names its source"
         if kind is AttachmentKind.ENTRY:
             copy = await self._vault.copy_entry(conn, sender, request.ref)
             file_ids = () if copy.file is None else (copy.file.id,)
             size = None if copy.file is None else copy.file.size
-            return Prepared(kind, copy.fields.title, size, entry_json(copy), None, file_ids)
+            content = codec.encode(entry_json(copy))
+            return Prepared(kind, copy.fields.title, size, content, None, file_ids)
         if kind is AttachmentKind.FOLDER:
             tree = await self._vault.copy_folder(conn, sender, request.ref)
-            content = await codec.off_loop(lambda: folder_json(tree), items=tree.count())
+            content = await codec.off_loop(
+                lambda: codec.encode(folder_json(tree)), items=tree.count()
+            )
+            if len(content) > self._vault.limits.copy_max_bytes:
+                raise self._vault.limits.copy_too_large()
             return Prepared(
                 kind, tree.name, None, content, None, tuple(tree.file_ids()), tree.count()
             )
@@ -93,7 +111,7 @@ class Attachments:
         self, conn: Connection, message_id: UUID, envelope: Envelope, prepared: Sequence[Prepared]
     ) -> None:
         """Seal and store the attachments, inside the send's transaction; a large folder copy
-        is encoded and sealed in a worker thread."""
+        is sealed in a worker thread."""
         sealed = [
             await codec.off_loop(partial(_seal, envelope, message_id, item), items=item.items)
             for item in prepared
@@ -184,7 +202,7 @@ def _seal(envelope: Envelope, message_id: UUID, item: Prepared) -> SealedAttachm
         name=envelope.seal(f"attachment/{attachment_id}/name", item.name),
         size=item.size,
         content=None if item.content is None else envelope.seal(
-            f"attachment/{attachment_id}/content", codec.encode(item.content)
+            f"attachment/{attachment_id}/content", item.content
         ),
         file_id=item.file_id,
     )

@@ -54,6 +54,15 @@ class Settings:
     event_retention: timedelta = timedelta(days=7)
     ws_compression: bool = False
     log_level: str = "INFO"
+    # Budgets of every user (docs/api.md, Budgets).
+    sends_per_minute: int = 60
+    upload_bytes_in_flight: int = 100 * 1024 * 1024
+    stored_bytes_per_user: int = 1024 * 1024 * 1024
+    upload_idle_timeout: timedelta = timedelta(seconds=30)
+    vault_max_entries: int = 10_000
+    vault_max_folders: int = 1_000
+    vault_max_depth: int = 20
+    folder_copy_max_bytes: int = 4 * 1024 * 1024
 
     @property
     def embedded_database(self) -> bool:
@@ -106,7 +115,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=reader.choice(
             "REALTIME_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
         ),
+        **_budgets(reader),
     )
+
+
+def _budgets(reader: _Reader) -> dict[str, Any]:
+    """The budgets of every user (docs/api.md, Budgets)."""
+    return {
+        "sends_per_minute": reader.integer("REALTIME_SENDS_PER_MINUTE", 60, low=1),
+        "upload_bytes_in_flight": reader.integer(
+            "REALTIME_UPLOAD_BYTES_IN_FLIGHT", 100 * 1024 * 1024, low=1
+        ),
+        "stored_bytes_per_user": reader.integer(
+            "REALTIME_STORED_BYTES_PER_USER", 1024 * 1024 * 1024, low=1
+        ),
+        "upload_idle_timeout": reader.duration("REALTIME_UPLOAD_IDLE_TIMEOUT", "30s"),
+        "vault_max_entries": reader.integer("REALTIME_VAULT_MAX_ENTRIES", 10_000, low=1),
+        "vault_max_folders": reader.integer("REALTIME_VAULT_MAX_FOLDERS", 1_000, low=1),
+        # A folder copy nests two JSON levels a folder: past 100 the encoder would refuse it.
+        "vault_max_depth": reader.integer("REALTIME_VAULT_MAX_DEPTH", 20, low=1, high=100),
+        "folder_copy_max_bytes": reader.integer(
+            "REALTIME_FOLDER_COPY_MAX_BYTES", 4 * 1024 * 1024, low=1024
+        ),
+    }
 
 
 def parse_duration(text: str) -> timedelta:

@@ -8,7 +8,7 @@
     ├── Forbidden          403 forbidden
     ├── NotFound           404 not_found    also for what the caller may not see
     ├── Conflict           409 conflict
-    ├── TooLarge           413 too_large
+    ├── TooLarge           413 too_large    with `fields` where a field is at fault
     ├── RateLimited        429 rate_limited with `retry_after` seconds
     └── Unavailable        503 unavailable  with `retry_after` seconds, close 1013: a pool,
                                             database or broker that does not answer in time
@@ -86,6 +86,10 @@ class TooLarge(RealtimeError):
     status = 413
     close_code = 1009
     default_message = "too large"
+
+    def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = dict(fields or {})
 
 
 class RateLimited(RealtimeError):

@@ -30,6 +30,7 @@ from realtime.store import expiry as expiry_store
 from realtime.store import files as file_store
 from realtime.store import idempotency, throttle
 from realtime.store import sessions as session_store
+from realtime.store import uploads as upload_store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Purged:
     login_windows: int
     uploads: int
     budget_buckets: int
+    upload_reservations: int = 0
 
 
 async def purge_once(db: Database, settings: Settings) -> Purged:
@@ -75,6 +77,7 @@ async def purge_once(db: Database, settings: Settings) -> Purged:
             login_windows=await throttle.purge_ended_windows(conn, settings.login_lockout),
             uploads=await _purge_unattached_uploads(conn),
             budget_buckets=await budget_store.purge_full_buckets(conn, BUDGET_REFILL),
+            upload_reservations=await upload_store.purge_lapsed(conn),
         )
 
 

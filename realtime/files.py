@@ -9,23 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
-from realtime.crypto import Keyring, row_name
+from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import DATABASE_FAULTS, Connection, Database
-from realtime.errors import CryptoError, NotFound, TooLarge
+from realtime.errors import CryptoError, InvalidInput, NotFound, RateLimited, TooLarge
 from realtime.models import FileInfo, SealedFile, User
+from realtime.store import budgets as budget_store
 from realtime.store import files as file_store
+from realtime.store import uploads as upload_store
 
 CHUNK_BYTES = 1024 * 1024
 MAX_FILE_BYTES = 25 * 1024 * 1024
 MAX_NAME_CHARS = 255
 NEUTRAL_TYPE = "application/octet-stream"
 SNIFF_BYTES = 512
+# An upload holds its bytes in flight for this long after it last showed progress (a node that
+# dies mid-upload frees them then); a refused upload is told to try again after a few seconds.
+RESERVATION_LEASE = timedelta(minutes=5)
+RETRY_UPLOAD_SECONDS = 5
 # Types kept when the file's first bytes agree: none of them runs script in a browser.
 _SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -44,63 +52,70 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    """One user's upload budgets: bytes being uploaded at once (on every node together), bytes
+    of the files they keep, and how long a body may go without sending anything."""
+
+    in_flight_bytes: int = 100 * 1024 * 1024
+    stored_bytes: int = 1024 * 1024 * 1024
+    idle_timeout: float = 30.0
+
+
 class Files:
     """Storing and reading files; who may read one is decided by whoever refers to it."""
 
-    def __init__(self, db: Database, keyring: Keyring) -> None:
+    def __init__(
+        self, db: Database, keyring: Keyring, limits: UploadLimits = UploadLimits()
+    ) -> None:
         self._db = db
         self._keyring = keyring
+        self._limits = limits
 
     async def upload(
-        self, owner: User, name: str, stated_type: str | None, body: AsyncIterable[bytes]
+        self, owner: User, name: str, stated_type: str | None, body: AsyncIterable[bytes],
+        *, declared: int | None = None, left: Callable[[], Awaitable[bool]] | None = None,
     ) -> FileInfo:
-        """Store a file as its body arrives; past MAX_FILE_BYTES stop reading and keep nothing."""
-        file_id = uuid.uuid4()
-        envelope, key = self._keyring.new_envelope(row_name("files", file_id))
-        clean_name = file_name(name)
+        """Store a file as its body arrives, within the owner's budgets; a body past
+        MAX_FILE_BYTES, shorter or longer than `declared`, silent for too long or cut off
+        keeps nothing, and its reservation of the bytes in flight goes at once. `left` tells
+        whether the client went away (bytes past its length end the connection): asked once the
+        body is stored, before the file is kept."""
+        if declared is not None and declared > MAX_FILE_BYTES:
+            raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
         async with self._db.connection() as conn:
-            await file_store.create_file(
-                conn, file_id=file_id, owner_id=owner.id, key=key,
-                name=envelope.seal("name", clean_name), content_type=NEUTRAL_TYPE,
-            )
+            stored = await file_store.stored_bytes(conn, owner.id)
+        if stored + (declared or 0) > self._limits.stored_bytes:
+            raise over_stored(self._limits.stored_bytes)
+        reservation = await self._reserve(owner, MAX_FILE_BYTES if declared is None else declared)
         try:
-            size, chunks, head = 0, 0, b""
-            pending = bytearray()
-            async for part in body:
-                size += len(part)
-                if size > MAX_FILE_BYTES:
-                    raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
-                if len(head) < SNIFF_BYTES:
-                    head += part[:SNIFF_BYTES - len(head)]
-                pending += part
-                while len(pending) >= CHUNK_BYTES:
-                    with memoryview(pending) as view, view[:CHUNK_BYTES] as chunk:
-                        sealed = envelope.seal_chunk(chunks, chunk)
-                    pending = pending[CHUNK_BYTES:]  # the full buffer goes before the write
-                    await self._put(file_id, chunks, sealed)
-                    del sealed
-                    chunks += 1
-            if pending or not chunks:
-                await self._put(file_id, chunks, envelope.seal_chunk(chunks, pending))
-                chunks += 1
-            content_type = checked_type(stated_type, head)
-            async with self._db.connection() as conn:
-                await file_store.finish_file(
-                    conn, file_id, size=size, chunk_count=chunks, content_type=content_type
+            upload = _Upload(
+                self._db, self._keyring, self._limits, owner=owner, reservation=reservation,
+                stated_type=stated_type, declared=declared, stored=stored, left=left,
+            )
+            return await upload.store(file_name(name), _paced(body, self._limits.idle_timeout))
+        finally:
+            with contextlib.suppress(*DATABASE_FAULTS):  # else its lease runs out by itself
+                await asyncio.shield(self._release(reservation))
+
+    async def _reserve(self, owner: User, size: int) -> UUID:
+        """Hold `size` bytes of the owner's uploads in flight; RateLimited past the budget."""
+        reservation = uuid.uuid4()
+        async with self._db.transaction() as conn:
+            await budget_store.lock_owner(conn, "uploads", owner.id)
+            held = await upload_store.reserved_bytes(conn, owner.id)
+            if held + size > self._limits.in_flight_bytes:
+                raise RateLimited(
+                    RETRY_UPLOAD_SECONDS,
+                    f"too many bytes uploading at once: at most {self._limits.in_flight_bytes}"
+                    " bytes (the uploads in flight limit)",
                 )
-        except BaseException:
-            with contextlib.suppress(*DATABASE_FAULTS):  # else the hourly purge takes it
-                await asyncio.shield(self._discard(file_id))
-            raise
-        return FileInfo(file_id, clean_name, content_type, size)
+            await upload_store.reserve(conn, reservation, owner.id, size, RESERVATION_LEASE)
+        return reservation
 
-    async def _put(self, file_id: UUID, n: int, sealed: bytes) -> None:
+    async def _release(self, reservation: UUID) -> None:
         async with self._db.connection() as conn:
-            await file_store.put_chunk(conn, file_id, n, sealed)
-
-    async def _discard(self, file_id: UUID) -> None:
-        async with self._db.connection() as conn:
-            await file_store.delete_file(conn, file_id)
+            await upload_store.release(conn, reservation)
 
     async def own_upload(self, conn: Connection, owner: User, upload_id: UUID) -> SealedFile:
         """An upload of this user's, to attach, read on the caller's connection; anyone else's
@@ -131,6 +146,130 @@ class Files:
             if data is None:
                 raise CryptoError(f"chunk {n} of files/{sealed.id} is missing")
             yield envelope.open_chunk(n, data)
+
+
+class _Upload:
+    """One upload: its body sealed chunk by chunk as it arrives, at most one chunk held."""
+
+    def __init__(
+        self, db: Database, keyring: Keyring, limits: UploadLimits, *, owner: User,
+        reservation: UUID, stated_type: str | None, declared: int | None, stored: int,
+        left: Callable[[], Awaitable[bool]] | None,
+    ) -> None:
+        self._db = db
+        self._keyring = keyring
+        self._limits = limits
+        self._owner = owner
+        self._reservation = reservation
+        self._stated_type = stated_type
+        self._declared = declared
+        self._room = limits.stored_bytes - stored  # of the owner's stored bytes
+        self._left = left
+        self._extended = time.monotonic()
+        self.file_id = uuid.uuid4()
+
+    async def store(self, name: str, body: AsyncIterable[bytes]) -> FileInfo:
+        envelope, key = self._keyring.new_envelope(row_name("files", self.file_id))
+        async with self._db.connection() as conn:
+            await file_store.create_file(
+                conn, file_id=self.file_id, owner_id=self._owner.id, key=key,
+                name=envelope.seal("name", name), content_type=NEUTRAL_TYPE,
+            )
+        try:
+            size, chunks, head = await self._receive(envelope, body)
+            if self._declared is not None and size != self._declared:
+                raise InvalidInput(
+                    "the body is not as long as its Content-Length", {"body": "cut short"}
+                )
+            if self._left is not None and await self._left():
+                raise InvalidInput("the client went away before the upload ended")
+            content_type = checked_type(self._stated_type, head)
+            await self._finish(size=size, chunk_count=chunks, content_type=content_type)
+        except BaseException:
+            with contextlib.suppress(*DATABASE_FAULTS):  # else the hourly purge takes it
+                await asyncio.shield(self._discard())
+            raise
+        return FileInfo(self.file_id, name, content_type, size)
+
+    async def _receive(
+        self, envelope: Envelope, body: AsyncIterable[bytes]
+    ) -> tuple[int, int, bytes]:
+        """Seal and store the body; return its size, its number of chunks and its head."""
+        size, chunks, head = 0, 0, b""
+        pending = bytearray()
+        async for part in body:
+            size += len(part)
+            await self._check(size)
+            if len(head) < SNIFF_BYTES:
+                head += part[:SNIFF_BYTES - len(head)]
+            pending += part
+            while len(pending) >= CHUNK_BYTES:
+                with memoryview(pending) as view, view[:CHUNK_BYTES] as chunk:
+                    sealed = envelope.seal_chunk(chunks, chunk)
+                pending = pending[CHUNK_BYTES:]  # the full buffer goes before the write
+                await self._put(chunks, sealed)
+                del sealed
+                chunks += 1
+        if pending or not chunks:
+            await self._put(chunks, envelope.seal_chunk(chunks, pending))
+            chunks += 1
+        return size, chunks, head
+
+    async def _check(self, size: int) -> None:
+        """Refuse a body past its limits as soon as it passes them; keep the reservation alive."""
+        if size > MAX_FILE_BYTES:
+            raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
+        if self._declared is not None and size > self._declared:
+            raise InvalidInput("the body is longer than its Content-Length", {"body": "too long"})
+        if size > self._room:
+            raise over_stored(self._limits.stored_bytes)
+        if time.monotonic() - self._extended > RESERVATION_LEASE.total_seconds() / 5:
+            self._extended = time.monotonic()
+            async with self._db.connection() as conn:
+                await upload_store.extend(conn, self._reservation, RESERVATION_LEASE)
+
+    async def _put(self, n: int, sealed: bytes) -> None:
+        async with self._db.connection() as conn:
+            await file_store.put_chunk(conn, self.file_id, n, sealed)
+
+    async def _discard(self) -> None:
+        async with self._db.connection() as conn:
+            await file_store.delete_file(conn, self.file_id)
+
+    async def _finish(self, *, size: int, chunk_count: int, content_type: str) -> None:
+        """Mark the file complete if the owner's stored bytes stay within the budget, checked
+        under their lock so that simultaneous uploads cannot pass it together."""
+        limit = self._limits.stored_bytes
+        async with self._db.transaction() as conn:
+            await budget_store.lock_owner(conn, "stored", self._owner.id)
+            if await file_store.stored_bytes(conn, self._owner.id) + size > limit:
+                raise over_stored(limit)
+            await file_store.finish_file(
+                conn, self.file_id, size=size, chunk_count=chunk_count, content_type=content_type
+            )
+
+
+def over_stored(limit: int) -> TooLarge:
+    return TooLarge(
+        f"over the stored bytes limit: the files one user keeps hold at most {limit} bytes"
+    )
+
+
+async def _paced(body: AsyncIterable[bytes], idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body's parts; InvalidInput when none comes for `idle_timeout` seconds."""
+    parts = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(idle_timeout):
+                part = await anext(parts)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise InvalidInput(
+                f"the body sent nothing for {idle_timeout:g} s: the upload is abandoned",
+                {"body": "too slow"},
+            ) from None
+        yield part
 
 
 def file_name(raw: str) -> str:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from realtime import codec, metrics
 from realtime.attachments import Attachments, Prepared
+from realtime.budgets import Budgets
 from realtime.crypto import Keyring, row_name, same_secret
 from realtime.db import Connection, Database
 from realtime.drafts import Draft, address, check_draft
@@ -47,11 +48,13 @@ async def _discard(events: list[Event]) -> None:
 class Messaging:
     def __init__(
         self, db: Database, keyring: Keyring, attachments: Attachments,
-        publish: EventSink = _discard,
+        publish: EventSink = _discard, *, budgets: Budgets, sends_per_minute: int,
     ) -> None:
         self._db = db
         self._keyring = keyring
         self._attachments = attachments
+        self._budgets = budgets
+        self._sends_per_minute = sends_per_minute
         self._publish = publish
         self._expiry_scheduled: Callable[[datetime], None] = _ignore
 
@@ -60,7 +63,9 @@ class Messaging:
 
         Without an idempotency key or attachments the message is written by one statement, with
         no transaction around it; otherwise the key's claim, the message, its attachments (copies
-        taken at this moment) and the answer commit together."""
+        taken at this moment) and the answer commit together. Each send spends one unit of the
+        sender's budget, except a retry of a key already answered (it sends nothing)."""
+        await self._spend_send(sender, idempotency_key)
         if idempotency_key is None and not draft.attachments:
             async with self._db.connection() as conn:
                 check_draft(sender, draft)
@@ -88,6 +93,16 @@ class Messaging:
             self._expiry_scheduled(draft.expires_at)
         await self._committed(events)
         return receipt
+
+    async def _spend_send(self, sender: User, idempotency_key: str | None) -> None:
+        """Take one unit of the sender's sends a minute; RateLimited when there is none."""
+        if idempotency_key is not None:
+            async with self._db.connection() as conn:
+                if await idempotency.answered(conn, sender.id, idempotency_key):
+                    return
+        await self._budgets.spend(
+            f"send:{sender.id}", per_minute=self._sends_per_minute, what="messages sent"
+        )
 
     async def _insert(
         self, conn: Connection, sender: User, draft: Draft, prepared: Sequence[Prepared]

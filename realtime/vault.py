@@ -27,6 +27,7 @@ from realtime.models import (
 )
 from realtime.store import files as file_store
 from realtime.store import vault as vault_store
+from realtime.vault_limits import VaultLimits
 
 MAX_COPY_FOLDERS = 200
 MAX_COPY_ENTRIES = 1_000
@@ -57,6 +58,15 @@ class FolderCopy:
         """How many entries and folders the tree holds, itself included."""
         return 1 + len(self.entries) + sum(sub.count() for sub in self.folders)
 
+    def counts(self) -> tuple[int, int, int]:
+        """How many folders (itself included) and entries it holds, and its levels."""
+        folders, entries, depth = 1, len(self.entries), 0
+        for sub in self.folders:
+            sub_folders, sub_entries, sub_depth = sub.counts()
+            folders, entries = folders + sub_folders, entries + sub_entries
+            depth = max(depth, sub_depth)
+        return folders, entries, depth + 1
+
 
 @dataclass(frozen=True)
 class EntryChange:
@@ -83,10 +93,13 @@ class Saved:
 class Vault:
     """Each user's own vault; another user's ids are never found."""
 
-    def __init__(self, db: Database, keyring: Keyring, files: Files) -> None:
+    def __init__(
+        self, db: Database, keyring: Keyring, files: Files, limits: VaultLimits | None = None
+    ) -> None:
         self._db = db
         self._keyring = keyring
         self._files = files
+        self.limits = limits or VaultLimits()
 
     async def contents(self, user: User) -> tuple[list[Folder], list[Entry]]:
         async with self._db.connection() as conn:
@@ -102,6 +115,8 @@ class Vault:
         async with self._db.transaction() as conn:
             if parent_id is not None:
                 await self._own_folder(conn, user, parent_id)
+            await self.limits.make_room(conn, user.id, folders=1)
+            await self.limits.check_depth(conn, user.id, parent_id, 1, "parent_id")
             sealed = self._seal_folder(user, uuid.uuid4(), parent_id, name)
             await vault_store.insert_folder(conn, sealed)
         return Folder(sealed.id, parent_id, name)
@@ -128,6 +143,7 @@ class Vault:
             file = await self._entry_file(conn, user, kind, upload_id)
             if folder_id is not None:
                 await self._own_folder(conn, user, folder_id)
+            await self.limits.make_room(conn, user.id, entries=1)
             sealed = self._seal_entry(user, uuid.uuid4(), folder_id, EntryCopy(kind, fields, file))
             await vault_store.insert_entries(conn, [sealed])
         return self._entry_from(sealed, fields, file)
@@ -185,17 +201,14 @@ class Vault:
         return EntryCopy(entry.kind, entry.fields, entry.file)
 
     async def copy_folder(self, conn: Connection, user: User, folder_id: UUID) -> FolderCopy:
-        """The folder as a tree of copies, read on the caller's connection; over MAX_COPY_*
-        folders or entries is refused."""
-        folders, entries = await vault_store.folder_tree(conn, folder_id, user.id)
-        if not folders:
+        """The folder as a tree of copies, read on the caller's connection; one too deep, with
+        too many folders or entries, or sure to pass the copy's size limit, is refused before
+        anything of it is read."""
+        size = await vault_store.measure_tree(conn, folder_id, user.id, self.limits.max_depth + 1)
+        if not size.folders:
             raise NotFound("no such folder")
-        if len(folders) > MAX_COPY_FOLDERS or len(entries) > MAX_COPY_ENTRIES:
-            raise InvalidInput(
-                "the folder is too large to send",
-                {"folder_id": f"at most {MAX_COPY_FOLDERS} folders and "
-                              f"{MAX_COPY_ENTRIES} entries"},
-            )
+        self.limits.check_copy(size, MAX_COPY_FOLDERS, MAX_COPY_ENTRIES)
+        folders, entries = await vault_store.folder_tree(conn, folder_id, user.id)
         opened = await self._open_entries(conn, entries)
         names = await codec.off_loop(
             lambda: {f.id: self._open_folder(f).name for f in folders}, items=len(folders)
@@ -230,6 +243,14 @@ class Vault:
         caller's transaction."""
         if folder_id is not None:
             await self._own_folder(conn, user, folder_id)
+        counts = [tree.counts() for tree in folders]
+        await self.limits.make_room(
+            conn, user.id, folders=sum(c[0] for c in counts),
+            entries=len(entries) + sum(c[1] for c in counts),
+        )
+        await self.limits.check_depth(
+            conn, user.id, folder_id, max((c[2] for c in counts), default=0), "folder_id"
+        )
         saved = Saved([], [])
         sealed_entries: list[SealedEntry] = []
 

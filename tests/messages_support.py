@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 
 from realtime.attachments import Attachments
+from realtime.budgets import Budgets
+from realtime.config import Settings
 from realtime.crypto import Keyring
 from realtime.db import Database
 from realtime.files import Files
@@ -176,4 +178,7 @@ async def expirer_held_off(raw_db: asyncpg.Connection, *message_ids: str) -> Asy
 def messaging_with(db: Database, keyring: Keyring) -> Messaging:
     """The messaging domain of a node holding `keyring`, over the test database."""
     files = Files(db, keyring)
-    return Messaging(db, keyring, Attachments(db, keyring, Vault(db, keyring, files), files))
+    return Messaging(
+        db, keyring, Attachments(db, keyring, Vault(db, keyring, files), files),
+        budgets=Budgets(db), sends_per_minute=Settings().sends_per_minute,
+    )

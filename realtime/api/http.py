@@ -137,7 +137,7 @@ def error_response(exc: RealtimeError) -> Response:
     message = exc.message if told else RealtimeError.default_message
     detail: dict[str, Any] = {"code": exc.code, "message": message}
     headers: dict[str, str] = {}
-    if isinstance(exc, InvalidInput) and exc.fields:
+    if isinstance(exc, InvalidInput | TooLarge) and exc.fields:
         detail["fields"] = exc.fields
     if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)

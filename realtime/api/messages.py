@@ -192,7 +192,7 @@ OPERATIONS = (
                                            "pattern": fields.NO_CONTROL},
                        "the same key within 24 h returns the first answer and sends nothing"),),
         responses={201: schemas.SendResponse, 400: None, 401: None, 403: None, 404: None,
-                   409: None, 413: None},
+                   409: None, 413: None, 429: None},
     ),
     Operation(
         "GET", "/api/messages", list_messages, "The inbox or the sent box, newest first",

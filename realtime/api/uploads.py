@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from realtime.api.fields import Response as Model
@@ -24,14 +25,17 @@ async def upload(call: Call) -> Response:
     name = request.query_params.get("name")
     if not name:  # one that cleans up to nothing is called "file"
         raise InvalidInput("name the file", {"name": "required"})
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and (
-        int(declared) > MAX_FILE_BYTES
-    ):
+    length = request.headers.get("content-length")
+    declared = int(length) if length and length.isascii() and length.isdigit() else None
+    if declared is not None and declared > MAX_FILE_BYTES:
         raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
-    info = await call.services.files.upload(
-        call.user, name, request.headers.get("content-type"), request.stream()
-    )
+    try:
+        info = await call.services.files.upload(
+            call.user, name, request.headers.get("content-type"), request.stream(),
+            declared=declared, left=request.is_disconnected,
+        )
+    except ClientDisconnect:  # nothing was kept; nobody is left to answer
+        return Response(status_code=400)
     return json_response(
         UploadOut(upload_id=info.id, name=info.name, size=info.size,
                   content_type=info.content_type),
@@ -46,6 +50,6 @@ OPERATIONS = (
         "within an hour",
         query=(Query("name", {"type": "string", "minLength": 1}, "the file's name",
                      required=True),),
-        responses={201: UploadOut, 400: None, 401: None, 403: None, 413: None},
+        responses={201: UploadOut, 400: None, 401: None, 403: None, 413: None, 429: None},
     ),
 )

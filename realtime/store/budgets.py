@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID
 
 import asyncpg
 
@@ -41,3 +42,12 @@ async def purge_full_buckets(conn: asyncpg.Connection, refill: timedelta) -> int
         "delete from budget_buckets where updated_at < now() - $1::interval", refill
     )
     return int(status.split()[-1])
+
+
+async def lock_owner(conn: asyncpg.Connection, scope: str, owner_id: UUID) -> None:
+    """Hold the lock of `scope` for this user until the transaction ends: a check of one of
+    their budgets and the write it allows then run alone, on every node."""
+    await conn.execute(
+        "select pg_advisory_xact_lock(hashtextextended($1 || ':' || $2::uuid::text, 0))",
+        scope, owner_id,
+    )

@@ -79,6 +79,15 @@ async def finish_file(
     )
 
 
+async def stored_bytes(conn: asyncpg.Connection, owner_id: UUID) -> int:
+    """The bytes of every complete file the user uploaded and something still keeps."""
+    total: int = await conn.fetchval(
+        "select coalesce(sum(size), 0)::bigint from files where owner_id = $1 and complete",
+        owner_id,
+    )
+    return total
+
+
 async def delete_file(conn: asyncpg.Connection, file_id: UUID) -> None:
     """Delete a file nothing refers to yet (an upload that failed), chunks and all."""
     await conn.execute(f"delete from files f where f.id = $1 and {_UNREFERENCED}", file_id)

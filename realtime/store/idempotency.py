@@ -46,6 +46,17 @@ async def claim_key(
     return Claim(False, bytes(earlier["request_hash"]), earlier["response"])
 
 
+async def answered(conn: asyncpg.Connection, sender_id: UUID, key: str) -> bool:
+    """Whether the sender's `key` holds an answer of the last day (a retry sends nothing)."""
+    found: bool = await conn.fetchval(
+        """select exists (select 1 from idempotency_keys
+                          where sender_id = $1 and key = $2 and response is not null
+                            and created_at > now() - $3::interval)""",
+        sender_id, key, KEEP_FOR,
+    )
+    return found
+
+
 async def store_response(
     conn: asyncpg.Connection, sender_id: UUID, key: str, response: dict[str, Any]
 ) -> None:

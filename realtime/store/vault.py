@@ -4,6 +4,7 @@ owner, so that one user's ids never reach another's rows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -19,6 +20,17 @@ _SUBTREE = """with recursive subtree as (
                   select id from vault_folders where id = $1 and owner_id = $2
                   union all
                   select f.id from vault_folders f join subtree s on f.parent_id = s.id)"""
+
+
+@dataclass(frozen=True)
+class TreeSize:
+    """A folder's subtree measured without reading it: folders, entries, levels (the folder
+    itself is 1; counted up to the cap given), and the bytes of its sealed names and fields."""
+
+    folders: int
+    entries: int
+    depth: int
+    sealed_bytes: int
 
 
 def _folder(row: asyncpg.Record) -> SealedFolder:
@@ -167,3 +179,53 @@ async def delete_entry(
         entry_id, owner_id,
     )
     return (False, None) if row is None else (True, row["file_id"])
+
+
+async def count_owned(conn: asyncpg.Connection, owner_id: UUID) -> tuple[int, int]:
+    """How many folders and entries the user's vault holds."""
+    row = await conn.fetchrow(
+        """select (select count(*) from vault_folders where owner_id = $1) as folders,
+                  (select count(*) from vault_entries where owner_id = $1) as entries""",
+        owner_id,
+    )
+    return int(row["folders"]), int(row["entries"])
+
+
+async def folder_depth(
+    conn: asyncpg.Connection, folder_id: UUID, owner_id: UUID, cap: int
+) -> int:
+    """The folder's level in the vault (1 at the root), walking up at most `cap` levels."""
+    depth: int = await conn.fetchval(
+        """with recursive up as (
+               select parent_id, 1 as depth from vault_folders where id = $1 and owner_id = $2
+               union all
+               select f.parent_id, u.depth + 1 from vault_folders f join up u on f.id = u.parent_id
+               where u.depth < $3)
+           select coalesce(max(depth), 0) from up""",
+        folder_id, owner_id, cap,
+    )
+    return depth
+
+
+async def measure_tree(
+    conn: asyncpg.Connection, folder_id: UUID, owner_id: UUID, depth_cap: int
+) -> TreeSize:
+    """Measure the folder's subtree down to `depth_cap` levels, in one statement."""
+    row = await conn.fetchrow(
+        """with recursive subtree as (
+               select id, 1 as depth from vault_folders where id = $1 and owner_id = $2
+               union all
+               select f.id, s.depth + 1 from vault_folders f join subtree s on f.parent_id = s.id
+               where s.depth < $3)
+           select (select count(*) from subtree) as folders,
+                  (select coalesce(max(depth), 0) from subtree) as depth,
+                  (select count(*) from vault_entries
+                   where folder_id in (select id from subtree)) as entries,
+                  (select coalesce(sum(octet_length(fields)), 0) from vault_entries
+                   where folder_id in (select id from subtree))
+                  + (select coalesce(sum(octet_length(name)), 0) from vault_folders
+                     where id in (select id from subtree)) as sealed_bytes""",
+        folder_id, owner_id, depth_cap,
+    )
+    return TreeSize(int(row["folders"]), int(row["entries"]), int(row["depth"]),
+                    int(row["sealed_bytes"]))
