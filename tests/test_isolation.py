@@ -171,7 +171,9 @@ async def test_the_ninth_request_in_flight_of_one_user_is_refused_and_others_are
     """With eight requests of one user still in flight, a ninth is refused with 429 and
     Retry-After: 1, while another user is served and can log in; once they end, the user is
     served again."""
-    with live_server(replace(settings, requests_in_flight_per_user=8)) as node:
+    with live_server(
+        replace(settings, requests_in_flight_per_user=8, upload_bytes_in_flight=1 << 30)
+    ) as node:
         alice, bob = await join(node), await join(node)
         body = SlowBody()
         uploads = [

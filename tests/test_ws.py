@@ -247,7 +247,9 @@ async def test_a_flood_of_frames_is_closed_1008(live: LiveServer, people: People
 @pytest.fixture
 def resumable(settings: Settings, services: Services) -> Iterator[LiveServer]:
     """A live server whose sockets may resume RESUMES times a minute."""
-    with live_server(dataclasses.replace(settings, resumes_per_minute=RESUMES)) as server:
+    with live_server(
+        dataclasses.replace(settings, resumes_per_minute=RESUMES, sends_per_minute=1000)
+    ) as server:
         yield server
 
 
