@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 # Every wait in the Redis tests is scaled by this one factor (raise it on a slow machine).
 TIME_FACTOR = float(os.environ.get("REALTIME_TEST_TIME_FACTOR", "1"))
@@ -245,3 +246,24 @@ async def proxy_fixture(redis_server: RedisServer) -> AsyncIterator[FreezablePro
         yield forwarder
     finally:
         await forwarder.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_subscriber(redis_url: str, pattern: str) -> AsyncIterator[list[tuple[bytes, bytes]]]:
+    """What anyone with access to Redis reads: every (channel, payload) matching `pattern`."""
+    seen: list[tuple[bytes, bytes]] = []
+    async with Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
+        await pubsub.psubscribe(pattern)
+
+        async def read() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "pmessage":
+                    seen.append((message["channel"], message["data"]))
+
+        reader = asyncio.create_task(read())
+        try:
+            yield seen
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader

@@ -40,6 +40,7 @@ from tests.redis_support import (
     eventually,
     free_port,
     proxy_fixture,  # noqa: F401 (a fixture)
+    raw_subscriber,
     redis_server_binary,
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
@@ -275,27 +276,6 @@ async def test_close_is_idempotent_and_bounded_while_frozen(
 def rejected() -> float:
     """How many payloads from Redis this process refused to open."""
     return metrics.REGISTRY.get_sample_value("realtime_broker_rejected_payloads_total") or 0.0
-
-
-@contextlib.asynccontextmanager
-async def raw_subscriber(redis_url: str, pattern: str) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-    """What anyone with access to Redis reads: every (channel, payload) matching `pattern`."""
-    seen: list[tuple[bytes, bytes]] = []
-    async with Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
-        await pubsub.psubscribe(pattern)
-
-        async def read() -> None:
-            async for message in pubsub.listen():
-                if message["type"] == "pmessage":
-                    seen.append((message["channel"], message["data"]))
-
-        reader = asyncio.create_task(read())
-        try:
-            yield seen
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
 
 
 async def test_redis_carries_only_sealed_payloads(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.redis_support import (
     RedisServer,
     eventually,
     proxy_fixture,  # noqa: F401 (a fixture)
+    raw_subscriber,
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
@@ -265,27 +265,6 @@ async def test_a_node_shut_down_during_a_load_test_loses_nothing(
     assert report.sent + report.send_failed == 120 and report.send_failed > 0
 
 
-@contextlib.asynccontextmanager
-async def reading_redis(redis_url: str) -> AsyncIterator[list[tuple[bytes, bytes]]]:
-    """What anyone with access to the deployment's Redis reads: every channel's payloads."""
-    seen: list[tuple[bytes, bytes]] = []
-    async with Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
-        await pubsub.psubscribe("*")
-
-        async def read() -> None:
-            async for message in pubsub.listen():
-                if message["type"] == "pmessage":
-                    seen.append((message["channel"], message["data"]))
-
-        reader = asyncio.create_task(read())
-        try:
-            yield seen
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-
-
 async def test_redis_sees_no_subject_body_or_name_of_a_send(
     start_nodes: StartNodes, join: Join, redis_url: str
 ) -> None:
@@ -296,7 +275,7 @@ async def test_redis_sees_no_subject_body_or_name_of_a_send(
     alice = await join(node_a, display_name=names["sender"])
     bob = await join(node_b, display_name=names["reader"])
     subject, body = unique_name("subject in clear"), unique_name("body in clear")
-    async with reading_redis(redis_url) as seen:
+    async with raw_subscriber(redis_url, "*") as seen:
         async with (
             await open_socket(node_b, bob) as bob_ws, await open_socket(node_b, alice) as alice_ws
         ):
