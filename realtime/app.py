@@ -293,6 +293,9 @@ class ResponseHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, _with_headers_on_denial(send, scope["scheme"]))
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -304,9 +307,7 @@ class ResponseHeaders:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                present = {name for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in headers if k not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
+                _add_missing_headers(message, headers)
             await send(message)
 
         try:
@@ -319,3 +320,22 @@ class ResponseHeaders:
             metrics.http_request_seconds.labels(path, method, f"{status // 100}xx").observe(
                 time.perf_counter() - started
             )
+
+
+def _with_headers_on_denial(send: Send, scheme: str) -> Send:
+    """A refused handshake is an HTTP response too: it carries the same security headers."""
+    headers = security_headers(scheme)
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "websocket.http.response.start":
+            _add_missing_headers(message, headers)
+        await send(message)
+
+    return send_with_headers
+
+
+def _add_missing_headers(start: Message, headers: list[tuple[bytes, bytes]]) -> None:
+    """Add the headers the response does not set itself."""
+    own = start.get("headers", [])
+    present = {name for name, _ in own}
+    start["headers"] = [*own, *((name, value) for name, value in headers if name not in present)]

@@ -54,8 +54,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     live: Live = websocket.app.state.live
     try:
         check_origin(websocket, services.settings, required=_by_cookie(websocket))
-    except Forbidden:
-        await websocket.close(code=CLOSE_POLICY)  # before accept: the handshake gets 403
+    except Forbidden as exc:  # before accept: the handshake gets the contract's 403
+        await websocket.send_denial_response(error_response(exc))
         return
     auth = await _authenticated(websocket, services)
     if auth is None:
@@ -65,8 +65,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             f"handshake:{auth.user.id}",
             per_minute=services.settings.handshakes_per_minute, what="websocket handshakes",
         )
-    except RateLimited as exc:
-        await _refuse(websocket, exc)
+    except RateLimited as exc:  # the contract's 429 and `Retry-After`
+        await websocket.send_denial_response(error_response(exc))
         return
     except DATABASE_FAULTS as exc:  # the budget could not be read: 1013, come back
         await websocket.accept()
@@ -109,11 +109,6 @@ async def _authenticated(websocket: WebSocket, services: Services) -> AuthContex
         await websocket.accept()
         await websocket.close(code=as_error(exc).close_code, reason="try again later")
         return None
-
-
-async def _refuse(websocket: WebSocket, exc: RateLimited) -> None:
-    """Refuse the handshake with the contract's 429 and `Retry-After`."""
-    await websocket.send_denial_response(error_response(exc))
 
 
 async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:

@@ -422,8 +422,6 @@ SECURITY_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosn
                     "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 
 
-@pytest.mark.xfail(strict=True, reason="the 403 refusing a handshake from a foreign Origin "
-                   "lacks the headers docs/api.md says every response carries")
 async def test_a_refused_handshake_carries_the_headers_of_every_response(
     live: LiveServer, people: People
 ) -> None:

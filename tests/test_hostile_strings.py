@@ -255,8 +255,6 @@ async def test_hostile_text_is_refused_cleanly_or_kept_byte_for_byte(
         assert await field.read(world, answer) == value, kind
 
 
-@pytest.mark.xfail(strict=True, reason="names shown to people accept C1 control characters "
-                   "(U+0080-U+009F), which docs/api.md says they refuse")
 @pytest.mark.parametrize("field", NAMES, ids=[f.name for f in NAMES])
 async def test_names_shown_to_people_refuse_c1_controls(
     field: TextField, world: World, raw_db: asyncpg.Connection

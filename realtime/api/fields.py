@@ -12,7 +12,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from realtime.accounts import USERNAME_PATTERN
 
 NO_NUL = "^[^\u0000]*$"
-NO_CONTROL = "^[^\u0000-\u001f\u007f]*$"
+# C0, DEL and C1: characters that move a terminal's cursor or start its escape sequences.
+NO_CONTROL = "^[^\u0000-\u001f\u007f-\u009f]*$"
+_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f]")
 # What the document's `format: date-time` and `format: uuid` promise: RFC 3339 (`T` and `Z` in
 # either case) and the hyphenated UUID. Pydantic alone also takes "2026-11-21 10:00Z", Unix times
 # in strings, and UUIDs without hyphens, in braces or as URNs.
@@ -30,8 +32,13 @@ def _refuse_nul(value: str) -> str:
     return value
 
 
+def has_control(value: str) -> bool:
+    """Whether the text holds a C0 or C1 control character or DEL."""
+    return _CONTROL.search(value) is not None
+
+
 def _refuse_control(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if has_control(value):
         raise ValueError("must not contain control characters")
     return value
 

@@ -259,13 +259,17 @@ async def read_model(request: Request, model: type[ModelT]) -> ModelT:
 def validation_error(exc: pydantic.ValidationError) -> InvalidInput:
     """Turn pydantic's errors into field errors, never echoing the input."""
     fields: dict[str, str] = {}
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+    for error in exc.errors(include_url=False, include_input=False, include_context=True):
         if error["type"] == "json_invalid":
             return InvalidInput("the body is not valid JSON")
         location = ".".join(str(part) for part in error["loc"] if not _is_union_tag(part))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
+        elif error["type"] == "union_tag_invalid":
+            # pydantic's message quotes the tag that was sent; say only what is allowed.
+            expected = error.get("ctx", {}).get("expected_tags", "")
+            message = f"kind must be one of {expected}"
         if not location:
             return InvalidInput(f"the body is not valid: {message}")
         fields.setdefault(location, message)

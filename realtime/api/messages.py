@@ -59,8 +59,9 @@ def _idempotency_key(call: Call) -> str | None:
     key = call.request.headers.get("idempotency-key")
     if key is None:
         return None
-    # The key is stored as text: PostgreSQL refuses NUL, and no control character belongs in it.
-    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or any(ord(c) < 32 or ord(c) == 127 for c in key):
+    # The key is stored as text: PostgreSQL refuses NUL, and no control character (C0, DEL, C1)
+    # belongs in it.
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or fields.has_control(key):
         raise InvalidInput(
             "the Idempotency-Key is not valid",
             {"Idempotency-Key": f"1 to {MAX_IDEMPOTENCY_KEY} characters, no control characters"},
