@@ -7,7 +7,9 @@ import re
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
 from realtime import crypto
@@ -20,6 +22,7 @@ from realtime.errors import (
     NotFound,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 from realtime.models import AuthContext, NewSession, User
 from realtime.store import sessions as session_store
@@ -70,6 +73,25 @@ def login_name(typed: str) -> str | None:
     return name.lower() if re.fullmatch(USERNAME_PATTERN, name) else None
 
 
+# Passwords are hashed in threads of their own, this many at once: each Argon2id takes its
+# memory (19 MiB) while it runs, so a burst of logins costs the node a bounded amount of it.
+HASHING_AT_ONCE = 2
+HASHING_WAIT = 10.0  # seconds a login may wait for a turn; past it, 503
+_HASHERS = ThreadPoolExecutor(max_workers=HASHING_AT_ONCE, thread_name_prefix="realtime-hash")
+T = TypeVar("T")
+
+
+async def _hashing(work: Callable[..., T], *args: Any) -> T:
+    """Hash or verify a password in a hashing thread, waiting at most HASHING_WAIT for one."""
+    try:
+        async with asyncio.timeout(HASHING_WAIT):
+            return await asyncio.get_running_loop().run_in_executor(
+                _HASHERS, partial(work, *args)
+            )
+    except TimeoutError:
+        raise Unavailable(1, "too many logins at once, try again") from None
+
+
 SessionsEnded = Callable[[UUID, Sequence[UUID] | None], Awaitable[None]]
 
 
@@ -106,7 +128,7 @@ class Accounts:
                 raise RateLimited(wait, "too many failed logins, try again later")
             found = await user_store.get_credentials(conn, name) if name else None
         password_hash = found.password_hash if found else crypto.DECOY_PASSWORD_HASH
-        matches = await asyncio.to_thread(crypto.verify_password, password, password_hash)
+        matches = await _hashing(crypto.verify_password, password, password_hash)
         if found is None or not matches or found.user.disabled:
             raise Unauthenticated(_WRONG_PAIR)
         async with self._db.transaction() as conn:
@@ -160,7 +182,7 @@ class Accounts:
         can_attach: bool = True,
     ) -> User:
         check_account(username=username, password=password)
-        password_hash = await asyncio.to_thread(crypto.hash_password, password)
+        password_hash = await _hashing(crypto.hash_password, password)
         async with self._db.connection() as conn:
             return await user_store.insert_user(
                 conn,
@@ -181,9 +203,7 @@ class Accounts:
         columns = {k: v for k, v in changes.items() if k != "password"}
         if changes.get("password") is not None:
             check_account(password=changes["password"])
-            columns["password_hash"] = await asyncio.to_thread(
-                crypto.hash_password, changes["password"]
-            )
+            columns["password_hash"] = await _hashing(crypto.hash_password, changes["password"])
         async with self._db.transaction() as conn:
             admins = await user_store.lock_admins(conn)
             demoted = columns.get("is_admin") is False or columns.get("disabled") is True
@@ -211,7 +231,7 @@ class Accounts:
                 user_id=uuid.uuid4(),
                 username=FIRST_ADMIN,
                 display_name="Administrator",
-                password_hash=await asyncio.to_thread(crypto.hash_password, chosen),
+                password_hash=await _hashing(crypto.hash_password, chosen),
                 is_admin=True,
                 can_send=True,
                 can_attach=True,

@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from realtime import api, metrics
 from realtime.accounts import Accounts
 from realtime.api.http import Services, as_error, error_response, http_error_response
-from realtime.api.in_flight import InFlight
+from realtime.api.in_flight import InFlight, RequestRate
+from realtime.api.refusals import Refusals
 from realtime.attachments import Attachments
 from realtime.broker import create_broker
 from realtime.budgets import Budgets
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             messaging = Messaging(
                 db, keyring, attachments,
                 budgets=budgets, sends_per_minute=settings.sends_per_minute,
+                copies_per_minute=settings.copies_per_minute,
             )
             app.state.live = await start_live_delivery(
                 stack, settings, db, accounts, messaging, keyring
@@ -145,6 +147,8 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 attachments=attachments,
                 budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
+                request_rate=RequestRate(settings.requests_per_minute),
+                refusals=Refusals(settings.refusal_pause.total_seconds()),
             )
             yield
 
@@ -168,6 +172,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
         in_flight_bytes=settings.upload_bytes_in_flight,
         stored_bytes=settings.stored_bytes_per_user,
         idle_timeout=settings.upload_idle_timeout.total_seconds(),
+        bytes_per_minute=settings.upload_bytes_per_minute,
     )
 
 

@@ -14,7 +14,7 @@ from realtime import codec
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import Connection, Database
 from realtime.drafts import AttachmentRequest
-from realtime.errors import NotFound, TooLarge
+from realtime.errors import NotFound
 from realtime.files import Download, Files
 from realtime.models import (
     AttachmentInfo,
@@ -60,6 +60,21 @@ class Attachments:
         self._vault = vault
         self._files = files
 
+    async def measure(self, sender: User, requests: Sequence[AttachmentRequest]) -> int:
+        """How many vault entries and folders the copies of these attachments take, refused as
+        `prepare` would refuse them when a folder is not the sender's, too deep or too large:
+        nothing of them is read."""
+        folder_ids = [r.ref for r in requests if r.kind is AttachmentKind.FOLDER and r.ref]
+        items = sum(1 for r in requests if r.kind is AttachmentKind.ENTRY)
+        if folder_ids:
+            room = self._vault.limits.copy_max_bytes
+            async with self._db.connection() as conn:
+                for folder_id in folder_ids:
+                    size = await self._vault.measure_copy(conn, sender, folder_id, room)
+                    room -= size.sealed_bytes
+                    items += size.folders + size.entries
+        return items
+
     async def prepare(
         self, conn: Connection, sender: User, requests: Sequence[AttachmentRequest]
     ) -> list[Prepared]:
@@ -67,21 +82,18 @@ class Attachments:
         only the sender's own entries, folders and uploads are found. The copies of one send
         together hold at most the size of one folder copy: past it, the send is refused before
         any further copy is taken."""
-        limit = self._vault.limits.copy_max_bytes
+        limits = self._vault.limits
         prepared, total = [], 0
         for request in requests:
-            item = await self._prepare(conn, sender, request)
+            item = await self._prepare(conn, sender, request, limits.copy_max_bytes - total)
             total += len(item.content or b"")
-            if total > limit:
-                raise TooLarge(
-                    f"the attachments are too large: together at most {limit} bytes sealed",
-                    {"attachments": f"at most {limit} bytes sealed"},
-                )
+            if total > limits.copy_max_bytes:
+                raise limits.copies_too_large()
             prepared.append(item)
         return prepared
 
     async def _prepare(
-        self, conn: Connection, sender: User, request: AttachmentRequest
+        self, conn: Connection, sender: User, request: AttachmentRequest, room: int
     ) -> Prepared:
         kind = request.kind
         if kind is AttachmentKind.CREDENTIAL:
@@ -95,7 +107,7 @@ class Attachments:
             content = codec.encode(entry_json(copy))
             return Prepared(kind, copy.fields.title, size, content, None, file_ids)
         if kind is AttachmentKind.FOLDER:
-            tree = await self._vault.copy_folder(conn, sender, request.ref)
+            tree = await self._vault.copy_folder(conn, sender, request.ref, room)
             content = await codec.off_loop(
                 lambda: codec.encode(folder_json(tree)), items=tree.count()
             )

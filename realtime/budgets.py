@@ -10,17 +10,17 @@ from realtime.store import budgets as budget_store
 
 
 class Budgets:
-    """Spend one unit of a named budget, or be refused with the time until one is there."""
+    """Spend units of a named budget, or be refused with the time until they are there."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def spend(self, key: str, *, per_minute: int, what: str) -> None:
-        """Take one unit from the bucket `key` (holding `per_minute`, refilled at that rate a
-        minute); RateLimited naming `what` when it is empty."""
+    async def spend(self, key: str, *, per_minute: int, what: str, units: int = 1) -> None:
+        """Take `units` (one, or at most all) from the bucket `key` (holding `per_minute`,
+        refilled at that rate a minute); RateLimited naming `what` when it holds fewer."""
         async with self._db.connection() as conn:
             wait = await budget_store.take_token(
-                conn, key, capacity=per_minute, per_second=per_minute / 60
+                conn, key, capacity=per_minute, per_second=per_minute / 60, units=units
             )
         if wait > 0:
             raise RateLimited(

@@ -48,6 +48,8 @@ class Settings:
     db_statement_timeout: timedelta = timedelta(seconds=10)
     db_lock_timeout: timedelta = timedelta(seconds=5)
     requests_in_flight_per_user: int = 8
+    requests_per_minute: int = 600
+    refusal_pause: timedelta = timedelta(seconds=1)
     max_sockets_per_user: int = 20
     handshakes_per_minute: int = 60
     resumes_per_minute: int = 6
@@ -56,7 +58,9 @@ class Settings:
     log_level: str = "INFO"
     # Budgets of every user (docs/api.md, Budgets).
     sends_per_minute: int = 60
+    copies_per_minute: int = 2_000
     upload_bytes_in_flight: int = 100 * 1024 * 1024
+    upload_bytes_per_minute: int = 256 * 1024 * 1024
     stored_bytes_per_user: int = 1024 * 1024 * 1024
     upload_idle_timeout: timedelta = timedelta(seconds=30)
     vault_max_entries: int = 10_000
@@ -105,6 +109,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         requests_in_flight_per_user=reader.integer(
             "REALTIME_REQUESTS_IN_FLIGHT_PER_USER", 8, low=1
         ),
+        requests_per_minute=reader.integer("REALTIME_REQUESTS_PER_MINUTE", 600, low=1),
+        refusal_pause=reader.duration(
+            "REALTIME_REFUSAL_PAUSE", "1s", at_least=timedelta(0)
+        ),
         max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
         handshakes_per_minute=reader.integer("REALTIME_HANDSHAKES_PER_MINUTE", 60, low=1),
         resumes_per_minute=reader.integer("REALTIME_RESUMES_PER_MINUTE", 6, low=1),
@@ -123,8 +131,14 @@ def _budgets(reader: _Reader) -> dict[str, Any]:
     """The budgets of every user (docs/api.md, Budgets)."""
     return {
         "sends_per_minute": reader.integer("REALTIME_SENDS_PER_MINUTE", 60, low=1),
+        # Vault entries and folders copied into messages: the most one folder copy takes fits.
+        "copies_per_minute": reader.integer("REALTIME_COPIES_PER_MINUTE", 2_000, low=1_200),
         "upload_bytes_in_flight": reader.integer(
             "REALTIME_UPLOAD_BYTES_IN_FLIGHT", 100 * 1024 * 1024, low=1
+        ),
+        # One file of the largest size fits.
+        "upload_bytes_per_minute": reader.integer(
+            "REALTIME_UPLOAD_BYTES_PER_MINUTE", 256 * 1024 * 1024, low=25 * 1024 * 1024
         ),
         "stored_bytes_per_user": reader.integer(
             "REALTIME_STORED_BYTES_PER_USER", 1024 * 1024 * 1024, low=1

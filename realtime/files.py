@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
+from realtime.budgets import Budgets
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import DATABASE_FAULTS, Connection, Database
 from realtime.errors import CryptoError, InvalidInput, NotFound, RateLimited, TooLarge
@@ -54,12 +55,14 @@ class Download:
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """One user's upload budgets: bytes being uploaded at once (on every node together), bytes
-    of the files they keep, and how long a body may go without sending anything."""
+    """One user's upload budgets: bytes being uploaded at once and bytes uploaded a minute (on
+    every node together), bytes of the files they keep, and how long a body may go without
+    sending anything."""
 
     in_flight_bytes: int = 100 * 1024 * 1024
     stored_bytes: int = 1024 * 1024 * 1024
     idle_timeout: float = 30.0
+    bytes_per_minute: int = 256 * 1024 * 1024
 
 
 class Files:
@@ -71,6 +74,7 @@ class Files:
         self._db = db
         self._keyring = keyring
         self._limits = limits
+        self._budgets = Budgets(db)
 
     async def upload(
         self, owner: User, name: str, stated_type: str | None, body: AsyncIterable[bytes],
@@ -87,6 +91,10 @@ class Files:
             stored = await file_store.stored_bytes(conn, owner.id)
         if stored + (declared or 0) > self._limits.stored_bytes:
             raise over_stored(self._limits.stored_bytes)
+        await self._budgets.spend(
+            f"upload-bytes:{owner.id}", per_minute=self._limits.bytes_per_minute,
+            units=MAX_FILE_BYTES if declared is None else declared, what="bytes uploaded",
+        )
         reservation = await self._reserve(owner, MAX_FILE_BYTES if declared is None else declared)
         try:
             upload = _Upload(

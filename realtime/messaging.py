@@ -49,12 +49,14 @@ class Messaging:
     def __init__(
         self, db: Database, keyring: Keyring, attachments: Attachments,
         publish: EventSink = _discard, *, budgets: Budgets, sends_per_minute: int,
+        copies_per_minute: int,
     ) -> None:
         self._db = db
         self._keyring = keyring
         self._attachments = attachments
         self._budgets = budgets
         self._sends_per_minute = sends_per_minute
+        self._copies_per_minute = copies_per_minute
         self._publish = publish
         self._expiry_scheduled: Callable[[datetime], None] = _ignore
 
@@ -64,8 +66,10 @@ class Messaging:
         Without an idempotency key or attachments the message is written by one statement, with
         no transaction around it; otherwise the key's claim, the message, its attachments (copies
         taken at this moment) and the answer commit together. Each send spends one unit of the
-        sender's budget, except a retry of a key already answered (it sends nothing)."""
-        await self._spend_send(sender, idempotency_key)
+        sender's sends a minute, and one of their vault items copied a minute for each entry
+        and folder its attachments copy, except a retry of a key already answered (it sends
+        nothing)."""
+        await self._spend(sender, draft, idempotency_key)
         if idempotency_key is None and not draft.attachments:
             async with self._db.connection() as conn:
                 check_draft(sender, draft)
@@ -94,8 +98,10 @@ class Messaging:
         await self._committed(events)
         return receipt
 
-    async def _spend_send(self, sender: User, idempotency_key: str | None) -> None:
-        """Take one unit of the sender's sends a minute; RateLimited when there is none."""
+    async def _spend(self, sender: User, draft: Draft, idempotency_key: str | None) -> None:
+        """Take one unit of the sender's sends a minute, and what the copies of its attachments
+        cost of their vault items copied a minute (measured, not read: a copy too large is
+        refused here); RateLimited when there is not enough."""
         if idempotency_key is not None:
             async with self._db.connection() as conn:
                 if await idempotency.answered(conn, sender.id, idempotency_key):
@@ -103,6 +109,14 @@ class Messaging:
         await self._budgets.spend(
             f"send:{sender.id}", per_minute=self._sends_per_minute, what="messages sent"
         )
+        if draft.attachments:
+            check_draft(sender, draft)
+            items = await self._attachments.measure(sender, draft.attachments)
+            if items:
+                await self._budgets.spend(
+                    f"copies:{sender.id}", per_minute=self._copies_per_minute, units=items,
+                    what="vault entries and folders copied into messages",
+                )
 
     async def _insert(
         self, conn: Connection, sender: User, draft: Draft, prepared: Sequence[Prepared]

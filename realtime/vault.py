@@ -200,14 +200,13 @@ class Vault:
         entry = await self._own_entry(conn, user, entry_id)
         return EntryCopy(entry.kind, entry.fields, entry.file)
 
-    async def copy_folder(self, conn: Connection, user: User, folder_id: UUID) -> FolderCopy:
+    async def copy_folder(
+        self, conn: Connection, user: User, folder_id: UUID, room: int
+    ) -> FolderCopy:
         """The folder as a tree of copies, read on the caller's connection; one too deep, with
-        too many folders or entries, or sure to pass the copy's size limit, is refused before
-        anything of it is read."""
-        size = await vault_store.measure_tree(conn, folder_id, user.id, self.limits.max_depth + 1)
-        if not size.folders:
-            raise NotFound("no such folder")
-        self.limits.check_copy(size, MAX_COPY_FOLDERS, MAX_COPY_ENTRIES)
+        too many folders or entries, or sure to pass the copy's size limit or the `room` the
+        send's other copies leave, is refused before anything of it is read."""
+        await self.measure_copy(conn, user, folder_id, room)
         folders, entries = await vault_store.folder_tree(conn, folder_id, user.id)
         opened = await self._open_entries(conn, entries)
         names = await codec.off_loop(
@@ -230,6 +229,17 @@ class Vault:
             )
 
         return build(folders[0].id)
+
+    async def measure_copy(
+        self, conn: Connection, user: User, folder_id: UUID, room: int
+    ) -> vault_store.TreeSize:
+        """The size of a copy of the user's folder, measured without reading it; refused when
+        it is not theirs, too deep, too large or past the `room` left by the other copies."""
+        size = await vault_store.measure_tree(conn, folder_id, user.id, self.limits.max_depth + 1)
+        if not size.folders:
+            raise NotFound("no such folder")
+        self.limits.check_copy(size, MAX_COPY_FOLDERS, MAX_COPY_ENTRIES, room)
+        return size
 
     async def put(
         self,

@@ -54,8 +54,11 @@ class VaultLimits:
             "folders would nest too deep", {field: f"at most {self.max_depth} levels of folders"}
         )
 
-    def check_copy(self, size: vault_store.TreeSize, max_folders: int, max_entries: int) -> None:
-        """Refuse taking a copy of a folder this large before anything of it is read."""
+    def check_copy(
+        self, size: vault_store.TreeSize, max_folders: int, max_entries: int, room: int
+    ) -> None:
+        """Refuse taking a copy of a folder this large before anything of it is read; `room` is
+        what the send's other copies leave of the limit."""
         if size.depth > self.max_depth:
             raise self.too_deep("folder_id")
         if size.folders > max_folders or size.entries > max_entries:
@@ -66,10 +69,19 @@ class VaultLimits:
         # Sealed names and fields are smaller than their copy: over the limit, it is sure to be.
         if size.sealed_bytes > self.copy_max_bytes:
             raise self.copy_too_large()
+        if size.sealed_bytes > room:
+            raise self.copies_too_large()
 
     def copy_too_large(self) -> TooLarge:
         limit = self.copy_max_bytes
         return TooLarge(
             f"the folder is too large to send: a folder copy is at most {limit} bytes sealed",
             {"folder_id": f"at most {limit} bytes sealed"},
+        )
+
+    def copies_too_large(self) -> TooLarge:
+        limit = self.copy_max_bytes
+        return TooLarge(
+            f"the attachments are too large: together at most {limit} bytes sealed",
+            {"attachments": f"at most {limit} bytes sealed"},
         )

@@ -65,7 +65,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             f"handshake:{auth.user.id}",
             per_minute=services.settings.handshakes_per_minute, what="websocket handshakes",
         )
-    except RateLimited as exc:  # the contract's 429 and `Retry-After`
+    except RateLimited as exc:  # the contract's 429 and `Retry-After`, slowly to a retry loop
+        await services.refusals.hold(auth.user.id)
         await websocket.send_denial_response(error_response(exc))
         return
     except DATABASE_FAULTS as exc:  # the budget could not be read: 1013, come back

@@ -181,4 +181,5 @@ def messaging_with(db: Database, keyring: Keyring) -> Messaging:
     return Messaging(
         db, keyring, Attachments(db, keyring, Vault(db, keyring, files), files),
         budgets=Budgets(db), sends_per_minute=Settings().sends_per_minute,
+        copies_per_minute=Settings().copies_per_minute,
     )

@@ -213,6 +213,22 @@ async def test_the_attachments_of_one_send_together_hold_at_most_one_copys_size(
     assert await raw_db.fetchval("select count(*) from messages") == 1
 
 
+async def test_a_folder_attached_twice_past_the_copy_size_is_413_naming_attachments(
+    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+) -> None:
+    """A folder of over half the copy size goes once; attached twice it is 413 naming
+    `attachments`, and nothing is sent."""
+    alice, bob = await join(node), await join(node)
+    team = await new_folder(alice, "team")
+    await new_entry(alice, folder_id=team, kind="note", title="half", notes="n" * (COPY_BYTES // 2))
+    attach = {"kind": "folder", "folder_id": team}
+    once = await send(alice, [user(bob)], attachments=[attach])
+    assert once.status_code == 201, once.text
+    twice = await send(alice, [user(bob)], attachments=[attach, attach])
+    assert set(assert_error(twice, 413, "too_large")["fields"]) == {"attachments"}
+    assert await raw_db.fetchval("select count(*) from messages") == 1
+
+
 async def test_a_chain_of_130_nested_folders_attached_is_400_naming_the_depth(
     node: LiveServer, join: Any, services: Services, raw_db: asyncpg.Connection
 ) -> None:

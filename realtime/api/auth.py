@@ -12,6 +12,7 @@ from realtime.api.http import (
     Call,
     Operation,
     check_origin,
+    client_address,
     json_response,
     no_content,
 )
@@ -34,9 +35,8 @@ async def login(call: Call) -> Response:
     request = call.request
     check_origin(request, call.services.settings, required=False)
     body: schemas.LoginRequest = call.body
-    address = request.client.host if request.client else "unknown"
     session = await call.services.accounts.login(
-        username=body.username, password=body.password, client_address=address
+        username=body.username, password=body.password, client_address=client_address(request)
     )
     response = json_response(schemas.LoginResponse(token=session.token, user=me_view(session.user)))
     lifetime = int(call.services.settings.session_lifetime.total_seconds())

@@ -16,7 +16,8 @@ from starlette.responses import Response
 
 from realtime import codec, crypto
 from realtime.accounts import Accounts
-from realtime.api.in_flight import InFlight
+from realtime.api.in_flight import InFlight, RequestRate
+from realtime.api.refusals import Refusals
 from realtime.attachments import Attachments
 from realtime.broker.base import Broker
 from realtime.budgets import Budgets
@@ -60,6 +61,8 @@ class Services:
     attachments: Attachments
     budgets: Budgets
     in_flight: InFlight
+    request_rate: RequestRate
+    refusals: Refusals
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,9 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
 
     async def endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
+        auth = None
         try:
             with ExitStack() as held:  # the caller's places among the requests in flight
-                auth = None
                 if operation.auth:
                     auth = await authenticate(request, services, held)
                     if operation.admin and not auth.user.is_admin:
@@ -177,7 +180,12 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
             elif error.status >= 500:
                 log.error("%s on %s %s: %s", type(exc).__name__, request.method,
                           request.url.path, error.message)
-            return error_response(error)
+            response = error_response(error)
+            if isinstance(error, RateLimited):  # out of its places in flight by now
+                client = auth.user.id if auth is not None else client_address(request)
+                if not await services.refusals.hold(client):
+                    response.headers["connection"] = "close"
+            return response
 
     endpoint.__name__ = operation.handler.__name__
     return endpoint
@@ -195,8 +203,14 @@ async def authenticate(request: Request, services: Services, held: ExitStack) ->
         check_origin(request, services.settings, required=True)
     held.enter_context(services.in_flight.hold(crypto.token_digest(token)))
     auth = await services.accounts.authenticate(token)
+    services.request_rate.take(auth.user.id)
     held.enter_context(services.in_flight.hold(auth.user.id))
     return auth
+
+
+def client_address(request: HTTPConnection) -> str:
+    """The client's address: X-Forwarded-For counts from the trusted proxies only."""
+    return request.client.host if request.client else "unknown"
 
 
 def credentials(request: HTTPConnection) -> tuple[str | None, bool]:

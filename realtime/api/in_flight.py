@@ -1,10 +1,13 @@
-"""How many HTTP requests each user (and each token) has in flight on this node."""
+"""Each user's (and each token's) HTTP requests on this node: how many are in flight at once,
+and how many a minute."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 
+from realtime.api.buckets import Buckets
 from realtime.errors import RateLimited
 
 
@@ -34,3 +37,20 @@ class InFlight:
     def count(self, key: Hashable) -> int:
         """How many requests of `key` are in flight now."""
         return self._counts.get(key, 0)
+
+
+class RequestRate:
+    """Each user's requests a minute on this node, a token bucket holding `per_minute`: past
+    it, 429 until one is back. Cheap calls that no other budget counts (a directory search,
+    a read) cannot keep the node busy for one user."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets = Buckets(per_minute, per_minute / 60)
+
+    def take(self, key: Hashable) -> None:
+        wait = self._buckets.take(key)
+        if wait:
+            raise RateLimited(
+                math.ceil(wait), f"too many requests: at most {self.per_minute} a minute"
+            )

@@ -9,10 +9,10 @@ import asyncpg
 
 
 async def take_token(
-    conn: asyncpg.Connection, key: str, *, capacity: float, per_second: float
+    conn: asyncpg.Connection, key: str, *, capacity: float, per_second: float, units: float = 1
 ) -> float:
-    """Take one token from the bucket `key` (full when new); return 0 when taken, else the
-    seconds until one is there (nothing is taken then).
+    """Take `units` tokens (at most `capacity`) from the bucket `key` (full when new); return 0
+    when taken, else the seconds until they are there (nothing is taken then).
 
     One statement: concurrent takers queue on the row's lock, and each sees the level the one
     before left. The statement runs on its own, so `now()` is its own start."""
@@ -22,16 +22,16 @@ async def take_token(
                           now() - updated_at)::float8, 0) * $3::float8) as level
                from budget_buckets where key = $1 for update),
            spent as (
-               update budget_buckets b set tokens = old.level - 1, updated_at = now()
-               from old where b.key = $1 and old.level >= 1 returning 1),
+               update budget_buckets b set tokens = old.level - $4, updated_at = now()
+               from old where b.key = $1 and old.level >= $4 returning 1),
            created as (
                insert into budget_buckets (key, tokens, updated_at)
-               select $1, $2::float8 - 1, now() where not exists (select 1 from old)
+               select $1, $2::float8 - $4, now() where not exists (select 1 from old)
                on conflict (key) do nothing returning 1)
            select case when not exists (select 1 from old) then 0::float8
-                       when (select level from old) >= 1 then 0::float8
-                       else (1 - (select level from old)) / $3::float8 end""",
-        key, float(capacity), float(per_second),
+                       when (select level from old) >= $4 then 0::float8
+                       else ($4 - (select level from old)) / $3::float8 end""",
+        key, float(capacity), float(per_second), float(min(units, capacity)),
     )
     return float(wait)
 
