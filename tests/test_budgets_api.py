@@ -102,9 +102,21 @@ def test_the_budgets_are_read_from_the_environment_and_bad_values_stop_the_start
         5, 1000, 2000, timedelta(seconds=10))
     assert (settings.vault_max_entries, settings.vault_max_folders, settings.vault_max_depth,
             settings.folder_copy_max_bytes) == (7, 8, 9, 4096)
+    paced = load_settings({
+        "REALTIME_COPIES_PER_MINUTE": "1500", "REALTIME_UPLOAD_BYTES_PER_MINUTE": "30000000",
+        "REALTIME_REQUESTS_PER_MINUTE": "90", "REALTIME_REFUSAL_PAUSE": "0",
+    })
+    assert (paced.copies_per_minute, paced.upload_bytes_per_minute, paced.requests_per_minute,
+            paced.refusal_pause) == (1500, 30_000_000, 90, timedelta(0))
     defaults = load_settings({})
     assert (defaults.sends_per_minute, defaults.vault_max_depth) == (60, 20)
+    assert (defaults.copies_per_minute, defaults.upload_bytes_per_minute,
+            defaults.requests_per_minute, defaults.refusal_pause) == (
+        2000, 256 * 1024 * 1024, 600, timedelta(seconds=1))
     for name, value in (("REALTIME_VAULT_MAX_DEPTH", "101"), ("REALTIME_SENDS_PER_MINUTE", "0"),
-                        ("REALTIME_UPLOAD_BYTES_IN_FLIGHT", "lots")):
+                        ("REALTIME_UPLOAD_BYTES_IN_FLIGHT", "lots"),
+                        ("REALTIME_COPIES_PER_MINUTE", "1199"),
+                        ("REALTIME_UPLOAD_BYTES_PER_MINUTE", "1000"),
+                        ("REALTIME_REFUSAL_PAUSE", "-1s")):
         with pytest.raises(ConfigError, match=name):
             load_settings({name: value})
