@@ -148,7 +148,9 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
                 request_rate=RequestRate(settings.requests_per_minute),
-                refusals=Refusals(settings.refusal_pause.total_seconds()),
+                refusals=Refusals(
+                    settings.refusal_pause.total_seconds(), settings.refusals_held_per_client
+                ),
             )
             yield
 

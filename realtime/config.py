@@ -50,6 +50,7 @@ class Settings:
     requests_in_flight_per_user: int = 8
     requests_per_minute: int = 600
     refusal_pause: timedelta = timedelta(seconds=1)
+    refusals_held_per_client: int = 256
     max_sockets_per_user: int = 20
     handshakes_per_minute: int = 60
     resumes_per_minute: int = 6
@@ -112,6 +113,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         requests_per_minute=reader.integer("REALTIME_REQUESTS_PER_MINUTE", 600, low=1),
         refusal_pause=reader.duration(
             "REALTIME_REFUSAL_PAUSE", "1s", at_least=timedelta(0)
+        ),
+        refusals_held_per_client=reader.integer(
+            "REALTIME_REFUSALS_HELD_PER_CLIENT", 256, low=1
         ),
         max_sockets_per_user=reader.integer("REALTIME_MAX_SOCKETS_PER_USER", 20, low=1),
         handshakes_per_minute=reader.integer("REALTIME_HANDSHAKES_PER_MINUTE", 60, low=1),

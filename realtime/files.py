@@ -25,9 +25,13 @@ from realtime.models import FileInfo, SealedFile, User
 from realtime.store import budgets as budget_store
 from realtime.store import files as file_store
 from realtime.store import uploads as upload_store
+from realtime.turns import Turns
 
 CHUNK_BYTES = 1024 * 1024
 MAX_FILE_BYTES = 25 * 1024 * 1024
+# Chunks one user's uploads write at once on a node, and how long a chunk waits for its turn.
+CHUNK_WRITERS_PER_USER = 2
+CHUNK_WRITER_WAIT = 30.0
 MAX_NAME_CHARS = 255
 NEUTRAL_TYPE = "application/octet-stream"
 SNIFF_BYTES = 512
@@ -75,6 +79,8 @@ class Files:
         self._keyring = keyring
         self._limits = limits
         self._budgets = Budgets(db)
+        # One user's uploads write a few chunks at once, so that they never take the pool.
+        self._chunk_writers = Turns(CHUNK_WRITERS_PER_USER, CHUNK_WRITER_WAIT)
 
     async def upload(
         self, owner: User, name: str, stated_type: str | None, body: AsyncIterable[bytes],
@@ -98,7 +104,8 @@ class Files:
         reservation = await self._reserve(owner, MAX_FILE_BYTES if declared is None else declared)
         try:
             upload = _Upload(
-                self._db, self._keyring, self._limits, owner=owner, reservation=reservation,
+                self._db, self._keyring, self._limits, self._chunk_writers, owner=owner,
+                reservation=reservation,
                 stated_type=stated_type, declared=declared, stored=stored, left=left,
             )
             return await upload.store(file_name(name), _paced(body, self._limits.idle_timeout))
@@ -160,13 +167,14 @@ class _Upload:
     """One upload: its body sealed chunk by chunk as it arrives, at most one chunk held."""
 
     def __init__(
-        self, db: Database, keyring: Keyring, limits: UploadLimits, *, owner: User,
-        reservation: UUID, stated_type: str | None, declared: int | None, stored: int,
+        self, db: Database, keyring: Keyring, limits: UploadLimits, writers: Turns, *,
+        owner: User, reservation: UUID, stated_type: str | None, declared: int | None, stored: int,
         left: Callable[[], Awaitable[bool]] | None,
     ) -> None:
         self._db = db
         self._keyring = keyring
         self._limits = limits
+        self._writers = writers
         self._owner = owner
         self._reservation = reservation
         self._stated_type = stated_type
@@ -237,7 +245,7 @@ class _Upload:
                 await upload_store.extend(conn, self._reservation, RESERVATION_LEASE)
 
     async def _put(self, n: int, sealed: bytes) -> None:
-        async with self._db.connection() as conn:
+        async with self._writers.turn(self._owner.id), self._db.connection() as conn:
             await file_store.put_chunk(conn, self.file_id, n, sealed)
 
     async def _discard(self) -> None:

@@ -105,9 +105,11 @@ def test_the_budgets_are_read_from_the_environment_and_bad_values_stop_the_start
     paced = load_settings({
         "REALTIME_COPIES_PER_MINUTE": "1500", "REALTIME_UPLOAD_BYTES_PER_MINUTE": "30000000",
         "REALTIME_REQUESTS_PER_MINUTE": "90", "REALTIME_REFUSAL_PAUSE": "0",
+        "REALTIME_REFUSALS_HELD_PER_CLIENT": "7",
     })
     assert (paced.copies_per_minute, paced.upload_bytes_per_minute, paced.requests_per_minute,
-            paced.refusal_pause) == (1500, 30_000_000, 90, timedelta(0))
+            paced.refusal_pause, paced.refusals_held_per_client) == (
+        1500, 30_000_000, 90, timedelta(0), 7)
     defaults = load_settings({})
     assert (defaults.sends_per_minute, defaults.vault_max_depth) == (60, 20)
     assert (defaults.copies_per_minute, defaults.upload_bytes_per_minute,

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from realtime import codec, crypto
 from realtime.accounts import Accounts
 from realtime.api.in_flight import InFlight, RequestRate
-from realtime.api.refusals import Refusals
+from realtime.api.refusals import Refusal, Refusals
 from realtime.attachments import Attachments
 from realtime.broker.base import Broker
 from realtime.budgets import Budgets
@@ -183,12 +183,28 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
             response = error_response(error)
             if isinstance(error, RateLimited):  # out of its places in flight by now
                 client = auth.user.id if auth is not None else client_address(request)
-                if not await services.refusals.hold(client):
+                refusal = await services.refusals.hold(client)
+                if refusal is Refusal.OVERFLOW or (
+                    refusal is Refusal.HELD and _large_body(request)  # rather than read it
+                ):
                     response.headers["connection"] = "close"
             return response
 
     endpoint.__name__ = operation.handler.__name__
     return endpoint
+
+
+# A client retrying past its refusals with a body larger than this has its connection closed:
+# reading the rest of each body only to throw it away would cost the node more than the
+# client's new connection.
+LARGE_BODY_BYTES = 64 * 1024
+
+
+def _large_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "")
+    return request.headers.get("transfer-encoding") is not None or (
+        length.isascii() and length.isdigit() and int(length) > LARGE_BODY_BYTES
+    )
 
 
 async def authenticate(request: Request, services: Services, held: ExitStack) -> AuthContext:

@@ -11,31 +11,42 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from enum import Enum
 
 from realtime.api.buckets import Buckets
 
 # Refusals a client gets at once, and how fast they come back (per second).
 PROMPT_REFUSALS = 10
 PROMPT_REFILL = 1.0
-# One client's refusals waiting at once: past them a refusal is written at once and its
-# connection closed, so that a client cannot park connections without limit either.
-MAX_WAITING = 32
+# One client's refusals waiting at once, by default: past them a refusal is written at once
+# and its connection closed, so that a client cannot park connections without limit either.
+MAX_WAITING = 256
+
+
+class Refusal(Enum):
+    """How a refusal went: written at once; after the pause; or at once, its connection to
+    be closed, with too many of the client's waiting already."""
+
+    PROMPT = "prompt"
+    HELD = "held"
+    OVERFLOW = "overflow"
 
 
 class Refusals:
-    def __init__(self, pause: float) -> None:
+    def __init__(self, pause: float, max_waiting: int = MAX_WAITING) -> None:
         self.pause = pause
+        self.max_waiting = max_waiting
         self._prompt = Buckets(PROMPT_REFUSALS, PROMPT_REFILL)
         self._waiting: dict[Hashable, int] = {}
 
-    async def hold(self, client: Hashable) -> bool:
-        """Wait before a refusal of `client` is written, if it has used its prompt ones;
-        False when the refusal should close its connection instead of waiting."""
+    async def hold(self, client: Hashable) -> Refusal:
+        """Wait before a refusal of `client` is written, if it has used its prompt ones: how
+        the refusal went."""
         if self.pause <= 0 or not self._prompt.take(client):
-            return True
+            return Refusal.PROMPT
         waiting = self._waiting.get(client, 0)
-        if waiting >= MAX_WAITING:
-            return False
+        if waiting >= self.max_waiting:
+            return Refusal.OVERFLOW
         self._waiting[client] = waiting + 1
         try:
             await asyncio.sleep(self.pause)
@@ -44,7 +55,7 @@ class Refusals:
                 self._waiting[client] -= 1
             else:
                 del self._waiting[client]
-        return True
+        return Refusal.HELD
 
     def waiting(self, client: Hashable) -> int:
         """How many refusals of `client` are waiting now."""
