@@ -16,7 +16,7 @@ LAYERS = {
     2: {"db", "migrate", "keyfile", "store", "broker"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
-        "files", "attachments", "budgets", "vault_limits",
+        "files", "attachments", "budgets", "vault_limits", "turns",
         "expiry", "publisher",
     },
     4: {"api", "ws", "frames"},
