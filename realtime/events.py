@@ -9,30 +9,20 @@ from uuid import UUID
 from realtime.db import Database
 from realtime.models import Event
 from realtime.store import events as event_store
-from realtime.store import messages as message_store
 
 REPLAY_PAGE = 1000
 
 
 @dataclass(frozen=True)
 class Backlog:
-    """The events after a seq, the seq the log has reached and the unread count at that seq;
-    or that they are no longer kept."""
+    """The events after a seq and the seq the log has reached; or that they are no longer
+    kept."""
 
     events: list[Event]
     through_seq: int
     too_old: bool
-    unread: int = 0
     more: bool = False  # a page: more events follow `through_seq`
     expires: dict[int, float] = field(default_factory=dict)  # seq -> its message's expiry
-
-
-@dataclass(frozen=True)
-class UnreadState:
-    """A user's unread count as it stood right after their event `as_of`."""
-
-    count: int
-    as_of: int
 
 
 class EventLog:
@@ -58,11 +48,10 @@ class EventLog:
                 if len(page) < page_size or limit is not None:
                     break
             more = limit is not None and len(found) == limit
-            unread = 0 if more else await message_store.count_unread(conn, user_id)
         events = [event for event, _ in found]
         expires = {event.seq: at for event, at in found if at is not None}
         through = events[-1].seq if more else last
-        return Backlog(events, through, too_old=False, unread=unread, more=more, expires=expires)
+        return Backlog(events, through, too_old=False, more=more, expires=expires)
 
     async def expiries(self, message_ids: Sequence[UUID]) -> dict[UUID, float]:
         """When each of the given messages that expire does (seconds since the epoch)."""
@@ -70,10 +59,3 @@ class EventLog:
             return {}
         async with self._db.connection() as conn:
             return await event_store.message_expiries(conn, message_ids)
-
-    async def unread_states(self, user_ids: Sequence[UUID]) -> dict[UUID, UnreadState]:
-        if not user_ids:
-            return {}
-        async with self._db.connection() as conn:
-            states = await message_store.unread_states(conn, list(dict.fromkeys(user_ids)))
-        return {user_id: UnreadState(count, as_of) for user_id, (count, as_of) in states.items()}

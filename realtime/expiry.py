@@ -180,13 +180,16 @@ class Expirer:
     async def _expire_batch(self) -> int:
         async with self._db.transaction() as conn:
             expired = await expiry_store.delete_expired(conn, BATCH)
+            told = [(message, user_id) for message in expired for user_id in _told_of(message)]
             entries = [
                 (user_id, EventType.MESSAGE_DELETED,
                  {"message_id": str(message.message_id), "reason": DeleteReason.EXPIRED.value})
-                for message in expired
-                for user_id in _told_of(message)
+                for message, user_id in told
             ]
-            events = await event_store.append_each(conn, entries)
+            unread_changes = [
+                -1 if user_id in message.unread_holders else 0 for message, user_id in told
+            ]
+            events = await event_store.append_each(conn, entries, unread_changes=unread_changes)
             await file_store.release_files(
                 conn, [file_id for message in expired for file_id in message.file_ids]
             )

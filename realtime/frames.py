@@ -9,7 +9,7 @@ from realtime import codec
 from realtime.api.auth import me_view
 from realtime.api.messages import summary_view
 from realtime.events import EventLog
-from realtime.hub import Replayed, frame_payload, unread_payload
+from realtime.hub import Replayed, frame_payload
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, Message, User
 
@@ -22,17 +22,20 @@ def summary_json(message: Message) -> bytes:
 
 
 def event_frame(event: Event, summaries: dict[UUID, bytes]) -> bytes | None:
-    """The frame of one event; None for a new message that is gone already."""
+    """The frame of one event, with the user's unread count right after it (stored in its
+    payload; an event logged before counts were kept has none); None for a new message that is
+    gone already."""
     if event.type is EventType.MESSAGE_NEW:
         summary = summaries.get(UUID(event.payload["message_id"]))
         if summary is None:
             return None
-        return b'{"type":"message.new","seq":%d,"message":%s}' % (event.seq, summary)
+        unread = event.payload.get("unread")
+        if unread is None:
+            return b'{"type":"message.new","seq":%d,"message":%s}' % (event.seq, summary)
+        return b'{"type":"message.new","seq":%d,"unread":%d,"message":%s}' % (
+            event.seq, unread, summary
+        )
     return codec.encode({"type": event.type.value, "seq": event.seq, **event.payload})
-
-
-def unread_frame(count: int) -> bytes:
-    return b'{"type":"unread","count":%d}' % count
 
 
 class Frames:
@@ -43,14 +46,12 @@ class Frames:
         self._log = log
 
     async def render(self, events: list[Event]) -> list[tuple[UUID, bytes]]:
-        """After a commit: each event's frame, then the new unread count of those it changed."""
+        """After a commit: each event's frame, with its user's unread count after it."""
         if not events:
             return []
         new_ids = {UUID(e.payload["message_id"]) for e in events if e.type is EventType.MESSAGE_NEW}
         arrivals = await self._messaging.arrivals(list(new_ids)) if new_ids else {}
         summaries = {message_id: summary_json(m) for message_id, m in arrivals.items()}
-        changed = [e.user_id for e in events if _changes_unread(e)]
-        states = await self._log.unread_states(changed)
         about = {m for e in events if (m := _message_of(e)) is not None}
         expiries = await self._log.expiries(list(about))
         payloads: list[tuple[UUID, bytes]] = []
@@ -59,10 +60,6 @@ class Frames:
             if frame is not None:
                 expires_at = _expiry_of(event, expiries)
                 payloads.append((event.user_id, frame_payload(event.seq, frame, expires_at)))
-        payloads += [
-            (user, unread_payload(state.as_of, unread_frame(state.count)))
-            for user, state in states.items()
-        ]
         return payloads
 
     async def replay(self, user_id: UUID, after_seq: int) -> Replayed:
@@ -82,11 +79,7 @@ class Frames:
             frame = event_frame(event, summaries)
             if frame is not None:
                 frames.append((event.seq, frame))
-        unread = None if backlog.more else unread_frame(backlog.unread)
-        return Replayed(
-            frames, backlog.through_seq, unread=unread, more=backlog.more,
-            expires=backlog.expires,
-        )
+        return Replayed(frames, backlog.through_seq, more=backlog.more, expires=backlog.expires)
 
     async def hello(self, user: User) -> tuple[int, bytes]:
         """The first frame: the latest seq, the unread count, the unread high-priority ones."""
@@ -111,10 +104,3 @@ def _message_of(event: Event) -> UUID | None:
 def _expiry_of(event: Event, expiries: dict[UUID, float]) -> float:
     message_id = _message_of(event)
     return 0.0 if message_id is None else expiries.get(message_id, 0.0)
-
-
-def _changes_unread(event: Event) -> bool:
-    """Whether the event may have changed its user's unread count."""
-    if event.type is EventType.MESSAGE_READ:
-        return str(event.payload["reader"]["id"]) == str(event.user_id)
-    return True

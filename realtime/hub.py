@@ -28,7 +28,7 @@ CLOSE_SLOW = 1013
 CLOSE_SESSION_ENDED = 4401
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
-_FRAME, _TIMED_FRAME, _UNREAD, _END_SESSIONS = b"F", b"T", b"U", b"E"
+_FRAME, _TIMED_FRAME, _END_SESSIONS = b"F", b"T", b"E"
 _SEQ = struct.Struct(">q")
 _COMMITTED_AT = struct.Struct(">d")
 _EXPIRES_AT = struct.Struct(">d")
@@ -57,11 +57,6 @@ def time_frames(
     return frames
 
 
-def unread_payload(as_of: int, frame: bytes) -> bytes:
-    """What the broker carries for an unread count: the seq it is the state after, the frame."""
-    return _UNREAD + _SEQ.pack(as_of) + frame
-
-
 def end_sessions_payload(session_ids: Sequence[UUID] | None) -> bytes:
     """What the broker carries to end sessions: the given ones, or (None) all of the user's."""
     return _END_SESSIONS + b"".join(session_id.bytes for session_id in session_ids or ())
@@ -69,21 +64,13 @@ def end_sessions_payload(session_ids: Sequence[UUID] | None) -> bytes:
 
 @dataclass(frozen=True)
 class Replayed:
-    """What the log holds after a seq: frames to send, the seq they reach and the unread frame
-    at that seq; or too old."""
+    """What the log holds after a seq: frames to send and the seq they reach; or too old."""
 
     frames: list[tuple[int, bytes]]
     through_seq: int
     too_old: bool = False
-    unread: bytes | None = None
     more: bool = False  # a page: the next one follows through_seq
     expires: Mapping[int, float] = field(default_factory=dict)  # seq -> its message's expiry
-
-
-@dataclass(frozen=True)
-class _Unread:
-    as_of: int  # the user's seq the count is the state after
-    frame: str
 
 
 Replayer = Callable[[UUID, int], Awaitable[Replayed]]
@@ -101,8 +88,8 @@ class _Resume:
 
 
 # A frame with its seq (0: none), commit time (0: not known) and its message's expiry (0:
-# never), a count, a resume.
-_Item = tuple[int, str, float, float] | _Unread | _Resume
+# never), or a resume.
+_Item = tuple[int, str, float, float] | _Resume
 
 
 @dataclass(slots=True, eq=False)
@@ -114,7 +101,6 @@ class Connection:
     send: Callable[[str], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
     last_seq: int = 0
-    unread_as_of: int = 0  # the seq of the last unread count sent: an older one is stale
     queued: list[_Item] = field(default_factory=list)  # what the writer has still to send
     started: bool = False  # hello has gone: the writer may send
     closing: bool = False
@@ -235,10 +221,6 @@ class Hub:
             item = (_SEQ.unpack_from(body)[0], body[start:].decode(), committed_at, expires_at)
             for conn in list(sockets):
                 self._offer(conn, item)
-        elif kind == _UNREAD:
-            state = _Unread(_SEQ.unpack_from(body)[0], body[_SEQ.size:].decode())
-            for conn in list(sockets):
-                self._offer(conn, state)
         elif kind == _END_SESSIONS:
             ended = {UUID(bytes=body[i:i + 16]) for i in range(0, len(body), 16)}
             for conn in list(sockets):
@@ -328,9 +310,6 @@ class Hub:
         if isinstance(item, _Resume):
             await self._resume(conn, item)
             return
-        if isinstance(item, _Unread):
-            await self._send_unread(conn, item.as_of, item.frame)
-            return
         seq, frame, committed_at, expires_at = item
         if seq and seq <= conn.last_seq:
             return
@@ -370,16 +349,8 @@ class Hub:
             if not replayed.more:
                 break
             after = replayed.through_seq
-        if replayed.unread is not None:
-            await self._send_unread(conn, replayed.through_seq, replayed.unread.decode())
         if request.answer:
             await conn.send(f'{{"type":"resumed","seq":{conn.last_seq}}}')
-
-    async def _send_unread(self, conn: Connection, as_of: int, frame: str) -> None:
-        """Send an unread count unless the socket already has one as recent."""
-        if as_of > conn.unread_as_of:
-            await conn.send(frame)
-            conn.unread_as_of = as_of
 
 
 def _expired(expires_at: float) -> bool:

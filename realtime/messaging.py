@@ -150,7 +150,9 @@ class Messaging:
         )
         await self._attachments.write(conn, message_id, envelope, prepared)
         events = [
-            Event(user_id, seq, EventType.MESSAGE_NEW, payload)
+            Event(
+                user_id, seq, EventType.MESSAGE_NEW, {**payload, "unread": inserted.unread[user_id]}
+            )
             for user_id, seq in inserted.seqs.items()
         ]
         return SendReceipt(message_id, inserted.sent_at, len(recipients)), events
@@ -196,7 +198,8 @@ class Messaging:
                     "read_at": codec.format_time(mark.read_at),
                 }
                 events = await event_store.append_events(
-                    conn, [user.id, mark.sender_id], EventType.MESSAGE_READ, payload
+                    conn, [user.id, mark.sender_id], EventType.MESSAGE_READ, payload,
+                    unread_gone_for=[user.id],
                 )
         await self._committed(events)
         return mark.read_at
@@ -213,17 +216,20 @@ class Messaging:
                 reason = DeleteReason.RECALLED
                 user_ids = [user.id, *(holder.user_id for holder in holders)]
             else:
-                if await message_store.hide_for_recipient(
+                hidden = await message_store.hide_for_recipient(
                     conn, message_id=message_id, user_id=user.id
-                ) is None:
+                )
+                if hidden is None:
                     raise NotFound("no such message")
                 reason = DeleteReason.DELETED
                 user_ids = [user.id]
+                holders = [hidden]
             events = await event_store.append_events(
                 conn,
                 user_ids,
                 EventType.MESSAGE_DELETED,
                 {"message_id": str(message_id), "reason": reason.value},
+                unread_gone_for=[holder.user_id for holder in holders if holder.had_unread],
             )
         await self._committed(events)
         return reason
@@ -241,7 +247,7 @@ class Messaging:
             return seq, count, high_priority
 
     async def _unread(self, conn: Connection, user: User) -> tuple[int, list[Message]]:
-        count = await message_store.count_unread(conn, user.id)
+        count = await event_store.unread_count(conn, user.id)
         sealed = await message_store.list_unread_high_priority(conn, user.id, HIGH_PRIORITY_LIMIT)
         return count, await self._open_all(conn, sealed)
 

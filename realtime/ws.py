@@ -115,7 +115,7 @@ async def _authenticated(websocket: WebSocket, services: Services) -> AuthContex
 async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:
     """Send `hello`; nothing of it stays referenced while the socket lives."""
     seq, hello = await live.frames.hello(user)
-    conn.last_seq = conn.unread_as_of = seq  # hello holds the events and count up to seq
+    conn.last_seq = seq  # hello holds the events and count up to seq
     await websocket.send_text(hello.decode())
 
 

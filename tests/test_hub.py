@@ -7,7 +7,7 @@ import uuid
 
 from realtime.api.http import Services
 from realtime.events import EventLog
-from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed, frame_payload, unread_payload
+from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed, frame_payload
 from realtime.models import EventType
 from realtime.store import events as event_store
 from tests.conftest import MakeUser
@@ -92,8 +92,9 @@ async def test_a_socket_whose_write_fails_is_closed_1013_and_never_left_silent()
 
 
 async def test_an_unread_count_older_than_the_sockets_is_never_sent() -> None:
-    """A count that is the state after an older seq than the one the socket has (a batch from
-    another node arriving late) is dropped; a newer one is sent."""
+    """An event frame, with the unread count it carries, for a seq the socket already has (a
+    batch from another node arriving late) is dropped; a newer one is sent, and an older one
+    after it is not: the count never goes back."""
     hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
     user, received = uuid.uuid4(), asyncio.Queue[str]()
 
@@ -101,13 +102,13 @@ async def test_an_unread_count_older_than_the_sockets_is_never_sent() -> None:
         raise AssertionError("the socket must stay open")
 
     conn = Connection(user, uuid.uuid4(), send=received.put, close=ignore_close)
-    conn.last_seq = conn.unread_as_of = 6  # what its hello said
+    conn.last_seq = 6  # what its hello said
     await hub.register(conn)
     hub.start(conn)
-    for as_of, count in ((5, 1), (6, 2), (8, 4), (7, 3)):
-        hub.deliver(user, unread_payload(as_of, b'{"type":"unread","count":%d}' % count))
+    for seq, count in ((5, 1), (6, 2), (8, 4), (7, 3)):
+        hub.deliver(user, frame_payload(seq, b'{"seq":%d,"unread":%d}' % (seq, count)))
     hub.send_soon(conn, '{"type":"pong"}')
-    assert await received.get() == '{"type":"unread","count":4}'
+    assert await received.get() == '{"seq":8,"unread":4}'
     assert await received.get() == '{"type":"pong"}'
     await hub.close_all()
 

@@ -41,14 +41,15 @@ async def assert_seqs_without_gaps(raw_db: asyncpg.Connection, *people: Person) 
 async def test_each_recipient_gets_one_new_message_event(
     make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection
 ) -> None:
-    """Sending logs one `message.new` for each recipient, and none for a sender left out."""
+    """Sending logs one `message.new` for each recipient, with their unread count after it, and
+    none for a sender left out."""
     alice, bob, carol = [await make_user() for _ in range(3)]
     team = await make_group(admin, alice, bob, carol)
     answer = await send(alice, [user(bob), group(team)])
     message_id = answer.json()["id"]
     for person in (bob, carol):
         assert await events_of(raw_db, person) == [
-            {"seq": 1, "type": "message.new", "payload": {"message_id": message_id}}
+            {"seq": 1, "type": "message.new", "payload": {"message_id": message_id, "unread": 1}}
         ]
     assert await events_of(raw_db, alice) == []
     assert await count_rows(raw_db, "events") == 2
@@ -57,7 +58,8 @@ async def test_each_recipient_gets_one_new_message_event(
 async def test_close_tells_the_reader_and_the_sender(
     make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
-    """Close logs one `message.read` for the reader and one for the sender, naming the reader."""
+    """Close logs one `message.read` for the reader and one for the sender, naming the reader,
+    each with that user's unread count after it."""
     alice = await make_user()
     bob = await make_user(display_name="Bob Reader")
     message_id = await send_ok(alice, bob)
@@ -69,6 +71,7 @@ async def test_close_tells_the_reader_and_the_sender(
             "message_id": message_id,
             "reader": {"id": bob.id, "display_name": "Bob Reader"},
             "read_at": read_at,
+            "unread": 0,
         },
     }
     assert await events_of(raw_db, alice) == [{"seq": 1, **expected}]
@@ -79,7 +82,8 @@ async def test_close_tells_the_reader_and_the_sender(
 async def test_delete_and_recall_tell_who_still_had_it(
     make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
-    """A recipient's delete logs `deleted` for them; a recall logs `recalled` for all who had it."""
+    """A recipient's delete logs `deleted` for them; a recall logs `recalled` for all who had it;
+    each with that user's unread count after it."""
     alice, bob, carol, dave = [await make_user() for _ in range(4)]
     message_id = await send_ok(alice, bob, carol, dave)
     assert (await bob.http.post(f"/api/messages/{message_id}/read")).status_code == 200
@@ -89,7 +93,7 @@ async def test_delete_and_recall_tell_who_still_had_it(
     def deleted(reason: str) -> dict[str, object]:
         return {
             "type": "message.deleted",
-            "payload": {"message_id": message_id, "reason": reason},
+            "payload": {"message_id": message_id, "reason": reason, "unread": 0},
         }
 
     def without_seq(events: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -101,10 +105,12 @@ async def test_delete_and_recall_tell_who_still_had_it(
     assert without_seq(await events_of(raw_db, alice))[-1] == deleted("recalled")
     assert without_seq(await events_of(raw_db, bob))[-1] == deleted("recalled")
     assert without_seq(await events_of(raw_db, carol)) == [
-        {"type": "message.new", "payload": {"message_id": message_id}}, deleted("recalled")
+        {"type": "message.new", "payload": {"message_id": message_id, "unread": 1}},
+        deleted("recalled"),
     ]
     assert without_seq(await events_of(raw_db, dave)) == [
-        {"type": "message.new", "payload": {"message_id": message_id}}, deleted("deleted")
+        {"type": "message.new", "payload": {"message_id": message_id, "unread": 1}},
+        deleted("deleted"),
     ]
     await assert_seqs_without_gaps(raw_db, alice, bob, carol, dave)
 

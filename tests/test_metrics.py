@@ -96,7 +96,9 @@ async def test_a_message_sent_to_an_open_socket_is_counted_from_send_to_delivery
     async with await open_socket(live, bob) as ws:
         assert (await next_frame(ws))["type"] == "hello"
         await send(alice, bob, subject="measured")
-        await frames_until(ws, "unread")  # written after the message's frame
+        await frames_until(ws, "message.new")
+        await ws.send('{"type":"ping"}')
+        await frames_until(ws, "pong")  # written after the message's frame was counted
         during = await scrape_node(live)
     assert grew(before, during, "realtime_open_websockets") == 1
     assert grew(before, during, "realtime_messages_sent_total") == 1
@@ -125,7 +127,9 @@ async def test_a_message_through_redis_is_timed_from_its_commit_on_the_sending_n
         async with await open_socket(node_b, bob) as ws:
             assert (await next_frame(ws))["type"] == "hello"
             await send(alice, bob, subject="across nodes")
-            await frames_until(ws, "unread")
+            await frames_until(ws, "message.new")
+            await ws.send('{"type":"ping"}')
+            await frames_until(ws, "pong")  # written after the message's frame was counted
             after = await scrape_node(node_b)
     assert grew(before, after, "realtime_events_published_total") == 1
     assert grew(before, after, "realtime_events_delivered_total", via="live") == 1

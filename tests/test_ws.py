@@ -52,19 +52,19 @@ async def test_hello_tells_the_latest_seq_unread_count_and_high_priority_message
 async def test_a_new_message_reaches_every_tab_once_with_the_unread_count(
     live: LiveServer, people: People
 ) -> None:
-    """Two tabs of the recipient both get message.new once, then unread with the new count."""
+    """Two tabs of the recipient both get message.new once, with the new unread count, and
+    nothing else."""
     alice, bob = await people(), await people()
     async with await open_socket(live, bob) as tab1, await open_socket(live, bob) as tab2:
         await next_frame(tab1), await next_frame(tab2)
         message_id = await send(alice, bob, subject="hello", high_priority=True)
         for tab in (tab1, tab2):
-            frames = await frames_until(tab, "unread")
+            frames = await frames_until(tab, "message.new")
             new = of_type(frames, "message.new")
-            assert len(new) == 1 and new[0]["seq"] == 1
+            assert len(new) == 1 and new[0]["seq"] == 1 and new[0]["unread"] == 1
             assert new[0]["message"]["id"] == message_id
             assert new[0]["message"]["high_priority"] is True
             assert new[0]["message"]["subject"] == "hello"
-            assert frames[-1] == {"type": "unread", "count": 1}
             assert await no_more_frames(tab) == []
 
 
@@ -81,11 +81,13 @@ async def test_closing_a_message_tells_the_readers_tabs_and_the_sender(
         bob_frames = await frames_until(bob_ws, "message.read")
         bob_frames += await no_more_frames(bob_ws)
         assert [f["reader"]["id"] for f in of_type(bob_frames, "message.read")] == [bob.id]
-        assert of_type(bob_frames, "unread")[-1] == {"type": "unread", "count": 0}
+        assert [f["unread"] for f in of_type(bob_frames, "message.read")] == [0]
+        assert of_type(bob_frames, "unread") == []
         receipt = await frames_until(alice_ws, "message.read")
         assert receipt[-1]["message_id"] == message_id
         assert receipt[-1]["read_at"] == read.json()["read_at"]
-        assert of_type(await no_more_frames(alice_ws), "unread") == []
+        assert receipt[-1]["unread"] == 0  # the sender's own count, untouched by the receipt
+        assert await no_more_frames(alice_ws) == []
 
 
 async def test_a_recall_removes_the_message_from_the_recipients_view(
@@ -101,7 +103,7 @@ async def test_a_recall_removes_the_message_from_the_recipients_view(
         frames += await no_more_frames(ws)
         deleted = of_type(frames, "message.deleted")
         assert [(d["message_id"], d["reason"]) for d in deleted] == [(message_id, "recalled")]
-        assert of_type(frames, "unread")[-1]["count"] == 0
+        assert deleted[-1]["unread"] == 0
 
 
 async def test_resume_replays_exactly_the_missed_events_in_order(

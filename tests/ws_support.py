@@ -113,9 +113,9 @@ class Inbox:
         return [f["message"]["id"] for f in of_type(self.frames, "message.new")]
 
     def unread(self) -> int | None:
-        """The last unread count received."""
-        counts = [f["count"] for f in of_type(self.frames, "unread")]
-        return counts[-1] if counts else None
+        """The unread count the latest event received carries."""
+        counted = [f for f in self.frames if "unread" in f and "seq" in f and f["type"] != "hello"]
+        return max(counted, key=lambda f: f["seq"])["unread"] if counted else None
 
     def seqs(self) -> list[int]:
         return [f["seq"] for f in self.frames if "seq" in f and f["type"] != "hello"]

@@ -18,6 +18,7 @@ class Expired:
     expires_at: datetime
     deleted_at: datetime
     holders: list[UUID]
+    unread_holders: list[UUID]  # the holders who had not read it: one unread less for each
     file_ids: list[UUID]  # the files it referred to: to release in the same transaction
 
 
@@ -65,7 +66,8 @@ async def delete_expired(conn: asyncpg.Connection, limit: int) -> list[Expired]:
                limit $1
                for update skip locked),
            holders as (
-               select r.message_id, array_agg(r.user_id order by r.user_id) as user_ids
+               select r.message_id, array_agg(r.user_id order by r.user_id) as user_ids,
+                      array_agg(r.user_id) filter (where r.read_at is null) as unread_ids
                from message_recipients r join due on due.id = r.message_id
                where r.deleted_at is null
                group by r.message_id),
@@ -79,11 +81,12 @@ async def delete_expired(conn: asyncpg.Connection, limit: int) -> list[Expired]:
            where m.id = due.id
            returning m.id, m.sender_id, m.expires_at, statement_timestamp() as deleted_at,
                      coalesce(h.user_ids, '{}') as holders,
+                     coalesce(h.unread_ids, '{}') as unread_holders,
                      coalesce(f.file_ids, '{}') as file_ids""",
         limit,
     )
     return [
         Expired(row["id"], row["sender_id"], row["expires_at"], row["deleted_at"],
-                list(row["holders"]), list(row["file_ids"]))
+                list(row["holders"]), list(row["unread_holders"]), list(row["file_ids"]))
         for row in rows
     ]

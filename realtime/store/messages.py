@@ -89,10 +89,12 @@ def _sealed(row: asyncpg.Record, *, with_body: bool = False) -> SealedMessage:
 
 @dataclass(frozen=True)
 class Inserted:
-    """A message just written: when it was sent, and the seq of each recipient's event."""
+    """A message just written: when it was sent, and the seq of each recipient's event with
+    the recipient's unread count after it."""
 
     sent_at: datetime
     seqs: dict[UUID, int]
+    unread: dict[UUID, int]
 
 
 async def insert_message(
@@ -113,8 +115,8 @@ async def insert_message(
     announcement: tuple[str, str] | None,
 ) -> Inserted:
     """Insert a message with its To field, its recipients (distinct) and one event for each of
-    them, and notify `announcement` (channel, payload) on commit, all in one statement: atomic
-    even outside a transaction."""
+    them (one more unread for each), and notify `announcement` (channel, payload) on commit,
+    all in one statement: atomic even outside a transaction."""
     rows = await conn.fetch(
         f"""with message as (
                insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
@@ -132,9 +134,9 @@ async def insert_message(
                    (message_id, user_id, sent_at, expires_at, high_priority)
                select $1, user_id, statement_timestamp(), $3, $4
                from unnest($13::uuid[]) as user_id),
-           {appending('$13::uuid[]', '$14', '$15')},
+           {appending('$13::uuid[]', '$14', '$15', unread_change='1')},
            announced as (select pg_notify($16, $17) where $16::text is not null)
-           select message.sent_at, appended.user_id, appended.seq,
+           select message.sent_at, appended.user_id, appended.seq, appended.unread,
                   (select count(*) from announced) as announced
            from message cross join appended""",
         message_id, sender_id, expires_at, high_priority, reply_to,
@@ -147,7 +149,11 @@ async def insert_message(
     )
     if len(rows) != len(recipient_ids):
         raise RuntimeError("a user without an event counter cannot receive events")
-    return Inserted(rows[0]["sent_at"], {row["user_id"]: row["seq"] for row in rows})
+    return Inserted(
+        rows[0]["sent_at"],
+        {row["user_id"]: row["seq"] for row in rows},
+        {row["user_id"]: row["unread"] for row in rows},
+    )
 
 
 async def get_message(
@@ -209,15 +215,6 @@ async def list_unread_high_priority(
         user_id, limit,
     )
     return [_sealed(row) for row in rows]
-
-
-async def count_unread(conn: asyncpg.Connection, user_id: UUID) -> int:
-    return int(await conn.fetchval(
-        f"""select count(*) from message_recipients r
-            where r.user_id = $1 and r.read_at is null and r.deleted_at is null
-              and {_LIVE_FOR_RECIPIENT}""",
-        user_id,
-    ))
 
 
 async def addressees_of(
@@ -297,23 +294,6 @@ async def delete_sent_message(
     if not deleted:
         return None
     return [Holder(row["user_id"], row["had_unread"]) for row in holders]
-
-
-async def unread_states(
-    conn: asyncpg.Connection, user_ids: Sequence[UUID]
-) -> dict[UUID, tuple[int, int]]:
-    """Each user's count of unread, unexpired messages kept in their inbox (0 included), with
-    the user's latest seq read in the same statement: the count is the state after that seq."""
-    rows = await conn.fetch(
-        f"""select u.user_id, coalesce(c.last_seq, 0) as as_of,
-                   (select count(*) from message_recipients r
-                    where r.user_id = u.user_id and r.read_at is null and r.deleted_at is null
-                      and {_LIVE_FOR_RECIPIENT}) as unread
-            from unnest($1::uuid[]) as u(user_id)
-            left join event_counters c on c.user_id = u.user_id""",
-        list(user_ids),
-    )
-    return {row["user_id"]: (int(row["unread"]), int(row["as_of"])) for row in rows}
 
 
 async def list_for_recipient(
