@@ -139,6 +139,52 @@ async def test_a_connected_recipient_is_told_at_once(
         assert frames[-1]["unread"] == 0
 
 
+async def test_frames_hello_and_the_unread_endpoint_agree_on_the_unread_count(
+    live: LiveServer, people: Any
+) -> None:
+    """Through sends, a read, deletes of a read and an unread message, a recall and an expiry,
+    each event frame carries the count right after it; then a new tab's hello, its replay of
+    the whole log and GET /api/unread all say the same count, for the recipient and the
+    sender."""
+    alice, bob = await people(), await people()
+    async with await open_socket(live, bob) as bob_ws, await open_socket(live, alice) as alice_ws:
+        await next_frame(bob_ws), await next_frame(alice_ws)
+        first, second, recalled = [await send(alice, bob) for _ in range(3)]
+        assert (await bob.http.post(f"/api/messages/{first}/read")).status_code == 200
+        assert (await bob.http.delete(f"/api/messages/{first}")).status_code == 204
+        assert (await bob.http.delete(f"/api/messages/{second}")).status_code == 204
+        assert (await alice.http.delete(f"/api/messages/{recalled}")).status_code == 204
+        await send(alice, bob)
+        fleeting = await send(alice, bob, expires_at=in_seconds(1))
+        frames = await frames_until(bob_ws, "message.deleted", wait=10 * TIME_FACTOR)
+        while (frames[-1]["message_id"], frames[-1]["reason"]) != (fleeting, "expired"):
+            frames += await frames_until(bob_ws, "message.deleted", wait=10 * TIME_FACTOR)
+        assert [(f["type"], f["unread"]) for f in frames] == [
+            ("message.new", 1), ("message.new", 2), ("message.new", 3),
+            ("message.read", 2),  # first, read
+            ("message.deleted", 2),  # first, deleted once read: no change
+            ("message.deleted", 1),  # second, deleted unread
+            ("message.deleted", 0),  # recalled
+            ("message.new", 1), ("message.new", 2),
+            ("message.deleted", 1),  # fleeting, expired
+        ]
+        assert of_type(frames, "unread") == []
+        alice_frames = await frames_until(alice_ws, "message.deleted")
+        assert [(f["type"], f["unread"]) for f in alice_frames] == [
+            ("message.read", 0), ("message.deleted", 0)
+        ]
+    for person, count in ((bob, 1), (alice, 0)):
+        assert (await person.http.get("/api/unread")).json()["count"] == count
+        async with await open_socket(live, person) as ws:
+            hello = await next_frame(ws)
+            assert hello["unread"] == count
+            await ws.send('{"type":"resume","after_seq":0}')
+            replayed = await frames_until(ws, "resumed")
+        events = [f for f in replayed if f["type"] != "resumed"]
+        assert events[-1]["seq"] == hello["seq"] and events[-1]["unread"] == count
+        assert of_type(replayed, "unread") == []
+
+
 async def test_a_burst_of_ten_thousand_expiring_in_one_second_is_deleted_within_five(
     live: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
