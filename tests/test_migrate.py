@@ -195,3 +195,50 @@ async def test_a_failing_migration_is_rolled_back_alone(
     other = await fresh_database()
     assert await other.fetchval("select pg_try_advisory_lock($1)", MIGRATION_LOCK_ID)
     await other.execute("select pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+
+
+async def test_upgrading_keeps_each_users_unread_count_as_their_inbox_had_it(
+    fresh_database: Connect, tmp_path: Path
+) -> None:
+    """A database from before unread counts were kept gets each user's count of messages kept
+    unread in their inbox: read, deleted and other people's messages left out, one whose expiry
+    has passed (the expirer takes it off with an event) still in; a user with none has 0."""
+    shipped = {m.name: m.sql for m in load_migrations()}
+    unread_counts = "0006_unread_counts.sql"
+    before = {name: sql for name, sql in shipped.items() if name < unread_counts}
+    conn = await fresh_database()
+    await apply_migrations(conn, folder_with(tmp_path / "before", before))
+    alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for person in (alice, bob, carol):
+        await conn.execute(
+            """insert into users (id, username, display_name, password_hash)
+               values ($1, $2, $2, 'x')""",
+            person, person.hex,
+        )
+        await conn.execute("insert into event_counters (user_id) values ($1)", person)
+    inboxes = [  # (recipient, read, deleted, expired)
+        (bob, False, False, False), (bob, False, False, True), (bob, True, False, False),
+        (bob, False, True, False), (alice, False, False, False), (alice, True, False, False),
+    ]
+    for recipient, read, deleted, expired in inboxes:
+        message_id = uuid.uuid4()
+        await conn.execute(
+            """insert into messages (id, sender_id, sent_at, expires_at, key_id, wrapped_key,
+                                     subject, body, recipient_count)
+               values ($1, $2, now(), case when $3 then now() - interval '1 minute' end,
+                       'k', '', '', '', 1)""",
+            message_id, carol, expired,
+        )
+        await conn.execute(
+            """insert into message_recipients (message_id, user_id, sent_at, expires_at,
+                                               high_priority, read_at, deleted_at)
+               select $1, $2, now(), m.expires_at, false,
+                      case when $3 then now() end, case when $4 then now() end
+               from messages m where m.id = $1""",
+            message_id, recipient, read, deleted,
+        )
+    assert await apply_migrations(conn, folder_with(tmp_path / "after", shipped)) == [
+        unread_counts
+    ]
+    counts = dict(await conn.fetch("select user_id, unread from event_counters"))
+    assert counts == {alice: 1, bob: 2, carol: 0}
