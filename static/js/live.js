@@ -138,9 +138,6 @@ function handle(ws, frame) {
       return;
     case "pong":
       return;
-    case "unread":
-      bus.emit("live:unread", frame);
-      return;
     default:
       break;
   }

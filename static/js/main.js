@@ -14,6 +14,16 @@ import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
 
 let liveState = "offline";
+// The seq whose unread count the dot shows: hello's, then each event's. A replayed frame that a
+// live one overtook carries an older count and leaves the dot alone.
+let unreadAsOf = 0;
+
+function countFrom(frame) {
+  if (typeof frame.unread !== "number" || typeof frame.seq !== "number") return;
+  if (frame.seq <= unreadAsOf) return;
+  unreadAsOf = frame.seq;
+  setUnread(frame.unread);
+}
 
 function showLogin(message = "") {
   $("app-header").hidden = true;
@@ -113,16 +123,18 @@ function initLive() {
     el.dataset.state = s;
   });
   bus.on("live:hello", (frame) => {
+    unreadAsOf = frame.seq ?? 0;
     setUnread(frame.unread);
     for (const summary of frame.high_priority || []) popUp(summary);
   });
-  bus.on("live:unread", (frame) => setUnread(frame.count));
   bus.on("live:message.new", (frame) => {
+    countFrom(frame);
     const m = frame.message;
     inbox.add(m, true);
     popUp(m);
   });
   bus.on("live:message.read", (frame) => {
+    countFrom(frame);
     const id = frame.message_id;
     if (state.me && frame.reader && frame.reader.id === state.me.id) {
       inbox.markRead(id, frame.read_at);
@@ -131,7 +143,10 @@ function initLive() {
     }
     refreshReadCount(id);
   });
-  bus.on("live:message.deleted", (frame) => bus.emit("message-gone", { id: frame.message_id, reason: frame.reason }));
+  bus.on("live:message.deleted", (frame) => {
+    countFrom(frame);
+    bus.emit("message-gone", { id: frame.message_id, reason: frame.reason });
+  });
   bus.on("live:resync", () => {
     inbox.reload();
     sent.reload();
