@@ -180,7 +180,7 @@ async def measure_realtime(
 
         run, sample = await fan_out(
             workdir, args, target="realtime", ws_url=server.ws_url, watched=server.watched,
-            tokens=seeded.tokens, send=send, with_unread=True,
+            tokens=seeded.tokens, send=send, with_unread=False,  # the count rides in message.new
         )
     run.problems = server.problems()
     return run, sample
