@@ -53,6 +53,7 @@ from realtime import codec
 from realtime.api import schemas
 from realtime.broker.redis import CHUNK
 from realtime.hub import frame_payload
+from realtime.loadtest.stats import percentile
 
 VARIANTS = ("awaited", "pipelined")
 RECEIVE_TIMEOUT = 120.0  # seconds for every message of a round to arrive
@@ -182,7 +183,8 @@ async def run_round(
     return Round(
         variant=variant, messages=len(batch), received=len(latencies),
         payload_bytes=len(batch[0]) if batch else 0, seconds=last - sent[0],
-        p50=harness.percentile(latencies, 0.50), p99=harness.percentile(latencies, 0.99),
+        p50=percentile(latencies, 0.50, empty=math.nan),
+        p99=percentile(latencies, 0.99, empty=math.nan),
         worst=latencies[-1] if latencies else math.nan, cpu=dict(cpu.seconds),
     )
 

@@ -57,6 +57,7 @@ from harness import CpuWindow, Watched
 from realtime.config import Settings
 from realtime.db import Database, EmbeddedPostgres, create_pool
 from realtime.expiry import Expirer
+from realtime.loadtest.stats import percentile
 from realtime.migrate import apply_migrations
 from realtime.models import Event, EventType
 from realtime.store import expiry as expiry_store
@@ -420,8 +421,8 @@ def timeline(lags_by_expiry: Sequence[tuple[float, float]], step: float) -> list
     found = []
     for index in sorted(slices):
         lags = sorted(slices[index])
-        found.append(Slice(index * step, len(lags), harness.percentile(lags, 0.50),
-                           harness.percentile(lags, 0.99), lags[-1]))
+        found.append(Slice(index * step, len(lags), percentile(lags, 0.50, empty=math.nan),
+                           percentile(lags, 0.99, empty=math.nan), lags[-1]))
     return found
 
 
@@ -513,11 +514,11 @@ def summarise(
         deleted=len(lags), left=plan.due - len(lags),
         deletions_per_second=len(lags) / span if span > 0 else math.nan,
         transactions=len({created[i] for i in schedule.ids if i in created}),
-        lag_p50=harness.percentile(lags, 0.50),
-        lag_p99=harness.percentile(lags, 0.99),
+        lag_p50=percentile(lags, 0.50, empty=math.nan),
+        lag_p99=percentile(lags, 0.99, empty=math.nan),
         lag_max=lags[-1] if lags else math.nan,
-        commit_p50=harness.percentile(commit_lags, 0.50),
-        commit_p99=harness.percentile(commit_lags, 0.99),
+        commit_p50=percentile(commit_lags, 0.50, empty=math.nan),
+        commit_p99=percentile(commit_lags, 0.99, empty=math.nan),
         commit_max=commit_lags[-1] if commit_lags else math.nan,
         expirer_cpu=phase.cpu.get("expirer", 0.0),
         postgres_cpu=phase.cpu.get("postgres", 0.0), others_cpu=phase.others,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 import time
@@ -37,6 +38,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime.cli import server_options
 from realtime.config import Settings
+from realtime.loadtest.stats import percentile
 
 HERE = Path(__file__).resolve()
 KIB, MIB = 1024, 1024 * 1024
@@ -144,8 +146,8 @@ async def fan_out(
         delivered=len(latencies),
         first=latencies[0] if latencies else float("nan"),
         last=latencies[-1] if latencies else float("nan"),
-        p50=harness.percentile(latencies, 0.50),
-        p99=harness.percentile(latencies, 0.99),
+        p50=percentile(latencies, 0.50, empty=math.nan),
+        p99=percentile(latencies, 0.99, empty=math.nan),
         cpu=dict(cpu.seconds, others=cpu.others()),
         window=cpu.wall,
         closed=arrivals.closed,

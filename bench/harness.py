@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import gc
 import json
-import math
 import os
 import re
 import resource
@@ -1007,13 +1006,6 @@ async def run_header(benchmark: str, args: argparse.Namespace, details: str) -> 
 
 
 # --- figures -----------------------------------------------------------------------------------
-
-
-def percentile(ordered: Sequence[float], fraction: float) -> float:
-    """The nearest-rank percentile of sorted values (nan when there are none)."""
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered), max(1, math.ceil(fraction * len(ordered)))) - 1]
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import sys
@@ -34,6 +35,8 @@ import sustained
 from harness import CpuWindow, Server, SocketClients, Watched
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from realtime.loadtest.stats import percentile
 
 HERE = Path(__file__).resolve()
 PASSWORD = "neighbour-bench-password"  # noqa: S105 (the seeded users' one password, throwaway)
@@ -203,7 +206,8 @@ def login_figures(logins: Sequence[tuple[float, float, int]]) -> dict[str, Any]:
     statuses = Counter(str(status) for _, _, status in logins)
     return {"count": len(logins), "statuses": dict(statuses),
             "failed": len(logins) - statuses.get("200", 0),
-            "p50": harness.percentile(times, 0.5), "p99": harness.percentile(times, 0.99),
+            "p50": percentile(times, 0.5, empty=math.nan),
+            "p99": percentile(times, 0.99, empty=math.nan),
             "max": times[-1] if times else float("nan")}
 
 
@@ -553,8 +557,8 @@ class Attacker:
             "connections": self.config["connections"], "seconds": wall,
             "per_kind": dict(Counter(kinds)),
             "outcomes": {kind: dict(row) for kind, row in sorted(self.outcomes.items())},
-            "times": {kind: (harness.percentile(sorted(t), 0.5),
-                             harness.percentile(sorted(t), 0.99))
+            "times": {kind: (percentile(sorted(t), 0.5, empty=math.nan),
+                             percentile(sorted(t), 0.99, empty=math.nan))
                       for kind, t in self.times.items()},
             "closes": dict(self.closes), "uploaded": self.uploaded, "replayed": self.replayed,
             "cpu": time.process_time() - cpu_before,

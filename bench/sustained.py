@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import sys
 import time
@@ -32,6 +33,8 @@ import harness
 import httpx
 import orjson
 from harness import CpuWindow, Server, SocketClients
+
+from realtime.loadtest.stats import percentile
 
 HERE = Path(__file__).resolve()
 LATENCY_LIMIT = 0.100  # the p99 a rate must keep to pass
@@ -138,12 +141,12 @@ def summarise(
         statuses=dict(Counter(str(s[3]) for s in sends)),
         achieved=len(ok) / span if span > 0 else 0.0,
         delivered=len(latencies),
-        p50=harness.percentile(latencies, 0.50),
-        p99=harness.percentile(latencies, 0.99),
-        p999=harness.percentile(latencies, 0.999),
+        p50=percentile(latencies, 0.50, empty=math.nan),
+        p99=percentile(latencies, 0.99, empty=math.nan),
+        p999=percentile(latencies, 0.999, empty=math.nan),
         worst=latencies[-1] if latencies else float("nan"),
-        answer_p99=harness.percentile(answered, 0.99),
-        queued_p99=harness.percentile(queued, 0.99),
+        answer_p99=percentile(answered, 0.99, empty=math.nan),
+        queued_p99=percentile(queued, 0.99, empty=math.nan),
         cpu=cpu_seconds, window=cpu.wall, closed=closed,
     )
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
-from realtime.api.http import Services, as_error, error_response, http_error_response
+from realtime.api.http import Services, error_response, log_error
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusals
 from realtime.attachments import Attachments
@@ -157,10 +157,12 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
     app = Starlette(
         routes=[*api.routes(), WebSocketRoute("/ws", websocket_endpoint), *client_routes()],
         lifespan=lifespan,
+        # One answer for every error; Starlette needs the types named apart: routing errors
+        # and ours are answered inside the middleware, anything else outside it.
         exception_handlers={
-            HTTPException: _http_error,
-            RealtimeError: _realtime_error,
-            Exception: _unexpected_error,
+            HTTPException: _answer_error,
+            RealtimeError: _answer_error,
+            Exception: _answer_error,
         },
     )
     app.state.settings = settings
@@ -270,23 +272,13 @@ def announce_first_admin(password: str) -> None:
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return http_error_response(exc)
-
-
-async def _realtime_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RealtimeError)
-    if exc.status >= 500:
-        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-    return error_response(exc)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    """The last resort: answered outside the middleware, so the headers are added here."""
-    response = error_response(as_error(exc))
+async def _answer_error(request: Request, exc: Exception) -> Response:
+    """The contract's JSON for an error no handler answered. The last resort (an unexpected
+    error) is answered outside the middleware, so the security headers are added here."""
+    log_error(request, exc)
+    response = error_response(exc)
     for name, value in security_headers(request.url.scheme):
-        response.headers[name.decode()] = value.decode()
+        response.headers.setdefault(name.decode(), value.decode())
     return response
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,9 +21,8 @@ from realtime.files import Files
 from realtime.messaging import Messaging
 from realtime.vault import Vault
 from tests.conftest import Person, unique_name
+from tests.timing import TIME_FACTOR
 
-# Every wait in the message tests is scaled by this one factor (raise it on a slow machine).
-TIME_FACTOR = float(os.environ.get("REALTIME_TEST_TIME_FACTOR", "1"))
 EXPIRES_IN = timedelta(seconds=1.5 * TIME_FACTOR)
 
 

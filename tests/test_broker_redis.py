@@ -33,11 +33,8 @@ from realtime.broker.redis import (
 from realtime.config import Settings
 from realtime.crypto import BrokerSeal, Keyring, generate_master_key
 from tests.redis_support import (
-    TIME_FACTOR,
     FreezableProxy,
     RedisServer,
-    bounded,
-    eventually,
     free_port,
     proxy_fixture,  # noqa: F401 (a fixture)
     raw_subscriber,
@@ -45,6 +42,7 @@ from tests.redis_support import (
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
+from tests.timing import TIME_FACTOR, bounded, eventually
 
 # How long a dead or silent link may take to be noticed, and a lost one to come back.
 KEYRING = Keyring([generate_master_key()])  # the deployment's master key, on every node

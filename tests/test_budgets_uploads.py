@@ -22,7 +22,7 @@ from realtime.expiry import purge_once
 from realtime.files import MAX_FILE_BYTES
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error
-from tests.redis_support import eventually
+from tests.timing import eventually
 
 MIB = 1024 * 1024
 STORED = 3 * MIB

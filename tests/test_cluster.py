@@ -26,12 +26,12 @@ from tests.loadtest_support import load_test, make_admin
 from tests.redis_support import (
     FreezableProxy,
     RedisServer,
-    eventually,
     proxy_fixture,  # noqa: F401 (a fixture)
     raw_subscriber,
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
+from tests.timing import eventually
 from tests.ws_support import (
     Inbox,
     Member,

@@ -21,7 +21,8 @@ from realtime.config import Settings
 from realtime.db import EmbeddedPostgres
 from tests.conftest import log_in
 from tests.live_server import LiveServer, live_server
-from tests.ws_support import PASSWORD, TIME_FACTOR, Member, frames_until, open_socket
+from tests.timing import TIME_FACTOR
+from tests.ws_support import PASSWORD, Member, frames_until, open_socket
 
 # Far longer than any wait the server allows itself: a request still unanswered then hangs.
 ANSWER_WITHIN = 30.0 * TIME_FACTOR

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.hostile_support import ws_frame
 from tests.live_server import LiveServer
-from tests.redis_support import eventually
+from tests.timing import eventually
 from tests.ws_support import Inbox, Member, RawSocket, next_frame, open_socket, send
 
 People = Any

@@ -23,7 +23,8 @@ from realtime.errors import ConfigError
 from realtime.models import EntryFields, EntryKind
 from tests.conftest import MakeUser, log_in
 from tests.live_server import LiveServer, live_server
-from tests.ws_support import PASSWORD, TIME_FACTOR, Member
+from tests.timing import TIME_FACTOR
+from tests.ws_support import PASSWORD, Member
 
 # Long enough that the test never sees a hang it could mistake for a wait: every answer the
 # server gives is bounded by its own, shorter, timeouts.

@@ -13,7 +13,7 @@ import pytest
 from realtime import cli, codec
 from realtime.api.http import Services
 from realtime.config import Settings
-from realtime.loadtest.ledger import percentile
+from realtime.loadtest.stats import percentile
 from tests.conftest import unique_name
 from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import (

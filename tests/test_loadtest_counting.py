@@ -3,8 +3,13 @@ reconnections, so that it reports the server's losses and repeats and nothing el
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from realtime.loadtest.ledger import Addressed, Ledger
 from realtime.loadtest.sequence import SeqTracker
+from tests.seq_cases import SEQ_CASE_NAMES, SEQ_CASES, resumes_asked
 
 GROUP = frozenset({0, 1, 2, 3})
 
@@ -57,32 +62,24 @@ def test_frames_of_a_failed_send_are_unexpected_and_other_runs_are_ignored() -> 
     assert (ledger.unexpected, ledger.send_failed, ledger.expected_events) == (2, 1, 0)
 
 
-def test_a_fresh_user_reconnecting_resumes_after_seq_0() -> None:
-    """A user whose first hello said seq 0 still resumes after 0 when events came meanwhile."""
+@pytest.mark.parametrize("case", SEQ_CASES, ids=SEQ_CASE_NAMES)
+def test_the_seq_tracker_counts_each_case_of_the_shared_table(case: dict[str, Any]) -> None:
+    """Each seq of the table (duplicates, gaps, replays after a resume, out of order) is
+    counted as a delivery when new, passed on as the server's duplicate when repeated outside
+    a resume, and dropped when the contract replays it; each reconnection resumes where the
+    table says."""
     seqs = SeqTracker()
-    assert seqs.hello(0) is None
-    assert seqs.hello(1) == 0
-
-
-def test_frames_replayed_after_live_ones_are_the_contracts_repeats_not_duplicates() -> None:
-    """During a resume, a seq already got live is not passed on; a new one is; afterwards a
-    repeat is passed on, to be counted."""
-    seqs = SeqTracker()
-    seqs.hello(4)
-    assert seqs.receive(5)
-    assert seqs.hello(7) == 5  # 6 and 7 came while away
-    assert seqs.receive(8)  # live, before the replay
-    assert [seqs.receive(s) for s in (6, 7, 8)] == [True, True, False]
-    seqs.resumed(8)
-    assert seqs.receive(8)
-
-
-def test_a_link_lost_during_a_replay_resumes_after_the_last_seq_without_a_gap() -> None:
-    """Live frames that overtook the replay do not move the resume point past the gap."""
-    seqs = SeqTracker()
-    seqs.hello(10)
-    assert seqs.hello(13) == 10
-    assert seqs.receive(14) and seqs.receive(11)
-    assert seqs.hello(14) == 11  # dropped again before 12 and 13 came
-    assert [seqs.receive(s) for s in (12, 13, 14)] == [True, True, False]
-    assert seqs.through == 14
+    counted, resumes = [], []
+    for step in case["steps"]:
+        if "hello" in step:
+            after = seqs.hello(step["hello"])
+            if after is not None:
+                resumes.append(after)
+        elif "resumed" in step:
+            seqs.resumed(step["resumed"])
+        elif seqs.receive(step["frame"]):
+            counted.append(step["frame"])
+    assert resumes == resumes_asked(case)
+    assert counted == [
+        step["frame"] for step in case["steps"] if step.get("outcome") in ("new", "repeat")
+    ]

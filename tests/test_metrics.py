@@ -29,12 +29,11 @@ from realtime.hub import Connection, Hub, Replayed, frame_payload, time_frames
 from tests.conftest import MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
 from tests.redis_support import (
-    TIME_FACTOR,
     RedisServer,
-    eventually,
     redis_server_fixture,  # noqa: F401 (a fixture)
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
+from tests.timing import TIME_FACTOR, eventually
 from tests.ws_support import Member, frames_until, next_frame, open_socket, send
 
 # Long enough for a dead link to be noticed and a new one made.

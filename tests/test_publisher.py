@@ -11,7 +11,7 @@ import pytest
 from realtime.broker.memory import MemoryBroker
 from realtime.models import Event, EventType
 from realtime.publisher import ATTEMPTS, Publisher
-from tests.redis_support import eventually
+from tests.timing import eventually
 
 USER = uuid.uuid4()
 

@@ -16,8 +16,8 @@ from realtime.files import CHUNK_BYTES, MAX_FILE_BYTES
 from tests.conftest import MakeUser, Person
 from tests.live_server import LiveServer
 from tests.messages_support import assert_error, send_ok
-from tests.redis_support import TIME_FACTOR, eventually
 from tests.test_expiry import in_seconds
+from tests.timing import eventually
 from tests.vault_support import new_entry, stored_files, upload
 
 PIECE = 64 * 1024
@@ -175,5 +175,5 @@ async def test_an_expired_message_leaves_no_attachment_bytes(
                   await raw_db.fetchval("select count(*) from message_attachments"))
         return counts == ((0, 0), 0)
 
-    await eventually(nothing_left, "the files to be deleted", within=10 * TIME_FACTOR)
+    await eventually(nothing_left, "the files to be deleted", within=10)
     assert await raw_db.fetchval("select count(*) from message_files") == 0

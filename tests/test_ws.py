@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from realtime.api.http import Services
 from realtime.config import Settings
 from tests.live_server import LiveServer, live_server
-from tests.redis_support import eventually
+from tests.timing import eventually
 from tests.ws_support import (
     Inbox,
     RawSocket,

@@ -15,7 +15,7 @@ from realtime.config import Settings
 from realtime.models import EventType
 from realtime.store import events as event_store
 from tests.live_server import LiveServer, live_server
-from tests.redis_support import eventually
+from tests.timing import eventually
 from tests.ws_support import Inbox, frames_until, next_frame, of_type, open_socket, send
 
 People = Any

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,8 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from tests.live_server import LiveServer
+from tests.timing import TIME_FACTOR
 
-TIME_FACTOR = float(os.environ.get("REALTIME_TEST_TIME_FACTOR", "1"))
 FRAME_TIMEOUT = 5.0 * TIME_FACTOR
 QUIET = 0.3 * TIME_FACTOR
 PASSWORD = "correct horse battery"

@@ -134,28 +134,45 @@ def as_error(exc: Exception) -> RealtimeError:
     return RealtimeError()
 
 
-def error_response(exc: RealtimeError) -> Response:
-    """The contract's error shape for any of our errors; a server fault says nothing more."""
-    told = exc.status < 500 or isinstance(exc, Unavailable)
-    message = exc.message if told else RealtimeError.default_message
-    detail: dict[str, Any] = {"code": exc.code, "message": message}
+def error_response(exc: Exception) -> Response:
+    """The contract's error shape for any error: ours, a routing error (no such path, method
+    not allowed), a database fault or anything else; a server fault says nothing more."""
+    if isinstance(exc, HTTPException) and exc.status_code != 404:
+        code = "method_not_allowed" if exc.status_code == 405 else "http_error"
+        return _error_json(code, str(exc.detail), exc.status_code, exc.headers or {})
+    error = NotFound("no such endpoint") if isinstance(exc, HTTPException) else as_error(exc)
+    told = error.status < 500 or isinstance(error, Unavailable)
     headers: dict[str, str] = {}
-    if isinstance(exc, InvalidInput | TooLarge) and exc.fields:
-        detail["fields"] = exc.fields
-    if isinstance(exc, RateLimited | Unavailable):
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, Unauthenticated):
+    if isinstance(error, RateLimited | Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    return json_response({"error": detail}, exc.status, headers)
+    fields = error.fields if isinstance(error, InvalidInput | TooLarge) else {}
+    message = error.message if told else RealtimeError.default_message
+    return _error_json(error.code, message, error.status, headers, fields)
 
 
-def http_error_response(exc: HTTPException) -> Response:
-    """Routing errors (no such path, method not allowed) in the contract's shape."""
-    if exc.status_code == 404:
-        return error_response(NotFound("no such endpoint"))
-    code = "method_not_allowed" if exc.status_code == 405 else "http_error"
-    body = {"error": {"code": code, "message": str(exc.detail)}}
-    return json_response(body, exc.status_code, exc.headers)
+def _error_json(
+    code: str, message: str, status: int, headers: Mapping[str, str],
+    fields: Mapping[str, str] | None = None,
+) -> Response:
+    detail: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        detail["fields"] = fields
+    return json_response({"error": detail}, status, headers)
+
+
+def log_error(request: Request, exc: Exception) -> None:
+    """Log what the server got wrong: a database away as a warning, our faults as errors."""
+    if not isinstance(exc, (RealtimeError, *DATABASE_FAULTS)):
+        return  # routing errors are the client's; anything else is logged by the server
+    error = as_error(exc)
+    if isinstance(error, Unavailable):
+        log.warning("unavailable on %s %s: %s", request.method, request.url.path,
+                    type(exc).__name__)
+    elif error.status >= 500:
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path,
+                  error.message)
 
 
 def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
@@ -173,15 +190,9 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
                 body = await read_model(request, operation.body) if operation.body else None
                 return await operation.handler(Call(request, services, auth, body))
         except (RealtimeError, *DATABASE_FAULTS) as exc:
-            error = as_error(exc)
-            if isinstance(error, Unavailable):
-                log.warning("unavailable on %s %s: %s", request.method, request.url.path,
-                            type(exc).__name__)
-            elif error.status >= 500:
-                log.error("%s on %s %s: %s", type(exc).__name__, request.method,
-                          request.url.path, error.message)
-            response = error_response(error)
-            if isinstance(error, RateLimited):  # out of its places in flight by now
+            log_error(request, exc)
+            response = error_response(exc)
+            if isinstance(exc, RateLimited):  # out of its places in flight by now
                 client = auth.user.id if auth is not None else client_address(request)
                 refusal = await services.refusals.hold(client)
                 if refusal is Refusal.OVERFLOW or (

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from realtime import codec
-from realtime.loadtest.ledger import Ledger, percentile
+from realtime.loadtest.ledger import Ledger
 from realtime.loadtest.options import Options
+from realtime.loadtest.stats import percentile
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 
