@@ -14,14 +14,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "realtime"
 # The layer of every module, lowest first; a module missing here fails the test.
 LAYERS = {
     0: {"config", "errors", "models"},
-    1: {"codec", "crypto"},
+    1: {"codec", "crypto", "protocol"},
     2: {"db", "migrate", "keyfile", "store", "broker"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
         "files", "attachments", "budgets", "vault_limits", "turns",
-        "expiry", "publisher",
+        "expiry", "publisher", "frames",
     },
-    4: {"api", "ws", "frames"},
+    4: {"api", "ws"},
     5: {"app", "cli", "loadtest", "__main__", "__init__"},
 }
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from realtime import protocol
 from realtime.api import schemas
 from realtime.api.http import (
     SESSION_COOKIE,
@@ -20,14 +21,7 @@ from realtime.models import User
 
 
 def me_view(user: User) -> schemas.Me:
-    return schemas.Me(
-        id=user.id,
-        username=user.username,
-        display_name=user.display_name,
-        is_admin=user.is_admin,
-        can_send=user.can_send,
-        can_attach=user.can_attach,
-    )
+    return schemas.Me.model_validate(protocol.me(user))
 
 
 async def login(call: Call) -> Response:

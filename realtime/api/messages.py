@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from realtime import protocol
 from realtime.api import fields, schemas
 from realtime.api.downloads import stream_file
 from realtime.api.http import (
@@ -27,28 +28,7 @@ _NOT_FOUND = {404: None}
 
 
 def summary_view(message: Message) -> schemas.Summary:
-    header = message.header
-    own = header.is_sender
-    return schemas.Summary(
-        id=header.id,
-        sender=schemas.Person(id=header.sender_id, display_name=header.sender_display_name),
-        recipients=[
-            schemas.AddresseeOut(kind=a.kind.value, id=a.id, name=a.name)
-            for a in message.addressees
-        ] if own else None,
-        recipient_count=header.recipient_count if own else None,
-        read_count=header.read_count if own else None,
-        subject=message.subject,
-        sent_at=header.sent_at,
-        expires_at=header.expires_at,
-        high_priority=header.high_priority,
-        read_at=header.read_at,
-        reply_to=header.reply_to,
-        attachments=[
-            schemas.AttachmentOut(id=a.id, kind=a.kind.value, name=a.name, size=a.size)
-            for a in message.attachments
-        ],
-    )
+    return schemas.Summary.model_validate(protocol.summary(message))
 
 
 def detail_view(message: Message) -> schemas.Detail:

@@ -1,0 +1,368 @@
+"""The websocket protocol: every frame as a typed value with one encoder and one decoder, the
+shapes of a message summary and of the hello's user, the close codes, and the broker payloads
+that carry frames between nodes. Pure: no I/O."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+from uuid import UUID
+
+from realtime import codec
+from realtime.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RealtimeError,
+    TooLarge,
+    Unauthenticated,
+    Unavailable,
+)
+from realtime.models import DeleteReason, Event, EventType, Message, User
+
+MAX_SEQ = 2**63 - 1  # a seq is a bigint
+
+
+class CloseCode(IntEnum):
+    """The codes a socket is closed with."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the server is shutting down
+    POLICY = 1008  # a bad frame, too many frames or sockets
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    TRY_AGAIN_LATER = 1013  # too slow a reader, too many resumes, the database busy
+    SESSION_ENDED = 4401  # not, or no longer, authenticated
+
+
+_ERROR_CODES: tuple[tuple[type[RealtimeError], CloseCode], ...] = (
+    (Unauthenticated, CloseCode.SESSION_ENDED),
+    (Unavailable, CloseCode.TRY_AGAIN_LATER),
+    (TooLarge, CloseCode.TOO_BIG),
+    (InvalidInput, CloseCode.POLICY),
+    (Forbidden, CloseCode.POLICY),
+    (NotFound, CloseCode.POLICY),
+    (Conflict, CloseCode.POLICY),
+    (RateLimited, CloseCode.POLICY),
+)
+
+
+def close_code(error: RealtimeError) -> CloseCode:
+    """The code a socket closes with for an error; 1011 for one the client did not cause."""
+    for kind, code in _ERROR_CODES:
+        if isinstance(error, kind):
+            return code
+    return CloseCode.INTERNAL
+
+
+# The shapes the client sees, over HTTP and in frames alike.
+
+
+def summary(message: Message) -> dict[str, Any]:
+    """A message's summary as its reader sees it: the To field and counts for its sender only."""
+    header = message.header
+    own = header.is_sender
+    return {
+        "id": header.id,
+        "sender": {"id": header.sender_id, "display_name": header.sender_display_name},
+        "recipients": [
+            {"kind": a.kind.value, "id": a.id, "name": a.name} for a in message.addressees
+        ] if own else None,
+        "recipient_count": header.recipient_count if own else None,
+        "read_count": header.read_count if own else None,
+        "subject": message.subject,
+        "sent_at": header.sent_at,
+        "expires_at": header.expires_at,
+        "high_priority": header.high_priority,
+        "read_at": header.read_at,
+        "reply_to": header.reply_to,
+        "attachments": [
+            {"id": a.id, "kind": a.kind.value, "name": a.name, "size": a.size}
+            for a in message.attachments
+        ],
+    }
+
+
+def summary_json(message: Message) -> bytes:
+    """A summary in JSON, made once however many sockets receive it."""
+    return codec.encode(summary(message))
+
+
+def me(user: User) -> dict[str, Any]:
+    """Who a user is, as they see themselves."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "is_admin": user.is_admin,
+        "can_send": user.can_send,
+        "can_attach": user.can_attach,
+    }
+
+
+# Server frames.
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    user: Mapping[str, Any]
+    seq: int
+    unread: int
+    high_priority: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageNew:
+    seq: int
+    unread: int | None  # None: an event logged before counts were kept
+    message: bytes  # the summary's JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    id: UUID
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRead:
+    seq: int
+    unread: int | None
+    message_id: UUID
+    reader: Reader
+    read_at: str  # RFC 3339
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    seq: int
+    unread: int | None
+    message_id: UUID
+    reason: DeleteReason
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    pass
+
+
+ServerFrame = Hello | MessageNew | MessageRead | MessageDeleted | Resumed | Resync | Pong
+EventFrame = MessageNew | MessageRead | MessageDeleted
+
+
+def encode(frame: ServerFrame) -> bytes:
+    """A server frame's JSON, `type` first."""
+    match frame:
+        case MessageNew(seq, unread, message):
+            if unread is None:
+                return b'{"type":"message.new","seq":%d,"message":%s}' % (seq, message)
+            return b'{"type":"message.new","seq":%d,"unread":%d,"message":%s}' % (
+                seq, unread, message
+            )
+        case MessageRead(seq, unread, message_id, reader, read_at):
+            return codec.encode({
+                "type": EventType.MESSAGE_READ.value, "seq": seq, **_unread(unread),
+                "message_id": message_id,
+                "reader": {"id": reader.id, "display_name": reader.display_name},
+                "read_at": read_at,
+            })
+        case MessageDeleted(seq, unread, message_id, reason):
+            return codec.encode({
+                "type": EventType.MESSAGE_DELETED.value, "seq": seq, **_unread(unread),
+                "message_id": message_id, "reason": reason.value,
+            })
+        case Hello(user, seq, unread, high_priority):
+            return codec.encode({
+                "type": "hello", "user": user, "seq": seq, "unread": unread,
+                "high_priority": list(high_priority),
+            })
+        case Resumed(seq):
+            return b'{"type":"resumed","seq":%d}' % seq
+        case Resync():
+            return b'{"type":"resync"}'
+        case Pong():
+            return b'{"type":"pong"}'
+    raise TypeError(f"not a server frame: {frame!r}")
+
+
+def _unread(unread: int | None) -> dict[str, int]:
+    return {} if unread is None else {"unread": unread}
+
+
+def decode(data: bytes | str) -> ServerFrame:
+    """A server frame from its JSON; InvalidInput for anything else."""
+    frame = _object(data)
+    kind = frame.get("type")
+    try:
+        if kind == EventType.MESSAGE_NEW:
+            return MessageNew(frame["seq"], frame.get("unread"), codec.encode(frame["message"]))
+        if kind == EventType.MESSAGE_READ:
+            reader = frame["reader"]
+            return MessageRead(
+                frame["seq"], frame.get("unread"), UUID(frame["message_id"]),
+                Reader(UUID(reader["id"]), reader["display_name"]), frame["read_at"],
+            )
+        if kind == EventType.MESSAGE_DELETED:
+            return MessageDeleted(
+                frame["seq"], frame.get("unread"), UUID(frame["message_id"]),
+                DeleteReason(frame["reason"]),
+            )
+        if kind == "hello":
+            return Hello(frame["user"], frame["seq"], frame["unread"],
+                         tuple(frame["high_priority"]))
+        if kind == "resumed":
+            return Resumed(frame["seq"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput(f"a {kind} frame is malformed") from None
+    if kind == "resync":
+        return Resync()
+    if kind == "pong":
+        return Pong()
+    raise InvalidInput("unknown frame type")
+
+
+def event_frame(event: Event, summaries: Mapping[UUID, bytes]) -> EventFrame | None:
+    """The frame of a logged event; None for a new message that is gone already (its summary
+    is not among `summaries`)."""
+    payload = event.payload
+    unread = payload.get("unread")
+    message_id = message_of(event)
+    if event.type is EventType.MESSAGE_NEW:
+        found = summaries.get(message_id)
+        return None if found is None else MessageNew(event.seq, unread, found)
+    if event.type is EventType.MESSAGE_READ:
+        reader = payload["reader"]
+        return MessageRead(
+            event.seq, unread, message_id, Reader(UUID(reader["id"]), reader["display_name"]),
+            payload["read_at"],
+        )
+    return MessageDeleted(event.seq, unread, message_id, DeleteReason(payload["reason"]))
+
+
+def message_of(event: Event) -> UUID:
+    """The message an event is about."""
+    return UUID(str(event.payload["message_id"]))
+
+
+# Client frames.
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    after_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientFrame = Resume | Ping
+
+
+def encode_client(frame: ClientFrame) -> bytes:
+    """A client frame's JSON."""
+    if isinstance(frame, Resume):
+        return b'{"type":"resume","after_seq":%d}' % frame.after_seq
+    return b'{"type":"ping"}'
+
+
+def decode_client(text: bytes | str) -> ClientFrame:
+    """A client frame from its JSON; InvalidInput (the socket closes 1008) for a frame that is
+    not a JSON object, of an unknown type, or a resume without a whole `after_seq` from 0 up
+    to the largest seq. Fields beside the known ones are ignored."""
+    frame = _object(text)
+    kind = frame.get("type")
+    if kind == "ping":
+        return Ping()
+    if kind == "resume":
+        after = frame.get("after_seq")
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_SEQ:
+            raise InvalidInput("resume needs after_seq, a whole number")
+        return Resume(after)
+    raise InvalidInput("unknown frame type")
+
+
+def _object(data: bytes | str) -> dict[str, Any]:
+    frame = codec.decode(data)
+    if not isinstance(frame, dict):
+        raise InvalidInput("a frame is a JSON object")
+    return frame
+
+
+# Broker payloads: what a node publishes for the others, one kind byte first.
+
+_FRAME, _TIMED_FRAME, _END_SESSIONS = b"F", b"T", b"E"
+_HEAD = struct.Struct(">qd")  # seq, expires_at
+_TIME = struct.Struct(">d")
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A frame on its way to the user's sockets: its seq (0: none), when the message it is
+    about expires and when its event committed (seconds since the epoch; 0: never, not known)."""
+
+    seq: int
+    frame: bytes
+    expires_at: float = 0.0
+    committed_at: float = 0.0
+
+    def pack(self) -> bytes:
+        head = _TIMED_FRAME + _TIME.pack(self.committed_at) if self.committed_at else _FRAME
+        return head + _HEAD.pack(self.seq, self.expires_at) + self.frame
+
+
+@dataclass(frozen=True, slots=True)
+class EndSessions:
+    """Close the user's sockets of the given sessions; of all of them when none is given."""
+
+    session_ids: tuple[UUID, ...] = ()
+
+    def pack(self) -> bytes:
+        return _END_SESSIONS + b"".join(session_id.bytes for session_id in self.session_ids)
+
+
+def unpack(payload: bytes) -> Published | EndSessions | None:
+    """A broker payload made by `pack`; None for one of an unknown kind."""
+    kind, start, committed_at = payload[:1], 1, 0.0
+    if kind == _TIMED_FRAME:
+        kind, start = _FRAME, 1 + _TIME.size
+        (committed_at,) = _TIME.unpack_from(payload, 1)
+    if kind == _FRAME:
+        seq, expires_at = _HEAD.unpack_from(payload, start)
+        return Published(seq, payload[start + _HEAD.size:], expires_at, committed_at)
+    if kind == _END_SESSIONS:
+        return EndSessions(tuple(UUID(bytes=payload[i:i + 16]) for i in range(1, len(payload), 16)))
+    return None
+
+
+def time_frames(
+    payloads: list[tuple[UUID, bytes]], committed_at: Mapping[tuple[UUID, int], float]
+) -> int:
+    """Give each frame payload (in place) the time its event committed, found by user and seq,
+    for the latency metric; return how many payloads are frames."""
+    frames = 0
+    for index, (user_id, payload) in enumerate(payloads):
+        if payload[:1] != _FRAME:
+            continue
+        frames += 1
+        at = committed_at.get((user_id, _HEAD.unpack_from(payload, 1)[0]))
+        if at is not None:
+            payloads[index] = (user_id, _TIMED_FRAME + _TIME.pack(at) + payload[1:])
+    return frames
+
