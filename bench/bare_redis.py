@@ -52,8 +52,8 @@ from redis.utils import HIREDIS_AVAILABLE
 from realtime import codec
 from realtime.api import schemas
 from realtime.broker.redis import CHUNK
-from realtime.hub import frame_payload
 from realtime.loadtest.stats import percentile
+from realtime.protocol import MessageNew, Published, encode, unpack
 
 VARIANTS = ("awaited", "pipelined")
 RECEIVE_TIMEOUT = 120.0  # seconds for every message of a round to arrive
@@ -97,15 +97,16 @@ def event_frame_payload(seq: int) -> bytes:
         high_priority=False, read_at=None, reply_to=None, attachments=[],
     )
     message = codec.encode(summary.model_dump(mode="python"))
-    return frame_payload(seq, b'{"type":"message.new","seq":%d,"message":%s}' % (seq, message))
+    return Published(seq, encode(MessageNew(seq, None, message))).pack()
 
 
 def payloads(count: int, size: int | None) -> list[bytes]:
     """`count` payloads whose seq field (bytes 1 to 8) is their index, padded to `size`."""
     made = []
-    template = event_frame_payload(0)
+    template = unpack(event_frame_payload(0))
+    assert isinstance(template, Published)
     for index in range(count):
-        payload = frame_payload(index, template[9:])
+        payload = Published(index, template.frame).pack()
         if size is not None:
             payload = payload[:size].ljust(size, b" ")
         made.append(payload)

@@ -39,10 +39,11 @@ from realtime.expiry import Expirer
 from realtime.files import Files, UploadLimits
 from realtime.frames import Frames
 from realtime.groups import Groups
-from realtime.hub import Hub, end_sessions_payload
+from realtime.hub import Hub
 from realtime.keyfile import load_keyring, run_key_watch
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
+from realtime.protocol import EndSessions
 from realtime.publisher import Publisher
 from realtime.rotation import load_fingerprint_key
 from realtime.store import sessions as session_store
@@ -240,7 +241,7 @@ async def start_live_delivery(
     stack.push_async_callback(publisher.close)  # first at shutdown: what was committed goes out
 
     async def end_sessions(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
-        await broker.publish([(user_id, end_sessions_payload(session_ids))])
+        await broker.publish([(user_id, EndSessions(tuple(session_ids or ())).pack())])
 
     messaging.publish_to(publisher.publish)
     accounts.on_sessions_ended(end_sessions)

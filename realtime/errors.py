@@ -1,4 +1,5 @@
-"""The error types, each carrying the contract's code, HTTP status and websocket close code.
+"""The error types, each carrying the contract's code and HTTP status (`protocol.close_code`
+maps them to websocket close codes).
 
     RealtimeError          500 internal     (the root; never raised for bad input)
     ├── ConfigError                          a bad setting: stops the start
@@ -24,7 +25,6 @@ class RealtimeError(Exception):
 
     code = "internal"
     status = 500
-    close_code = 1011
     default_message = "internal error"
 
     def __init__(self, message: str | None = None) -> None:
@@ -45,7 +45,6 @@ class CryptoError(RealtimeError):
 class InvalidInput(RealtimeError):
     code = "invalid"
     status = 400
-    close_code = 1008
     default_message = "the request is not valid"
 
     def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None) -> None:
@@ -56,35 +55,30 @@ class InvalidInput(RealtimeError):
 class Unauthenticated(RealtimeError):
     code = "unauthenticated"
     status = 401
-    close_code = 4401
     default_message = "authentication required"
 
 
 class Forbidden(RealtimeError):
     code = "forbidden"
     status = 403
-    close_code = 1008
     default_message = "not allowed"
 
 
 class NotFound(RealtimeError):
     code = "not_found"
     status = 404
-    close_code = 1008
     default_message = "not found"
 
 
 class Conflict(RealtimeError):
     code = "conflict"
     status = 409
-    close_code = 1008
     default_message = "conflicts with the current state"
 
 
 class TooLarge(RealtimeError):
     code = "too_large"
     status = 413
-    close_code = 1009
     default_message = "too large"
 
     def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None) -> None:
@@ -95,7 +89,6 @@ class TooLarge(RealtimeError):
 class RateLimited(RealtimeError):
     code = "rate_limited"
     status = 429
-    close_code = 1008
     default_message = "too many attempts, try again later"
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
@@ -109,7 +102,6 @@ class Unavailable(RealtimeError):
 
     code = "unavailable"
     status = 503
-    close_code = 1013
     default_message = "the service is unavailable, try again later"
 
     def __init__(self, retry_after: int = 2, message: str | None = None) -> None:

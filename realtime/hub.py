@@ -11,55 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from realtime import metrics
+from realtime import metrics, protocol
 from realtime.broker.base import Broker
+from realtime.protocol import CloseCode, EndSessions, Published
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 256
 DRAIN_TIMEOUT = 5.0
-CLOSE_SLOW = 1013
-CLOSE_SESSION_ENDED = 4401
-CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
-_FRAME, _TIMED_FRAME, _END_SESSIONS = b"F", b"T", b"E"
-_SEQ = struct.Struct(">q")
-_COMMITTED_AT = struct.Struct(">d")
-_EXPIRES_AT = struct.Struct(">d")
-
-
-def frame_payload(seq: int, frame: bytes, expires_at: float = 0.0) -> bytes:
-    """What the broker carries for one frame: its seq (0: none), when the message it is about
-    expires (seconds since the epoch, 0: never) and the frame's JSON."""
-    return _FRAME + _SEQ.pack(seq) + _EXPIRES_AT.pack(expires_at) + frame
-
-
-def time_frames(
-    payloads: list[tuple[UUID, bytes]], committed_at: Mapping[tuple[UUID, int], float]
-) -> int:
-    """Give each frame payload (in place) the wall-clock time its event committed, found by
-    user and seq, for the latency metric; return how many payloads are event frames."""
-    frames = 0
-    for index, (user_id, payload) in enumerate(payloads):
-        if payload[:1] != _FRAME:
-            continue
-        frames += 1
-        at = committed_at.get((user_id, _SEQ.unpack_from(payload, 1)[0]))
-        if at is not None:
-            timed = _TIMED_FRAME + _COMMITTED_AT.pack(at) + payload[1:]
-            payloads[index] = (user_id, timed)
-    return frames
-
-
-def end_sessions_payload(session_ids: Sequence[UUID] | None) -> bytes:
-    """What the broker carries to end sessions: the given ones, or (None) all of the user's."""
-    return _END_SESSIONS + b"".join(session_id.bytes for session_id in session_ids or ())
+RESYNC = protocol.encode(protocol.Resync()).decode()
 
 
 @dataclass(frozen=True)
@@ -139,7 +104,7 @@ class Hub:
         if len(sockets) == 1 and self._broker is not None:
             await self._broker.subscribe(conn.user_id)
         while len(sockets) > self._max_sockets:
-            self._close_soon(sockets[0], CLOSE_POLICY, "too many open sockets for this user")
+            self._close_soon(sockets[0], CloseCode.POLICY, "too many open sockets for this user")
             self._forget(sockets[0])
 
     def watch_session(self, conn: Connection) -> None:
@@ -163,7 +128,7 @@ class Hub:
         sockets = self._session_sockets(user_id, session_id)
         if deadline is None:
             for conn in sockets:
-                self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+                self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
                 self._forget(conn)
             return
         if not sockets or session_id in self._deadlines:
@@ -210,22 +175,16 @@ class Hub:
         sockets = self._sockets.get(user_id)
         if not sockets:
             return
-        kind, start, committed_at = payload[:1], 1, 0.0
-        if kind == _TIMED_FRAME:  # a frame after the time its event committed
-            kind, start = _FRAME, 1 + _COMMITTED_AT.size
-            committed_at = _COMMITTED_AT.unpack_from(payload, 1)[0]
-        body = payload[start:]
-        if kind == _FRAME:  # decoded once for all of the user's tabs
-            start = _SEQ.size + _EXPIRES_AT.size
-            expires_at = _EXPIRES_AT.unpack_from(body, _SEQ.size)[0]
-            item = (_SEQ.unpack_from(body)[0], body[start:].decode(), committed_at, expires_at)
+        message = protocol.unpack(payload)
+        if isinstance(message, Published):  # decoded once for all of the user's tabs
+            item = (message.seq, message.frame.decode(), message.committed_at, message.expires_at)
             for conn in list(sockets):
                 self._offer(conn, item)
-        elif kind == _END_SESSIONS:
-            ended = {UUID(bytes=body[i:i + 16]) for i in range(0, len(body), 16)}
+        elif isinstance(message, EndSessions):
+            ended = set(message.session_ids)
             for conn in list(sockets):
                 if not ended or conn.session_id in ended:
-                    self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+                    self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
                     self._forget(conn)
 
     def send_soon(self, conn: Connection, frame: str) -> None:
@@ -242,7 +201,7 @@ class Hub:
             for conn in list(sockets):
                 self._offer(conn, _Resume(conn.last_seq, answer=False))
 
-    async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
+    async def close_all(self, code: int = CloseCode.GOING_AWAY) -> None:
         """Shut down: let queued frames drain (bounded), then close every socket with `code`."""
         conns = [conn for sockets in self._sockets.values() for conn in sockets]
         writers = [conn.writer for conn in conns if conn.writer is not None]
@@ -264,7 +223,7 @@ class Hub:
         if conn.closing:
             return
         if len(conn.queued) >= QUEUE_SIZE:
-            self._close_soon(conn, CLOSE_SLOW, "the client reads too slowly")
+            self._close_soon(conn, CloseCode.TRY_AGAIN_LATER, "the client reads too slowly")
             self._forget(conn)
             return
         conn.queued.append(item)
@@ -301,7 +260,7 @@ class Hub:
         except Exception as exc:
             log.debug("a socket's writer failed: %r", exc)
             conn.writer = None
-            self._close_soon(conn, CLOSE_SLOW, "try again")
+            self._close_soon(conn, CloseCode.TRY_AGAIN_LATER, "try again")
             self._forget(conn)
         finally:
             conn.writer = None
@@ -328,7 +287,7 @@ class Hub:
     async def _resume(self, conn: Connection, request: _Resume) -> None:
         """Replay page by page (no pooled connection held while writing), then answer."""
         if not await self._session_alive(conn.session_id):
-            self._close_soon(conn, CLOSE_SESSION_ENDED, "the session has ended")
+            self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
             self._forget(conn)
             return
         after = request.after_seq
@@ -336,7 +295,7 @@ class Hub:
             replayed = await self._replay(conn.user_id, after)
             if replayed.too_old:
                 if request.answer:
-                    await conn.send('{"type":"resync"}')
+                    await conn.send(RESYNC)
                 conn.last_seq = max(conn.last_seq, replayed.through_seq)
                 return
             for seq, frame in replayed.frames:
@@ -350,7 +309,7 @@ class Hub:
                 break
             after = replayed.through_seq
         if request.answer:
-            await conn.send(f'{{"type":"resumed","seq":{conn.last_seq}}}')
+            await conn.send(protocol.encode(protocol.Resumed(conn.last_seq)).decode())
 
 
 def _expired(expires_at: float) -> bool:

@@ -19,8 +19,8 @@ from uuid import UUID
 
 from realtime import metrics
 from realtime.broker.base import Broker
-from realtime.hub import time_frames
 from realtime.models import Event
+from realtime.protocol import time_frames
 
 log = logging.getLogger(__name__)
 

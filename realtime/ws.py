@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from realtime import codec
+from realtime import protocol
 from realtime.api.http import (
     SESSION_COOKIE,
     Services,
@@ -19,16 +19,11 @@ from realtime.api.http import (
 )
 from realtime.broker.base import Broker
 from realtime.db import DATABASE_FAULTS
-from realtime.errors import (
-    Forbidden,
-    InvalidInput,
-    RateLimited,
-    RealtimeError,
-    Unauthenticated,
-)
+from realtime.errors import Forbidden, RateLimited, RealtimeError, Unauthenticated
 from realtime.frames import Frames
-from realtime.hub import CLOSE_POLICY, CLOSE_SESSION_ENDED, CLOSE_SLOW, Connection, Hub
+from realtime.hub import Connection, Hub
 from realtime.models import AuthContext, User
+from realtime.protocol import CloseCode, Ping, Resume, close_code
 from realtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -37,6 +32,7 @@ MAX_FRAME_BYTES = 64 * 1024
 # Inbound flood control: a bucket of FLOOD_BURST frames refilled at FLOOD_RATE a second.
 FLOOD_BURST = 50
 FLOOD_RATE = 20.0
+PONG = protocol.encode(protocol.Pong()).decode()
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     except DATABASE_FAULTS as exc:  # the budget could not be read: 1013, come back
         await websocket.accept()
-        await websocket.close(code=as_error(exc).close_code, reason="try again later")
+        await websocket.close(code=close_code(as_error(exc)), reason="try again later")
         return
     await websocket.accept()
     conn = Connection(
@@ -90,7 +86,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     except DATABASE_FAULTS as exc:  # the database did not answer the greeting: 1013, come back
-        await websocket.close(code=as_error(exc).close_code, reason="try again later")
+        await websocket.close(code=close_code(as_error(exc)), reason="try again later")
     finally:
         await live.hub.unregister(conn)
 
@@ -104,11 +100,11 @@ async def _authenticated(websocket: WebSocket, services: Services) -> AuthContex
         return await services.accounts.authenticate(token)
     except Unauthenticated as exc:
         await websocket.accept()
-        await websocket.close(code=CLOSE_SESSION_ENDED, reason=exc.message)
+        await websocket.close(code=close_code(exc), reason=exc.message)
         return None
     except DATABASE_FAULTS as exc:  # 1013: try again later
         await websocket.accept()
-        await websocket.close(code=as_error(exc).close_code, reason="try again later")
+        await websocket.close(code=close_code(as_error(exc)), reason="try again later")
         return None
 
 
@@ -137,33 +133,34 @@ async def _read(
             return
         text = message.get("text")
         if text is None:
-            await websocket.close(code=CLOSE_POLICY, reason="frames are JSON text")
+            await websocket.close(code=CloseCode.POLICY, reason="frames are JSON text")
             return
         now = time.monotonic()
         tokens = min(FLOOD_BURST, tokens + (now - refilled) * FLOOD_RATE) - 1
         refilled = now
         if tokens < 0:
-            await websocket.close(code=CLOSE_POLICY, reason="too many frames")
+            await websocket.close(code=CloseCode.POLICY, reason="too many frames")
             return
         # A character is 1 to 4 bytes: only a long text needs encoding to be measured.
         if len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES:
-            await websocket.close(code=CLOSE_POLICY, reason="frame over 64 KiB")
+            await websocket.close(code=CloseCode.POLICY, reason="frame over 64 KiB")
             return
         try:
-            frame = codec.decode(text)
-            if _is_resume(frame) and not resumes.take():
-                await websocket.close(code=CLOSE_SLOW, reason="too many resumes, wait a minute")
-                return
-            _answer(frame, conn, hub)
+            frame = protocol.decode_client(text)
         except RealtimeError as exc:
-            await websocket.close(code=CLOSE_POLICY, reason=exc.message[:120])
+            await websocket.close(code=close_code(exc), reason=exc.message[:120])
             return
+        if isinstance(frame, Ping):
+            hub.send_soon(conn, PONG)
+        elif isinstance(frame, Resume):
+            if not resumes.take():
+                await websocket.close(
+                    code=CloseCode.TRY_AGAIN_LATER, reason="too many resumes, wait a minute"
+                )
+                return
+            hub.request_resume(conn, frame.after_seq)
         if conn.closing:
             return
-
-
-def _is_resume(frame: object) -> bool:
-    return isinstance(frame, dict) and frame.get("type") == "resume"
 
 
 class ResumeBucket:
@@ -184,17 +181,3 @@ class ResumeBucket:
         self._tokens -= 1
         return True
 
-
-def _answer(frame: object, conn: Connection, hub: Hub) -> None:
-    if not isinstance(frame, dict):
-        raise InvalidInput("a frame is a JSON object")
-    kind = frame.get("type")
-    if kind == "ping":
-        hub.send_soon(conn, '{"type":"pong"}')
-    elif kind == "resume":
-        after = frame.get("after_seq")
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise InvalidInput("resume needs after_seq, a whole number")
-        hub.request_resume(conn, after)
-    else:
-        raise InvalidInput("unknown frame type")

@@ -18,8 +18,8 @@ from realtime.broker.redis import (
     HEARTBEAT_INTERVAL,
 )
 from realtime.config import Settings
-from realtime.hub import end_sessions_payload, frame_payload
 from realtime.metrics import REGISTRY
+from realtime.protocol import EndSessions, Published
 from tests.conftest import unique_name
 from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import load_test, make_admin
@@ -307,8 +307,8 @@ async def test_a_frame_forged_into_redis_is_not_delivered_and_is_counted(
     async with await open_socket(node, bob) as ws:
         assert (await next_frame(ws))["type"] == "hello"
         async with Redis.from_url(redis_url) as client:
-            await client.publish(channel, frame_payload(1, forged_frame))
-            await client.publish(channel, end_sessions_payload(None))
+            await client.publish(channel, Published(1, forged_frame).pack())
+            await client.publish(channel, EndSessions().pack())
         message_id = await send(alice, bob, subject="genuine")
         frames = await frames_until(ws, "message.new")
         assert [f["message"]["id"] for f in of_type(frames, "message.new")] == [message_id]

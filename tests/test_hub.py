@@ -7,8 +7,9 @@ import uuid
 
 from realtime.api.http import Services
 from realtime.events import EventLog
-from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed, frame_payload
+from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed
 from realtime.models import EventType
+from realtime.protocol import Published
 from realtime.store import events as event_store
 from tests.conftest import MakeUser
 
@@ -50,7 +51,7 @@ async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiv
         hub.start(conn)
     total = QUEUE_SIZE + 20
     for seq in range(1, total + 1):
-        hub.deliver(user, frame_payload(seq, b'{"seq":%d}' % seq))
+        hub.deliver(user, Published(seq, b'{"seq":%d}' % seq).pack())
         await asyncio.sleep(0)
     await asyncio.wait_for(closed.wait(), 5)
     assert codes == [1013]
@@ -81,11 +82,11 @@ async def test_a_socket_whose_write_fails_is_closed_1013_and_never_left_silent()
         await hub.register(conn)
         hub.start(conn)
     for seq in (1, 2):
-        hub.deliver(user, frame_payload(seq, b'{"seq":%d}' % seq))
+        hub.deliver(user, Published(seq, b'{"seq":%d}' % seq).pack())
     assert await asyncio.wait_for(codes.get(), 5) == 1013
     assert [await received.get(), await received.get()] == ['{"seq":1}', '{"seq":2}']
     assert hub.connections == 1
-    hub.deliver(user, frame_payload(3, b'{"seq":3}'))
+    hub.deliver(user, Published(3, b'{"seq":3}').pack())
     assert await asyncio.wait_for(received.get(), 5) == '{"seq":3}'
     assert codes.empty()
     await hub.close_all()
@@ -106,7 +107,8 @@ async def test_an_unread_count_older_than_the_sockets_is_never_sent() -> None:
     await hub.register(conn)
     hub.start(conn)
     for seq, count in ((5, 1), (6, 2), (8, 4), (7, 3)):
-        hub.deliver(user, frame_payload(seq, b'{"seq":%d,"unread":%d}' % (seq, count)))
+        frame = b'{"seq":%d,"unread":%d}' % (seq, count)
+        hub.deliver(user, Published(seq, frame).pack())
     hub.send_soon(conn, '{"type":"pong"}')
     assert await received.get() == '{"seq":8,"unread":4}'
     assert await received.get() == '{"type":"pong"}'

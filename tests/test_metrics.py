@@ -25,7 +25,8 @@ from realtime.broker.redis import BACKOFF_MAX, HEARTBEAT_DEADLINE
 from realtime.config import Settings
 from realtime.db import Database, create_pool
 from realtime.expiry import measure_backlog
-from realtime.hub import Connection, Hub, Replayed, frame_payload, time_frames
+from realtime.hub import Connection, Hub, Replayed
+from realtime.protocol import Published, time_frames
 from tests.conftest import MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
 from tests.redis_support import (
@@ -175,7 +176,7 @@ async def test_latency_is_measured_from_the_commit_time_the_payload_carries() ->
     await hub.register(conn)
     hub.start(conn)
     before = parse(generate_latest(metrics.REGISTRY).decode())
-    payloads = [(user, frame_payload(1, b'{"seq":1}'))]
+    payloads = [(user, Published(1, b'{"seq":1}').pack())]
     assert time_frames(payloads, {(user, 1): time.time() - 1.5}) == 1
     hub.deliver(user, payloads[0][1])
     hub.send_soon(conn, '{"type":"pong"}')

@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from realtime.hub import Connection, Hub, Replayed, frame_payload
+from realtime.hub import Connection, Hub, Replayed
+from realtime.protocol import Published
 from tests.live_server import LiveServer
 from tests.ws_support import Member, frames_until, next_frame, open_socket, send
 
@@ -81,10 +82,11 @@ async def test_a_frame_queued_before_its_message_expired_is_not_written_after() 
     conn = Connection(user, uuid.uuid4(), send=receive, close=closed)
     await hub.register(conn)  # not started: its hello has not gone yet, frames wait
     soon = time.time() + 0.2
-    hub.deliver(user, frame_payload(1, b'{"seq":1,"type":"message.new"}', soon))
-    hub.deliver(user, frame_payload(2, b'{"seq":2,"type":"message.new"}'))
-    hub.deliver(user, frame_payload(3, b'{"seq":3,"type":"message.read"}', soon))
-    hub.deliver(user, frame_payload(4, b'{"seq":4,"type":"message.read"}', time.time() + 3600))
+    hub.deliver(user, Published(1, b'{"seq":1,"type":"message.new"}', soon).pack())
+    hub.deliver(user, Published(2, b'{"seq":2,"type":"message.new"}').pack())
+    hub.deliver(user, Published(3, b'{"seq":3,"type":"message.read"}', soon).pack())
+    later = time.time() + 3600
+    hub.deliver(user, Published(4, b'{"seq":4,"type":"message.read"}', later).pack())
     await asyncio.sleep(0.3)
     hub.start(conn)
     for _ in range(10):
