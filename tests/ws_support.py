@@ -1,43 +1,28 @@
-"""Helpers for websocket tests: a live server per test, logged-in people, a frame reader."""
+"""Helpers for websocket tests: sockets of logged-in users, a frame reader."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
+from tests.conftest import LoggedInUser
 from tests.live_server import LiveServer
 from tests.timing import TIME_FACTOR
 
 FRAME_TIMEOUT = 5.0 * TIME_FACTOR
 QUIET = 0.3 * TIME_FACTOR
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Member:
-    """A user logged in on the live server, with an HTTP client speaking for them."""
-
-    id: str
-    username: str
-    token: str
-    http: httpx.AsyncClient
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def open_socket(
-    live: LiveServer, member: Member, **options: Any
+    live: LiveServer, member: LoggedInUser, **options: Any
 ) -> ClientConnection:
     """A websocket authenticated by the bearer header."""
     return await connect(live.ws_url, additional_headers=member.headers(), **options)
@@ -72,7 +57,7 @@ async def no_more_frames(ws: ClientConnection) -> list[dict[str, Any]]:
         return seen
 
 
-async def send(sender: Member, *to: Member, **fields: Any) -> str:
+async def send(sender: LoggedInUser, *to: LoggedInUser, **fields: Any) -> str:
     payload = {"to": [{"kind": "user", "id": m.id} for m in to], "subject": "live", **fields}
     answer = await sender.http.post("/api/messages", json=payload)
     assert answer.status_code == 201, answer.text
@@ -80,7 +65,7 @@ async def send(sender: Member, *to: Member, **fields: Any) -> str:
     return message_id
 
 
-async def send_many(sender: Member, recipient: Member, count: int) -> list[str]:
+async def send_many(sender: LoggedInUser, recipient: LoggedInUser, count: int) -> list[str]:
     """Send `count` messages, a few at a time; return their ids (not in commit order)."""
     limit = asyncio.Semaphore(8)
 
@@ -135,7 +120,7 @@ class RawSocket:
 
     RECEIVE_BUFFER = 4096
 
-    def __init__(self, live: LiveServer, member: Member) -> None:
+    def __init__(self, live: LiveServer, member: LoggedInUser) -> None:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECEIVE_BUFFER)
         self._sock.settimeout(FRAME_TIMEOUT)
