@@ -8,9 +8,8 @@ from typing import Any
 import httpx
 
 from realtime.api.http import Services
-from tests.conftest import LoggedInUser, MakeUser, unique_name
+from tests.conftest import PASSWORD, LoggedInUser, MakeUser, unique_name
 
-PASSWORD = "correct horse battery"
 ADMIN_USER_FIELDS = {
     "id", "username", "display_name", "is_admin", "can_send", "can_attach", "disabled",
     "created_at",

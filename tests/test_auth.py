@@ -19,9 +19,8 @@ from realtime import crypto
 from realtime.api.http import Services
 from realtime.app import create_app
 from realtime.config import Settings
-from tests.conftest import BASE_URL, LoggedInUser, MakeUser, unique_name
+from tests.conftest import BASE_URL, PASSWORD, LoggedInUser, MakeUser, unique_name
 
-PASSWORD = "correct horse battery"
 OWN_ORIGIN = {"Origin": BASE_URL}
 
 OpenClient = Callable[..., httpx.AsyncClient]

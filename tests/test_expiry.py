@@ -22,7 +22,7 @@ from realtime.events import EventLog
 from realtime.expiry import purge_once
 from realtime.models import EventType
 from realtime.store import events as event_store
-from tests.conftest import MakeUser, log_in
+from tests.conftest import PASSWORD, MakeUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import count_rows, events_of, send_ok, stored_counts
 from tests.timing import TIME_FACTOR, eventually
@@ -251,7 +251,7 @@ async def test_the_expirer_survives_a_database_restart(settings: Settings) -> No
             async with httpx.AsyncClient(base_url=node.url) as http:
                 await log_in(http, "admin", "first-admin-password")
                 answer = await http.post("/api/admin/users", json={
-                    "username": "bob", "password": "correct horse battery"})
+                    "username": "bob", "password": PASSWORD})
                 assert answer.status_code == 201, answer.text
                 bob = answer.json()["id"]
                 during = await _send_expiring(http, bob, in_seconds=3)

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from realtime import crypto
-from tests.conftest import BASE_URL, LoggedInUser, MakeUser, unique_name
+from tests.conftest import BASE_URL, PASSWORD, LoggedInUser, MakeUser, unique_name
 from tests.hostile_support import OwnersWorld, assert_error, owners_world
 from tests.live_server import LiveServer
 from tests.test_auth import second_app
@@ -404,11 +404,11 @@ async def test_look_alikes_of_a_configured_origin_are_refused(
     """An origin close to one in REALTIME_ALLOWED_ORIGINS is refused; only the exact one writes."""
     allowed = "https://app.example"
     name = unique_name()
-    user = await services.accounts.create_user(name, "correct horse battery")
+    user = await services.accounts.create_user(name, PASSWORD)
     message = {"to": [{"kind": "user", "id": str(user.id)}], "subject": "from the app"}
     async with second_app(settings, allowed_origins=(allowed,)) as http:
         login = await http.post("/api/auth/login", headers={"Origin": allowed},
-                                json={"username": name, "password": "correct horse battery"})
+                                json={"username": name, "password": PASSWORD})
         assert login.status_code == 200, login.text
         for origin in foreign_origins(allowed):
             answer = await http.post("/api/messages", json=message, headers={"Origin": origin})
