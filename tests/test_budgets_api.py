@@ -6,14 +6,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 
 from realtime.config import Settings, load_settings
 from realtime.errors import ConfigError
-from tests.conftest import MakeUser
+from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error, send, user
 
@@ -28,9 +27,9 @@ def nodes(settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
         yield first, second
 
 
-async def sent_by(raw_db: asyncpg.Connection, member: Any) -> int:
+async def sent_by(raw_db: asyncpg.Connection, person: LoggedInUser) -> int:
     return int(await raw_db.fetchval(
-        "select count(*) from messages where sender_id = $1::uuid", member.id
+        "select count(*) from messages where sender_id = $1::uuid", person.id
     ))
 
 

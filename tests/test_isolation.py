@@ -29,12 +29,12 @@ from tests.timing import TIME_FACTOR
 ANSWER_WITHIN = 30.0 * TIME_FACTOR
 
 
-def to(member: LoggedInUser) -> list[dict[str, str]]:
-    return [{"kind": "user", "id": member.id}]
+def to(person: LoggedInUser) -> list[dict[str, str]]:
+    return [{"kind": "user", "id": person.id}]
 
 
-async def new_entry(member: LoggedInUser, title: str) -> str:
-    answer = await member.http.post(
+async def new_entry(person: LoggedInUser, title: str) -> str:
+    answer = await person.http.post(
         "/api/vault/entries", json={"kind": "credential", "title": title, "password": "pw"}
     )
     assert answer.status_code == 201, answer.text
@@ -197,14 +197,14 @@ async def test_the_ninth_request_in_flight_of_one_user_is_refused_and_others_are
 
 
 async def _refused_once_eight_are_in_flight(
-    node: LiveServer, member: LoggedInUser
+    node: LiveServer, person: LoggedInUser
 ) -> httpx.Response:
     """Wait until the node counts the eight slow uploads in flight (they start one by one),
     then ask once more."""
     in_flight = node.app.state.services.in_flight
     for _ in range(400):
-        if in_flight.count(UUID(member.id)) == 8:
-            return await member.http.get("/api/messages")
+        if in_flight.count(UUID(person.id)) == 8:
+            return await person.http.get("/api/messages")
         await asyncio.sleep(0.025)
     raise AssertionError("the eight uploads were never in flight together")
 

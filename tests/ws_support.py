@@ -22,10 +22,10 @@ QUIET = 0.3 * TIME_FACTOR
 
 
 async def open_socket(
-    live: LiveServer, member: LoggedInUser, **options: Any
+    live: LiveServer, person: LoggedInUser, **options: Any
 ) -> ClientConnection:
     """A websocket authenticated by the bearer header."""
-    return await connect(live.ws_url, additional_headers=member.headers(), **options)
+    return await connect(live.ws_url, additional_headers=person.headers(), **options)
 
 
 async def next_frame(ws: ClientConnection, wait: float = FRAME_TIMEOUT) -> dict[str, Any]:
@@ -58,7 +58,7 @@ async def no_more_frames(ws: ClientConnection) -> list[dict[str, Any]]:
 
 
 async def send(sender: LoggedInUser, *to: LoggedInUser, **fields: Any) -> str:
-    payload = {"to": [{"kind": "user", "id": m.id} for m in to], "subject": "live", **fields}
+    payload = {"to": [{"kind": "user", "id": p.id} for p in to], "subject": "live", **fields}
     answer = await sender.http.post("/api/messages", json=payload)
     assert answer.status_code == 201, answer.text
     message_id: str = answer.json()["id"]
@@ -120,14 +120,14 @@ class RawSocket:
 
     RECEIVE_BUFFER = 4096
 
-    def __init__(self, live: LiveServer, member: LoggedInUser) -> None:
+    def __init__(self, live: LiveServer, person: LoggedInUser) -> None:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECEIVE_BUFFER)
         self._sock.settimeout(FRAME_TIMEOUT)
         self._sock.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
         self._protocol = ClientProtocol(parse_uri(live.ws_url))
         request = self._protocol.connect()
-        request.headers["Authorization"] = f"Bearer {member.token}"
+        request.headers["Authorization"] = f"Bearer {person.token}"
         self._protocol.send_request(request)
         self._flush()
         while not any(isinstance(e, Frame) for e in self._protocol.events_received()):
