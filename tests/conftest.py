@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,6 @@ from realtime.db import EmbeddedPostgres
 from realtime.migrate import apply_migrations
 from realtime.models import User
 from tests.live_server import LiveServer, live_server
-from tests.ws_support import PASSWORD, Member
 
 TEST_MASTER_KEY = base64.b64decode("dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc=")
 BASE_URL = "http://testserver"
@@ -148,9 +145,13 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+PASSWORD = "correct horse battery"
+
+
 @dataclass
-class Person:
-    """A user of the tests: their account, password and a client logged in as them."""
+class LoggedInUser:
+    """A user of the tests, logged in: their stored account, their password, their bearer token
+    and an HTTP client speaking with it."""
 
     user: User
     password: str
@@ -161,8 +162,12 @@ class Person:
     def id(self) -> str:
         return str(self.user.id)
 
+    @property
+    def username(self) -> str:
+        return self.user.username
 
-MakeUser = Callable[..., Awaitable[Person]]
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def log_in(http: httpx.AsyncClient, username: str, password: str) -> str:
@@ -178,44 +183,70 @@ def unique_name(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@asynccontextmanager
-async def user_maker(
-    services: Services, new_client: Callable[[], httpx.AsyncClient]
-) -> AsyncIterator[MakeUser]:
-    """Make users with unique names, each logged in over a client of `new_client`."""
-    opened: list[httpx.AsyncClient] = []
+class MakeUser:
+    """Makes users (a unique name unless one is given, the flags of `create_user`), each logged
+    in over an HTTP client of its own: to the app in process, or to the live server `on`
+    (`default_node` when not given). Closes the clients at `close()`."""
 
-    async def make(
-        username: str | None = None, *, password: str = "correct horse battery", **flags: Any
-    ) -> Person:
+    def __init__(
+        self,
+        services: Services,
+        app: Starlette,
+        *,
+        default_node: LiveServer | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self._services, self._app = services, app
+        self._default_node, self._timeout = default_node, timeout
+        self._opened: list[httpx.AsyncClient] = []
+
+    async def __call__(
+        self,
+        username: str | None = None,
+        *,
+        on: LiveServer | None = None,
+        password: str = PASSWORD,
+        **flags: Any,
+    ) -> LoggedInUser:
         username = username or unique_name()
-        user = await services.accounts.create_user(username, password, **flags)
-        http = new_client()
-        opened.append(http)
-        token = await log_in(http, username, password)
-        return Person(user, password, token, http)
+        user = await self._services.accounts.create_user(username, password, **flags)
+        return await self._logged_in(user, password, on)
 
-    try:
-        yield make
-    finally:
-        for http in opened:
+    async def another_session(
+        self, person: LoggedInUser, *, on: LiveServer | None = None
+    ) -> LoggedInUser:
+        """The same user logged in once more, over a client of its own."""
+        return await self._logged_in(person.user, person.password, on)
+
+    async def _logged_in(
+        self, user: User, password: str, on: LiveServer | None
+    ) -> LoggedInUser:
+        node = on or self._default_node
+        http = (
+            httpx.AsyncClient(base_url=node.url, timeout=self._timeout) if node is not None
+            else httpx.AsyncClient(transport=httpx.ASGITransport(app=self._app), base_url=BASE_URL)
+        )
+        self._opened.append(http)
+        token = await log_in(http, user.username, password)
+        return LoggedInUser(user, password, token, http)
+
+    async def close(self) -> None:
+        for http in self._opened:
             await http.aclose()
 
 
 @pytest.fixture
-async def make_user(
-    app: Starlette, services: Services
-) -> AsyncIterator[MakeUser]:
-    """Create a user with a unique name and log them in over HTTP to the app in process."""
-    async with user_maker(
-        services,
-        lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL),
-    ) as make:
+async def make_user(app: Starlette, services: Services) -> AsyncIterator[MakeUser]:
+    """Make a user and log them in, over HTTP to the app in process unless `on` a live server."""
+    make = MakeUser(services, app)
+    try:
         yield make
+    finally:
+        await make.close()
 
 
 @pytest.fixture
-async def admin(make_user: MakeUser) -> Person:
+async def admin(make_user: MakeUser) -> LoggedInUser:
     return await make_user(unique_name("admin"), is_admin=True)
 
 
@@ -224,7 +255,7 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-# Websocket tests: a live server per test, and people logged in on it.
+# Websocket tests: a live server per test.
 
 
 @pytest.fixture
@@ -233,28 +264,3 @@ def live(settings: Settings, services: Services) -> Iterator[LiveServer]:
     with live_server(settings) as server:
         yield server
 
-
-
-
-@pytest.fixture
-async def join(services: Services) -> AsyncIterator[Any]:
-    """Create a user (with the given flags) and log them in over a live server's HTTP."""
-    opened: list[httpx.AsyncClient] = []
-
-    async def make(node: LiveServer, **flags: Any) -> Member:
-        username = unique_name()
-        user = await services.accounts.create_user(username, PASSWORD, **flags)
-        http = httpx.AsyncClient(base_url=node.url)
-        opened.append(http)
-        token = await log_in(http, username, PASSWORD)
-        return Member(str(user.id), username, token, http)
-
-    yield make
-    for http in opened:
-        await http.aclose()
-
-
-@pytest.fixture
-def people(live: LiveServer, join: Any) -> Any:
-    """Make users and log them in over the live server's HTTP."""
-    return functools.partial(join, live)

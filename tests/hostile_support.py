@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.vault_support import created, new_entry, new_folder, upload
 
 UNKNOWN_ID = "0b5e7a1c-1111-4222-8333-444455556666"
@@ -50,12 +50,12 @@ class OwnersWorld:
     `group` (alice and carol).
     """
 
-    owner: Person
-    recipient: Person
+    owner: LoggedInUser
+    recipient: LoggedInUser
     ids: dict[str, str]
 
 
-async def owners_world(make_user: MakeUser, admin: Person) -> OwnersWorld:
+async def owners_world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     """Alice's vault, upload and message to Carol, and a group of the two."""
     alice, carol = await make_user(), await make_user()
     folder = await new_folder(alice, "alice's folder")

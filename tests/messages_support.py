@@ -20,13 +20,13 @@ from realtime.db import Database
 from realtime.files import Files
 from realtime.messaging import Messaging
 from realtime.vault import Vault
-from tests.conftest import Person, unique_name
+from tests.conftest import LoggedInUser, unique_name
 from tests.timing import TIME_FACTOR
 
 EXPIRES_IN = timedelta(seconds=1.5 * TIME_FACTOR)
 
 
-def user(person: Person) -> dict[str, str]:
+def user(person: LoggedInUser) -> dict[str, str]:
     """One user in the To field."""
     return {"kind": "user", "id": person.id}
 
@@ -37,7 +37,7 @@ def group(group_id: str) -> dict[str, str]:
 
 
 async def send(
-    sender: Person,
+    sender: LoggedInUser,
     to: list[dict[str, str]],
     *,
     subject: str = "a subject",
@@ -50,7 +50,7 @@ async def send(
     return await sender.http.post("/api/messages", json=payload, headers=headers)
 
 
-async def send_ok(sender: Person, *to: Person, **fields: Any) -> str:
+async def send_ok(sender: LoggedInUser, *to: LoggedInUser, **fields: Any) -> str:
     """Send to these users, insist on 201 and return the new message's id."""
     answer = await send(sender, [user(p) for p in to], **fields)
     assert answer.status_code == 201, answer.text
@@ -58,7 +58,7 @@ async def send_ok(sender: Person, *to: Person, **fields: Any) -> str:
     return message_id
 
 
-async def make_group(admin: Person, *members: Person, name: str | None = None) -> str:
+async def make_group(admin: LoggedInUser, *members: LoggedInUser, name: str | None = None) -> str:
     """Create a group through the admin API and return its id."""
     answer = await admin.http.post(
         "/api/admin/groups",
@@ -69,12 +69,12 @@ async def make_group(admin: Person, *members: Person, name: str | None = None) -
     return group_id
 
 
-async def disable(admin: Person, person: Person) -> None:
+async def disable(admin: LoggedInUser, person: LoggedInUser) -> None:
     answer = await admin.http.patch(f"/api/admin/users/{person.id}", json={"disabled": True})
     assert answer.status_code == 200, answer.text
 
 
-async def box(person: Person, name: str = "inbox", **params: Any) -> list[dict[str, Any]]:
+async def box(person: LoggedInUser, name: str = "inbox", **params: Any) -> list[dict[str, Any]]:
     """The first page of a box, up to 100 summaries."""
     answer = await person.http.get("/api/messages", params={"box": name, "limit": 100, **params})
     assert answer.status_code == 200, answer.text
@@ -82,11 +82,11 @@ async def box(person: Person, name: str = "inbox", **params: Any) -> list[dict[s
     return messages
 
 
-async def box_ids(person: Person, name: str = "inbox") -> list[str]:
+async def box_ids(person: LoggedInUser, name: str = "inbox") -> list[str]:
     return [m["id"] for m in await box(person, name)]
 
 
-async def unread(person: Person) -> dict[str, Any]:
+async def unread(person: LoggedInUser) -> dict[str, Any]:
     answer = await person.http.get("/api/unread")
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
@@ -128,7 +128,7 @@ async def stored_counts(raw_db: asyncpg.Connection) -> dict[str, int]:
     return {table: await count_rows(raw_db, table) for table in tables}
 
 
-async def events_of(raw_db: asyncpg.Connection, person: Person) -> list[dict[str, Any]]:
+async def events_of(raw_db: asyncpg.Connection, person: LoggedInUser) -> list[dict[str, Any]]:
     """A user's event log in seq order: {seq, type, payload}."""
     rows = await raw_db.fetch(
         "select seq, type, payload from events where user_id = $1 order by seq",

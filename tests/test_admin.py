@@ -8,9 +8,8 @@ from typing import Any
 import httpx
 
 from realtime.api.http import Services
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import PASSWORD, LoggedInUser, MakeUser, unique_name
 
-PASSWORD = "correct horse battery"
 ADMIN_USER_FIELDS = {
     "id", "username", "display_name", "is_admin", "can_send", "can_attach", "disabled",
     "created_at",
@@ -21,12 +20,14 @@ async def login(http: httpx.AsyncClient, username: str, password: str) -> httpx.
     return await http.post("/api/auth/login", json={"username": username, "password": password})
 
 
-async def patch_user(admin: Person, person: Person | str, **changes: Any) -> httpx.Response:
+async def patch_user(
+    admin: LoggedInUser, person: LoggedInUser | str, **changes: Any
+) -> httpx.Response:
     user_id = person if isinstance(person, str) else person.id
     return await admin.http.patch(f"/api/admin/users/{user_id}", json=changes)
 
 
-async def send(sender: Person, to: Person, **extra: Any) -> httpx.Response:
+async def send(sender: LoggedInUser, to: LoggedInUser, **extra: Any) -> httpx.Response:
     return await sender.http.post(
         "/api/messages",
         json={"to": [{"kind": "user", "id": to.id}], "subject": unique_name("subject"), **extra},
@@ -50,7 +51,7 @@ def admin_calls(user_id: str, group_id: str) -> list[tuple[str, str, Any]]:
 
 
 async def test_every_admin_route_refuses_a_non_admin(
-    make_user: MakeUser, admin: Person, services: Services
+    make_user: MakeUser, admin: LoggedInUser, services: Services
 ) -> None:
     """A logged-in user without is_admin gets 403 on every admin route, and nothing changes."""
     person = await make_user()
@@ -65,7 +66,7 @@ async def test_every_admin_route_refuses_a_non_admin(
 
 
 async def test_every_admin_route_needs_a_login(
-    client: httpx.AsyncClient, admin: Person, services: Services
+    client: httpx.AsyncClient, admin: LoggedInUser, services: Services
 ) -> None:
     """Without credentials every admin route is 401."""
     group = await services.groups.create_group(unique_name("group"), [])
@@ -78,7 +79,7 @@ async def test_every_admin_route_needs_a_login(
 # Users
 
 
-async def test_admin_lists_every_user(make_user: MakeUser, admin: Person) -> None:
+async def test_admin_lists_every_user(make_user: MakeUser, admin: LoggedInUser) -> None:
     """The user list holds every account with its rights, and never a password hash."""
     person = await make_user(display_name="Walter Skinner", can_attach=False)
     answer = await admin.http.get("/api/admin/users")
@@ -96,7 +97,7 @@ async def test_admin_lists_every_user(make_user: MakeUser, admin: Person) -> Non
 
 
 async def test_a_created_user_gets_the_default_rights_and_can_log_in(
-    admin: Person, client: httpx.AsyncClient
+    admin: LoggedInUser, client: httpx.AsyncClient
 ) -> None:
     """A new account may send and attach, is no admin, and is named after its username."""
     name = unique_name("new")
@@ -117,7 +118,7 @@ async def test_a_created_user_gets_the_default_rights_and_can_log_in(
 
 
 async def test_a_created_user_keeps_the_rights_given(
-    admin: Person, client: httpx.AsyncClient
+    admin: LoggedInUser, client: httpx.AsyncClient
 ) -> None:
     """Display name and flags given at creation are the account's."""
     name = unique_name("new")
@@ -135,7 +136,7 @@ async def test_a_created_user_keeps_the_rights_given(
 
 
 async def test_a_taken_username_in_any_case_is_a_conflict(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """Creating a username that exists, in whatever case, is 409 and creates nothing."""
     person = await make_user()
@@ -167,7 +168,7 @@ BAD_NEW_USERS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-async def test_a_bad_new_user_is_refused_naming_the_field(admin: Person) -> None:
+async def test_a_bad_new_user_is_refused_naming_the_field(admin: LoggedInUser) -> None:
     """An invalid username, password, display name, flag or an unknown field is 400 naming it."""
     for body, field in BAD_NEW_USERS:
         answer = await admin.http.post("/api/admin/users", json=body)
@@ -178,7 +179,7 @@ async def test_a_bad_new_user_is_refused_naming_the_field(admin: Person) -> None
     assert len((await admin.http.get("/api/admin/users")).json()["users"]) == 1
 
 
-async def test_a_body_that_is_not_json_is_refused(admin: Person) -> None:
+async def test_a_body_that_is_not_json_is_refused(admin: LoggedInUser) -> None:
     """Broken JSON or another content type is a 400, never a 500."""
     broken = await admin.http.post(
         "/api/admin/users", content=b'{"username": ', headers={"Content-Type": "application/json"}
@@ -189,7 +190,7 @@ async def test_a_body_that_is_not_json_is_refused(admin: Person) -> None:
     assert form.json()["error"]["code"] == "invalid"
 
 
-async def test_admin_changes_a_display_name(make_user: MakeUser, admin: Person) -> None:
+async def test_admin_changes_a_display_name(make_user: MakeUser, admin: LoggedInUser) -> None:
     """A new display name shows in the user's own /api/me."""
     person = await make_user()
     answer = await patch_user(admin, person, display_name="Jeffrey Spender")
@@ -200,7 +201,7 @@ async def test_admin_changes_a_display_name(make_user: MakeUser, admin: Person) 
 
 
 async def test_a_new_password_ends_the_old_sessions(
-    make_user: MakeUser, admin: Person, client: httpx.AsyncClient
+    make_user: MakeUser, admin: LoggedInUser, client: httpx.AsyncClient
 ) -> None:
     """After a password change the old sessions are gone, and only the new password logs in."""
     person = await make_user()
@@ -214,7 +215,7 @@ async def test_a_new_password_ends_the_old_sessions(
     assert (await admin.http.get("/api/me")).status_code == 200
 
 
-async def test_can_send_off_stops_sending(make_user: MakeUser, admin: Person) -> None:
+async def test_can_send_off_stops_sending(make_user: MakeUser, admin: LoggedInUser) -> None:
     """A user whose can_send is turned off gets 403 on send; turned on again, they send."""
     person = await make_user()
     other = await make_user()
@@ -231,7 +232,9 @@ async def test_can_send_off_stops_sending(make_user: MakeUser, admin: Person) ->
     assert sent.status_code == 201, sent.text
 
 
-async def test_can_attach_off_stops_attachments_only(make_user: MakeUser, admin: Person) -> None:
+async def test_can_attach_off_stops_attachments_only(
+    make_user: MakeUser, admin: LoggedInUser
+) -> None:
     """Without can_attach a message with an attachment is 403; one without still goes."""
     person = await make_user()
     other = await make_user()
@@ -250,7 +253,7 @@ async def test_can_attach_off_stops_attachments_only(make_user: MakeUser, admin:
 
 
 async def test_is_admin_grants_and_removes_the_admin_routes(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """A user made admin can use the admin routes; demoted again, they cannot."""
     person = await make_user()
@@ -265,7 +268,7 @@ async def test_is_admin_grants_and_removes_the_admin_routes(
 
 
 async def test_disabling_ends_the_sessions_and_the_logins(
-    make_user: MakeUser, admin: Person, client: httpx.AsyncClient
+    make_user: MakeUser, admin: LoggedInUser, client: httpx.AsyncClient
 ) -> None:
     """A disabled user's token stops working at once and they cannot log in; enabled, they can."""
     person = await make_user()
@@ -281,7 +284,7 @@ async def test_disabling_ends_the_sessions_and_the_logins(
     assert (await login(client, person.user.username, person.password)).status_code == 200
 
 
-async def test_the_last_admin_cannot_be_demoted_or_disabled(admin: Person) -> None:
+async def test_the_last_admin_cannot_be_demoted_or_disabled(admin: LoggedInUser) -> None:
     """The only enabled admin can neither lose the flag nor be disabled (409)."""
     for change in ({"is_admin": False}, {"disabled": True}, {"is_admin": False, "disabled": True}):
         answer = await patch_user(admin, admin, **change)
@@ -292,7 +295,7 @@ async def test_the_last_admin_cannot_be_demoted_or_disabled(admin: Person) -> No
 
 
 async def test_a_disabled_admin_does_not_count_as_another_admin(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """With the other admin disabled, the remaining one is still the last and stays admin."""
     other = await make_user(is_admin=True)
@@ -302,7 +305,7 @@ async def test_a_disabled_admin_does_not_count_as_another_admin(
 
 
 async def test_an_admin_can_step_down_once_another_exists(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """With a second enabled admin, the first can be demoted; then the second is the last."""
     other = await make_user(is_admin=True)
@@ -312,7 +315,7 @@ async def test_an_admin_can_step_down_once_another_exists(
     assert (await patch_user(other, other, disabled=True)).status_code == 409
 
 
-async def test_changing_an_unknown_user_is_404(admin: Person) -> None:
+async def test_changing_an_unknown_user_is_404(admin: LoggedInUser) -> None:
     """PATCH on an id that names no user is 404."""
     for user_id in (str(uuid.uuid4()), "not-a-uuid", "1"):
         answer = await patch_user(admin, user_id, display_name="Nobody")
@@ -321,7 +324,7 @@ async def test_changing_an_unknown_user_is_404(admin: Person) -> None:
 
 
 async def test_a_bad_change_is_refused_naming_the_field(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """A short password, a non-boolean flag or an unknown field is 400 and changes nothing."""
     person = await make_user()
@@ -346,7 +349,7 @@ async def test_a_bad_change_is_refused_naming_the_field(
 # Groups
 
 
-async def test_admin_creates_and_lists_groups(make_user: MakeUser, admin: Person) -> None:
+async def test_admin_creates_and_lists_groups(make_user: MakeUser, admin: LoggedInUser) -> None:
     """A created group answers 201 with its members and appears in the list."""
     first, second = await make_user(), await make_user()
     name = unique_name("Group")
@@ -369,7 +372,7 @@ async def test_admin_creates_and_lists_groups(make_user: MakeUser, admin: Person
 
 
 async def test_a_group_with_an_unknown_member_is_refused(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """Naming a member who does not exist is 400 on member_ids, and no group is made."""
     person = await make_user()
@@ -382,7 +385,7 @@ async def test_a_group_with_an_unknown_member_is_refused(
     assert (await admin.http.get("/api/admin/groups")).json()["groups"] == []
 
 
-async def test_a_taken_group_name_in_any_case_is_a_conflict(admin: Person) -> None:
+async def test_a_taken_group_name_in_any_case_is_a_conflict(admin: LoggedInUser) -> None:
     """A second group with the same name, whatever its case, is 409."""
     name = unique_name("Team")
     assert (await admin.http.post("/api/admin/groups", json={"name": name})).status_code == 201
@@ -393,7 +396,7 @@ async def test_a_taken_group_name_in_any_case_is_a_conflict(admin: Person) -> No
     assert len((await admin.http.get("/api/admin/groups")).json()["groups"]) == 1
 
 
-async def test_a_bad_group_is_refused_naming_the_field(admin: Person) -> None:
+async def test_a_bad_group_is_refused_naming_the_field(admin: LoggedInUser) -> None:
     """A bad group name, a malformed member id or an unknown field is 400 naming it."""
     bad: list[tuple[dict[str, Any], str]] = [
         ({"name": ""}, "name"),
@@ -409,7 +412,7 @@ async def test_a_bad_group_is_refused_naming_the_field(admin: Person) -> None:
     assert (await admin.http.get("/api/admin/groups")).json()["groups"] == []
 
 
-async def test_putting_members_replaces_them(make_user: MakeUser, admin: Person) -> None:
+async def test_putting_members_replaces_them(make_user: MakeUser, admin: LoggedInUser) -> None:
     """PUT members makes the group hold exactly the given users."""
     first, second, third = await make_user(), await make_user(), await make_user()
     created = await admin.http.post(
@@ -431,7 +434,7 @@ async def test_putting_members_replaces_them(make_user: MakeUser, admin: Person)
     assert listed["member_ids"] == []
 
 
-async def test_a_deleted_group_is_gone(admin: Person) -> None:
+async def test_a_deleted_group_is_gone(admin: LoggedInUser) -> None:
     """DELETE answers 204; afterwards the group is not listed and every call on it is 404."""
     created = await admin.http.post("/api/admin/groups", json={"name": unique_name("group")})
     group_id = created.json()["id"]
@@ -445,7 +448,7 @@ async def test_a_deleted_group_is_gone(admin: Person) -> None:
     assert members.status_code == 404, members.text
 
 
-async def test_an_unknown_group_is_404(admin: Person) -> None:
+async def test_an_unknown_group_is_404(admin: LoggedInUser) -> None:
     """Deleting or setting the members of a group that does not exist is 404."""
     for group_id in (str(uuid.uuid4()), "not-a-uuid"):
         assert (await admin.http.delete(f"/api/admin/groups/{group_id}")).status_code == 404

@@ -7,21 +7,21 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 from tests.messages_support import assert_error, count_rows, send, send_ok, user
 from tests.vault_support import created, new_entry, new_folder, stored_files, upload
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 
 
-async def attachments_of(person: Person, message_id: str) -> list[dict[str, Any]]:
+async def attachments_of(person: LoggedInUser, message_id: str) -> list[dict[str, Any]]:
     answer = await person.http.get(f"/api/messages/{message_id}")
     assert answer.status_code == 200, answer.text
     found: list[dict[str, Any]] = answer.json()["attachments"]
     return found
 
 
-async def send_everything(alice: Person, bob: Person) -> tuple[str, dict[str, Any]]:
+async def send_everything(alice: LoggedInUser, bob: LoggedInUser) -> tuple[str, dict[str, Any]]:
     """Alice sends Bob one attachment of each kind; return the message id and what she sent."""
     team = await new_folder(alice, "Team")
     sub = await new_folder(alice, "Sub", team)

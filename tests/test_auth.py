@@ -19,9 +19,8 @@ from realtime import crypto
 from realtime.api.http import Services
 from realtime.app import create_app
 from realtime.config import Settings
-from tests.conftest import BASE_URL, MakeUser, Person, unique_name
+from tests.conftest import BASE_URL, PASSWORD, LoggedInUser, MakeUser, unique_name
 
-PASSWORD = "correct horse battery"
 OWN_ORIGIN = {"Origin": BASE_URL}
 
 OpenClient = Callable[..., httpx.AsyncClient]
@@ -60,7 +59,7 @@ async def login(
     )
 
 
-async def cookie_session(open_client: OpenClient, person: Person) -> httpx.AsyncClient:
+async def cookie_session(open_client: OpenClient, person: LoggedInUser) -> httpx.AsyncClient:
     """A client holding only the session cookie of a fresh login of `person`."""
     http = open_client()
     answer = await login(http, person.user.username, person.password)
@@ -80,7 +79,7 @@ def cookie_attributes(response: httpx.Response) -> dict[str, str]:
     return parsed
 
 
-def message_to(person: Person) -> dict[str, Any]:
+def message_to(person: LoggedInUser) -> dict[str, Any]:
     return {"to": [{"kind": "user", "id": person.id}], "subject": unique_name("subject")}
 
 
@@ -131,7 +130,7 @@ async def test_login_over_https_marks_the_cookie_secure(
 
 
 async def test_every_wrong_pair_gets_the_same_401(
-    make_user: MakeUser, admin: Person, open_client: OpenClient
+    make_user: MakeUser, admin: LoggedInUser, open_client: OpenClient
 ) -> None:
     """A wrong password, an unknown user and a disabled user all get one identical 401."""
     known = await make_user()

@@ -21,7 +21,7 @@ import pytest
 
 from realtime import api
 from realtime.app import package_version
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 from tests.hostile_support import UNKNOWN_ID, OwnersWorld, assert_error, owners_world
 from tests.test_malformed import snapshot
 
@@ -128,17 +128,17 @@ ADMIN = [row for row in ROWS if row.admin]
 
 
 @pytest.fixture
-async def world(make_user: MakeUser, admin: Person) -> OwnersWorld:
+async def world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     return await owners_world(make_user, admin)
 
 
 @pytest.fixture
-async def intruder(make_user: MakeUser, admin: Person) -> OwnersWorld:
+async def intruder(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     """An ordinary user with objects of every kind of their own (`intruder.owner`)."""
     return await owners_world(make_user, admin)
 
 
-async def assert_untouched(world: OwnersWorld, admin: Person) -> None:
+async def assert_untouched(world: OwnersWorld, admin: LoggedInUser) -> None:
     """The owner's message, attachments, vault, account and group are as they were made."""
     alice, ids = world.owner, world.ids
     message = await world.recipient.http.get(f"/api/messages/{ids['message']}")
@@ -177,7 +177,7 @@ async def test_the_matrix_is_built_from_the_served_document(client: httpx.AsyncC
 
 
 async def test_without_credentials_every_secured_operation_is_401(
-    world: OwnersWorld, client: httpx.AsyncClient, admin: Person
+    world: OwnersWorld, client: httpx.AsyncClient, admin: LoggedInUser
 ) -> None:
     """A stranger with no cookie and no token is told to log in, on the owner's real ids."""
     wrong = {}
@@ -196,7 +196,7 @@ async def test_without_credentials_every_secured_operation_is_401(
 
 @pytest.mark.parametrize("row", OWNED, ids=[row.label for row in OWNED])
 async def test_another_users_object_is_404_like_one_that_does_not_exist(
-    row: Row, world: OwnersWorld, intruder: OwnersWorld, admin: Person
+    row: Row, world: OwnersWorld, intruder: OwnersWorld, admin: LoggedInUser
 ) -> None:
     """An ordinary user naming someone else's object gets the very 404 of an unknown id."""
     http = intruder.owner.http
@@ -222,7 +222,7 @@ async def test_another_users_object_is_404_like_one_that_does_not_exist(
 
 
 async def test_every_admin_operation_is_403_to_an_ordinary_user(
-    world: OwnersWorld, intruder: OwnersWorld, admin: Person
+    world: OwnersWorld, intruder: OwnersWorld, admin: LoggedInUser
 ) -> None:
     """A non-admin gets 403 on every admin operation, on real ids and unknown ones alike."""
     assert ADMIN, "the document lists admin operations"
@@ -292,7 +292,7 @@ def naming(body: dict[str, Any], ids: dict[str, str] | None) -> Any:
     ids=[f"{m} {p} {next(iter(b))}:{json.dumps(b)[-12:-3]}" for m, p, b, _ in BODY_REFERENCES])
 async def test_another_users_object_named_in_a_body_is_404_like_an_unknown_one(
     method: str, path: str, body: dict[str, Any], own: str, world: OwnersWorld,
-    intruder: OwnersWorld, admin: Person, raw_db: asyncpg.Connection,
+    intruder: OwnersWorld, admin: LoggedInUser, raw_db: asyncpg.Connection,
 ) -> None:
     """Naming the owner's entry, folder, upload or message in a body is the 404 of no object."""
     http = intruder.owner.http

@@ -6,18 +6,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from realtime.config import Settings, load_settings
 from realtime.errors import ConfigError
-from tests.conftest import log_in
+from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error, send, user
-from tests.ws_support import PASSWORD, Member
 
 SENDS = 3
 
@@ -30,19 +27,19 @@ def nodes(settings: Settings) -> Iterator[tuple[LiveServer, LiveServer]]:
         yield first, second
 
 
-async def sent_by(raw_db: asyncpg.Connection, member: Any) -> int:
+async def sent_by(raw_db: asyncpg.Connection, person: LoggedInUser) -> int:
     return int(await raw_db.fetchval(
-        "select count(*) from messages where sender_id = $1::uuid", member.id
+        "select count(*) from messages where sender_id = $1::uuid", person.id
     ))
 
 
 async def test_sends_up_to_the_budget_pass_and_the_next_is_429_with_retry_after(
-    nodes: tuple[LiveServer, LiveServer], join: Any, raw_db: asyncpg.Connection
+    nodes: tuple[LiveServer, LiveServer], make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A user sends their budget of messages a minute; the next is 429 with Retry-After and
     sends nothing, while another user still sends."""
     node = nodes[0]
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     for _ in range(SENDS):
         assert (await send(alice, [user(bob)])).status_code == 201
     refused = await send(alice, [user(bob)])
@@ -54,29 +51,27 @@ async def test_sends_up_to_the_budget_pass_and_the_next_is_429_with_retry_after(
 
 
 async def test_the_budget_holds_across_nodes(
-    nodes: tuple[LiveServer, LiveServer], join: Any, raw_db: asyncpg.Connection
+    nodes: tuple[LiveServer, LiveServer], make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Sends through two nodes draw on one budget: the one past it is refused on either."""
     first, second = nodes
-    alice, bob = await join(first), await join(first)
-    async with httpx.AsyncClient(base_url=second.url) as http:
-        token = await log_in(http, alice.username, PASSWORD)
-        alice_elsewhere = Member(alice.id, alice.username, token, http)
-        assert (await send(alice, [user(bob)])).status_code == 201
-        for _ in range(SENDS - 1):
-            assert (await send(alice_elsewhere, [user(bob)])).status_code == 201
-        assert_error(await send(alice, [user(bob)]), 429, "rate_limited")
-        assert_error(await send(alice_elsewhere, [user(bob)]), 429, "rate_limited")
+    alice, bob = await make_user(on=first), await make_user(on=first)
+    alice_elsewhere = await make_user.another_session(alice, on=second)
+    assert (await send(alice, [user(bob)])).status_code == 201
+    for _ in range(SENDS - 1):
+        assert (await send(alice_elsewhere, [user(bob)])).status_code == 201
+    assert_error(await send(alice, [user(bob)]), 429, "rate_limited")
+    assert_error(await send(alice_elsewhere, [user(bob)]), 429, "rate_limited")
     assert await sent_by(raw_db, alice) == SENDS
 
 
 async def test_an_answered_retry_spends_nothing_and_still_answers_when_the_budget_is_gone(
-    nodes: tuple[LiveServer, LiveServer], join: Any
+    nodes: tuple[LiveServer, LiveServer], make_user: MakeUser
 ) -> None:
     """Retrying a send with its Idempotency-Key gives the first answer without spending the
     budget, even once the budget is empty."""
     node = nodes[0]
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     first = await send(alice, [user(bob)], key="retry-me")
     assert first.status_code == 201
     for _ in range(SENDS + 2):

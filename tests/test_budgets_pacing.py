@@ -17,6 +17,7 @@ import pytest
 
 from realtime.api.refusals import PROMPT_REFUSALS
 from realtime.config import Settings
+from tests.conftest import MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error, send, user
 from tests.vault_support import new_entry, new_folder
@@ -53,11 +54,11 @@ async def use_up_requests(member: Any) -> httpx.Response:
 
 
 async def test_requests_up_to_the_minute_budget_pass_and_the_next_is_429(
-    node: LiveServer, join: Any
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """A user's requests a minute are answered; the next is 429 with Retry-After naming the
     budget, and another user is still answered."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     refused = await use_up_requests(alice)
     assert f"{REQUESTS} a minute" in assert_error(refused, 429, "rate_limited")["message"]
     assert 1 <= int(refused.headers["retry-after"]) <= 60 // REQUESTS + 1
@@ -80,11 +81,11 @@ async def use_up_prompt_refusals(member: Any) -> None:
 
 
 async def test_a_client_retrying_past_its_prompt_refusals_waits_and_others_do_not(
-    node: LiveServer, join: Any
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """Past its prompt refusals, each refusal of a client is held for the pause; meanwhile
     another user is answered at once."""
-    carol, bob = await join(node), await join(node)
+    carol, bob = await make_user(on=node), await make_user(on=node)
     await use_up_prompt_refusals(carol)
     started = time.monotonic()
     held = asyncio.create_task(upload(carol, UPLOAD_BYTES))
@@ -96,11 +97,11 @@ async def test_a_client_retrying_past_its_prompt_refusals_waits_and_others_do_no
 
 
 async def test_past_the_waiting_refusals_of_a_client_the_next_closes_its_connection(
-    node: LiveServer, join: Any
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """With its most refusals held at once, one more of a client's is answered at once and its
     connection is closed: a client cannot park connections without limit."""
-    dave = await join(node)
+    dave = await make_user(on=node)
     await use_up_prompt_refusals(dave)
     extra = 4
     url = httpx.URL(node.url)
@@ -121,11 +122,11 @@ async def test_past_the_waiting_refusals_of_a_client_the_next_closes_its_connect
 
 
 async def test_folder_copies_spend_the_copies_budget_and_others_still_send(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A folder copy spends one unit per folder and entry: past the budget the send is 429
     naming it and sends nothing; another user's copy still goes."""
-    erin, bob = await join(node), await join(node)
+    erin, bob = await make_user(on=node), await make_user(on=node)
     team = await new_folder(erin, "team")
     for n in range(COPIES - 2):
         await new_entry(erin, folder_id=team, title=f"entry {n}")
@@ -144,11 +145,11 @@ async def test_folder_copies_spend_the_copies_budget_and_others_still_send(
 
 
 async def test_uploads_past_the_bytes_a_minute_are_429_and_others_still_upload(
-    node: LiveServer, join: Any
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """Bytes uploaded a minute: up to the budget the upload is kept, past it 429 with
     Retry-After, while another user still uploads."""
-    frank, bob = await join(node), await join(node)
+    frank, bob = await make_user(on=node), await make_user(on=node)
     assert (await upload(frank, UPLOAD_BYTES)).status_code == 201
     refused = await upload(frank, UPLOAD_BYTES // 2)  # back in 30 s
     assert "bytes uploaded" in assert_error(refused, 429, "rate_limited")["message"]

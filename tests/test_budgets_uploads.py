@@ -20,6 +20,7 @@ from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.expiry import purge_once
 from realtime.files import MAX_FILE_BYTES
+from tests.conftest import MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error
 from tests.timing import eventually
@@ -114,11 +115,11 @@ async def nothing_kept(raw_db: asyncpg.Connection, member: Any) -> None:
 
 
 async def test_stored_bytes_up_to_the_limit_then_413_naming_it(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A user keeps files up to the stored bytes limit; one byte more is 413 naming the limit,
     declared or streamed, and keeps nothing; another user still uploads."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     assert (await upload(alice, os.urandom(STORED - 1000))).status_code == 201
     assert (await upload(alice, os.urandom(1000))).status_code == 201
     error = assert_error(await upload(alice, b"x"), 413, "too_large")
@@ -141,12 +142,12 @@ async def trickle(upload: RawUpload, stop: asyncio.Event) -> None:
 
 
 async def test_bytes_in_flight_up_to_the_limit_then_429_and_an_abort_frees_them_at_once(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """While one upload without a length holds 25 MiB in flight, another of 1 MiB fits the
     limit exactly and one of a byte more is 429 with Retry-After; another user still uploads.
     Aborting the first keeps nothing of it and frees its bytes at once."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     stop = asyncio.Event()
     async with raw_upload(node, alice, None) as held:
         keeper = asyncio.create_task(trickle(held, stop))
@@ -169,11 +170,11 @@ async def test_bytes_in_flight_up_to_the_limit_then_429_and_an_abort_frees_them_
 
 
 async def test_an_upload_aborted_after_a_chunk_keeps_nothing(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A client that disconnects after sending a chunk and a half leaves no file, no chunk
     and no bytes in flight."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     async with raw_upload(node, alice, 2 * MIB) as cut:
         await cut.send(os.urandom(MIB + MIB // 2))
 
@@ -184,10 +185,10 @@ async def test_an_upload_aborted_after_a_chunk_keeps_nothing(
 
 
 async def test_a_body_shorter_than_its_length_keeps_nothing(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A body that ends (the client stops writing) before its Content-Length keeps nothing."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     async with raw_upload(node, alice, 1000) as short:
         await short.send(b"x" * 500)
         short.writer.write_eof()
@@ -195,10 +196,10 @@ async def test_a_body_shorter_than_its_length_keeps_nothing(
 
 
 async def test_a_body_longer_than_its_length_keeps_nothing(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A body that runs on past its Content-Length is answered 400 and keeps nothing."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     async with raw_upload(node, alice, 500) as long:
         await long.send(b"x" * 1000)
         status, _ = await long.answer()
@@ -207,11 +208,11 @@ async def test_a_body_longer_than_its_length_keeps_nothing(
 
 
 async def test_a_body_that_stalls_is_abandoned_with_400_and_keeps_nothing(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A body that sends nothing for the idle timeout is answered 400 naming `body`, and
     nothing of it is kept; the user uploads again at once."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     async with raw_upload(node, alice, 1000) as slow:
         await slow.send(b"x" * 500)
         status, body = await asyncio.wait_for(slow.answer(), 10 * IDLE)
@@ -222,22 +223,22 @@ async def test_a_body_that_stalls_is_abandoned_with_400_and_keeps_nothing(
 
 
 async def test_simultaneous_uploads_cannot_pass_the_stored_limit_together(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Two uploads that each fit the stored bytes limit but not together, sent at once: one is
     kept and the other is 413, keeping nothing."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     answers = await asyncio.gather(*(upload(alice, os.urandom(STORED // 2 + 1)) for _ in "ab"))
     assert sorted(a.status_code for a in answers) == [201, 413]
     assert await kept(raw_db, alice) == (1, 2, 0)
 
 
 async def test_the_bytes_of_a_node_that_died_mid_upload_are_freed_when_its_lease_ends(
-    node: LiveServer, join: Any, services: Services, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, services: Services, raw_db: asyncpg.Connection
 ) -> None:
     """An upload in flight left behind by a dead node holds the user's bytes until its lease
     ends; then they are free again, and the hourly purge forgets it."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     await raw_db.execute(
         """insert into upload_reservations (id, user_id, bytes, expires_at)
            values (gen_random_uuid(), $1::uuid, $2, now() + interval '1 minute')""",

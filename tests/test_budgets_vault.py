@@ -18,7 +18,7 @@ from realtime.crypto import Keyring
 from realtime.files import Files
 from realtime.vault import Vault
 from realtime.vault_limits import VaultLimits
-from tests.conftest import TEST_MASTER_KEY
+from tests.conftest import TEST_MASTER_KEY, MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import assert_error, assert_invalid, send, user
 from tests.vault_support import new_entry, new_folder
@@ -50,11 +50,11 @@ async def vault_rows(raw_db: asyncpg.Connection, member: Any) -> tuple[int, int]
 
 
 async def test_entries_up_to_the_limit_then_400_naming_it(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A vault takes its limit of entries; one more is 400 naming `entries` and writes
     nothing, while another user still creates theirs."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     for n in range(ENTRIES):
         await new_entry(alice, title=f"entry {n}")
     answer = await alice.http.post("/api/vault/entries", json={"kind": "note", "title": "one more"})
@@ -65,10 +65,10 @@ async def test_entries_up_to_the_limit_then_400_naming_it(
 
 
 async def test_folders_up_to_the_limit_then_400_naming_it(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A vault takes its limit of folders; one more is 400 naming `folders`."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     for n in range(FOLDERS):
         await new_folder(alice, f"folder {n}")
     answer = await alice.http.post("/api/vault/folders", json={"name": "one more"})
@@ -78,10 +78,10 @@ async def test_folders_up_to_the_limit_then_400_naming_it(
 
 
 async def test_folders_nest_down_to_the_limit_then_400_on_parent_id(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Folders nest as deep as the limit; one level more is 400 naming `parent_id`."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     parent = None
     for level in range(DEPTH):
         parent = await new_folder(alice, f"level {level + 1}", parent)
@@ -94,11 +94,11 @@ async def test_folders_nest_down_to_the_limit_then_400_on_parent_id(
 
 
 async def test_simultaneous_creations_never_pass_the_limit(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Ten entries and ten folders created at once: exactly the limits are made, the rest
     refused with 400."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     entries = [alice.http.post("/api/vault/entries", json={"kind": "note", "title": f"n{n}"})
                for n in range(10)]
     folders = [alice.http.post("/api/vault/folders", json={"name": f"f{n}"}) for n in range(10)]
@@ -110,10 +110,10 @@ async def test_simultaneous_creations_never_pass_the_limit(
 
 
 async def test_moving_an_entry_into_the_deepest_folder_of_a_full_vault_is_allowed(
-    node: LiveServer, join: Any
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """A move adds nothing: a full vault still moves an entry into its deepest folder."""
-    alice = await join(node)
+    alice = await make_user(on=node)
     deepest = await new_folder(alice, "inner", await new_folder(alice, "outer"))
     entries = [await new_entry(alice, title=f"e{n}") for n in range(ENTRIES)]
     moved = await alice.http.patch(
@@ -124,11 +124,11 @@ async def test_moving_an_entry_into_the_deepest_folder_of_a_full_vault_is_allowe
 
 
 async def test_saving_a_message_holds_the_entry_folder_and_depth_limits(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Saving a folder attachment that would pass the reader's entries, folders or depth is
     400 naming the limit and saves nothing; one that fits is saved."""
-    alice, bob, carol, dave = [await join(node) for _ in range(4)]
+    alice, bob, carol, dave = [await make_user(on=node) for _ in range(4)]
     team = await new_folder(alice, "team")
     await new_entry(alice, folder_id=team, title="router")
     await new_entry(alice, folder_id=team, title="printer")
@@ -166,11 +166,11 @@ async def copy_size(raw_db: asyncpg.Connection, message_id: str) -> int:
 
 
 async def test_a_folder_copy_up_to_its_size_goes_and_one_byte_more_is_413(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A folder whose copy is exactly the limit is sent; one byte more is 413 naming
     `folder_id` and sends nothing."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     team = await new_folder(alice, "team")
     entry = await new_entry(alice, folder_id=team, kind="note", title="notes", notes="")
     attach = [{"kind": "folder", "folder_id": team}]
@@ -189,10 +189,10 @@ async def test_a_folder_copy_up_to_its_size_goes_and_one_byte_more_is_413(
 
 
 async def test_a_folder_far_over_the_size_is_refused_before_it_is_read(
-    node: LiveServer, join: Any
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """A folder whose sealed entries alone pass the limit is 413 naming `folder_id`."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     team = await new_folder(alice, "team")
     await new_entry(alice, folder_id=team, kind="note", title="big", notes="n" * 3 * COPY_BYTES)
     over = await send(alice, [user(bob)], attachments=[{"kind": "folder", "folder_id": team}])
@@ -200,11 +200,11 @@ async def test_a_folder_far_over_the_size_is_refused_before_it_is_read(
 
 
 async def test_the_attachments_of_one_send_together_hold_at_most_one_copys_size(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Credentials that each fit but together pass the copy size are 413 naming
     `attachments`; nothing is sent."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     credential = {"kind": "credential", "title": "wifi", "notes": "n" * (COPY_BYTES // 3)}
     two = await send(alice, [user(bob)], attachments=[credential] * 2)
     assert two.status_code == 201, two.text
@@ -214,11 +214,11 @@ async def test_the_attachments_of_one_send_together_hold_at_most_one_copys_size(
 
 
 async def test_a_folder_attached_twice_past_the_copy_size_is_413_naming_attachments(
-    node: LiveServer, join: Any, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A folder of over half the copy size goes once; attached twice it is 413 naming
     `attachments`, and nothing is sent."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     team = await new_folder(alice, "team")
     await new_entry(alice, folder_id=team, kind="note", title="half", notes="n" * (COPY_BYTES // 2))
     attach = {"kind": "folder", "folder_id": team}
@@ -230,11 +230,11 @@ async def test_a_folder_attached_twice_past_the_copy_size_is_413_naming_attachme
 
 
 async def test_a_chain_of_130_nested_folders_attached_is_400_naming_the_depth(
-    node: LiveServer, join: Any, services: Services, raw_db: asyncpg.Connection
+    node: LiveServer, make_user: MakeUser, services: Services, raw_db: asyncpg.Connection
 ) -> None:
     """130 nested folders (made where the depth limit was raised), attached to a message: a
     400 naming the depth limit on `folder_id`, never a 500; nothing is sent."""
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     owner = (await services.accounts.authenticate(alice.token)).user
     keyring = Keyring([TEST_MASTER_KEY])
     roomy = Vault(services.db, keyring, Files(services.db, keyring), VaultLimits(max_depth=200))

@@ -20,7 +20,7 @@ from realtime.broker.redis import (
 from realtime.config import Settings
 from realtime.metrics import REGISTRY
 from realtime.protocol import EndSessions, Published
-from tests.conftest import unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import load_test, make_admin
 from tests.redis_support import (
@@ -34,7 +34,6 @@ from tests.redis_support import (
 from tests.timing import eventually
 from tests.ws_support import (
     Inbox,
-    Member,
     frames_until,
     next_frame,
     no_more_frames,
@@ -50,7 +49,6 @@ BATCH = 5  # messages sent before, during and after an outage
 
 
 StartNodes = Callable[[str, int], list[LiveServer]]
-Join = Callable[[LiveServer], Awaitable[Member]]
 
 
 @pytest.fixture
@@ -75,12 +73,12 @@ async def ready(node: LiveServer) -> dict[str, Any]:
 
 
 async def test_a_message_sent_through_one_node_reaches_the_recipient_on_every_node(
-    start_nodes: StartNodes, join: Join, redis_url: str
+    start_nodes: StartNodes, make_user: MakeUser, redis_url: str
 ) -> None:
     """Sent through node A, a message reaches the recipient's sockets on B and on A, once each;
     the read receipt written through B reaches the sender's socket on A."""
     node_a, node_b = start_nodes(redis_url, 2)
-    alice, bob = await join(node_a), await join(node_b)
+    alice, bob = await make_user(on=node_a), await make_user(on=node_b)
     async with (
         await open_socket(node_a, bob) as bob_on_a,
         await open_socket(node_b, bob) as bob_on_b,
@@ -102,12 +100,12 @@ async def test_a_message_sent_through_one_node_reaches_the_recipient_on_every_no
 
 
 async def test_a_user_connected_to_no_node_costs_no_delivery(
-    start_nodes: StartNodes, join: Join, redis_url: str
+    start_nodes: StartNodes, make_user: MakeUser, redis_url: str
 ) -> None:
     """A node delivers only to the users connected to it: a message to someone offline is kept
     in the log and reaches their first socket through hello, on whichever node."""
     node_a, node_b = start_nodes(redis_url, 2)
-    alice, bob = await join(node_a), await join(node_b)
+    alice, bob = await make_user(on=node_a), await make_user(on=node_b)
     await send(alice, bob, subject="while away", high_priority=True)
     async with await open_socket(node_b, bob) as ws:
         hello = await next_frame(ws)
@@ -116,8 +114,8 @@ async def test_a_user_connected_to_no_node_costs_no_delivery(
 
 
 async def send_through_an_outage(
-    sender: Member,
-    recipient: Member,
+    sender: LoggedInUser,
+    recipient: LoggedInUser,
     inbox: Inbox,
     watched: list[LiveServer],
     break_link: Callable[[], None],
@@ -161,12 +159,12 @@ async def assert_every_message_arrives_once_in_order(inbox: Inbox, sent: list[st
 
 
 async def test_redis_killed_while_messages_are_sent_loses_nothing(
-    start_nodes: StartNodes, join: Join, redis_server: RedisServer
+    start_nodes: StartNodes, make_user: MakeUser, redis_server: RedisServer
 ) -> None:
     """With Redis stopped mid-stream and started again, the recipient's socket on the other
     node still gets every message once, in order, live or replayed; HTTP keeps working."""
     node_a, node_b = start_nodes(redis_server.url, 2)
-    alice, bob = await join(node_a), await join(node_b)
+    alice, bob = await make_user(on=node_a), await make_user(on=node_b)
     async with await open_socket(node_b, bob) as ws:
         assert (await next_frame(ws))["type"] == "hello"
         inbox = Inbox(ws)
@@ -179,12 +177,12 @@ async def test_redis_killed_while_messages_are_sent_loses_nothing(
 
 
 async def test_redis_frozen_half_open_while_messages_are_sent_loses_nothing(
-    start_nodes: StartNodes, join: Join, proxy: FreezableProxy
+    start_nodes: StartNodes, make_user: MakeUser, proxy: FreezableProxy
 ) -> None:
     """With the link to Redis silent but open, each node's heartbeat notices, it reconnects once
     the link flows, and the recipient's socket gets every message once, in order."""
     node_a, node_b = start_nodes(proxy.url, 2)
-    alice, bob = await join(node_a), await join(node_b)
+    alice, bob = await make_user(on=node_a), await make_user(on=node_b)
 
     async def thaw() -> None:
         proxy.thaw()
@@ -201,14 +199,14 @@ async def test_redis_frozen_half_open_while_messages_are_sent_loses_nothing(
 
 
 async def test_a_node_started_while_redis_is_down_serves_and_catches_up(
-    start_nodes: StartNodes, join: Join, redis_server: RedisServer
+    start_nodes: StartNodes, make_user: MakeUser, redis_server: RedisServer
 ) -> None:
     """A node whose Redis is down at start still serves HTTP and sockets, answers not ready,
     and delivers what was sent meanwhile once Redis is back."""
     redis_server.stop()
     (node,) = start_nodes(redis_server.url, 1)
     assert (await ready(node))["broker"] is False
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     async with await open_socket(node, bob) as ws:
         assert (await next_frame(ws))["type"] == "hello"
         inbox = Inbox(ws)
@@ -221,7 +219,6 @@ async def test_a_node_started_while_redis_is_down_serves_and_catches_up(
             await assert_every_message_arrives_once_in_order(inbox, sent)
         finally:
             await inbox.stop()
-
 
 
 async def test_a_load_test_across_two_nodes_loses_nothing(
@@ -266,14 +263,14 @@ async def test_a_node_shut_down_during_a_load_test_loses_nothing(
 
 
 async def test_redis_sees_no_subject_body_or_name_of_a_send(
-    start_nodes: StartNodes, join: Join, redis_url: str
+    start_nodes: StartNodes, make_user: MakeUser, redis_url: str
 ) -> None:
     """Subscribed to every channel, a reader of Redis finds no subject, body or name of a
     send and its read receipt, while the users on the other node read them all."""
     node_a, node_b = start_nodes(redis_url, 2)
     names = {"sender": unique_name("Sender Name"), "reader": unique_name("Reader Name")}
-    alice = await join(node_a, display_name=names["sender"])
-    bob = await join(node_b, display_name=names["reader"])
+    alice = await make_user(on=node_a, display_name=names["sender"])
+    bob = await make_user(on=node_b, display_name=names["reader"])
     subject, body = unique_name("subject in clear"), unique_name("body in clear")
     async with raw_subscriber(redis_url, "*") as seen:
         async with (
@@ -295,12 +292,12 @@ async def test_redis_sees_no_subject_body_or_name_of_a_send(
 
 
 async def test_a_frame_forged_into_redis_is_not_delivered_and_is_counted(
-    start_nodes: StartNodes, join: Join, redis_url: str
+    start_nodes: StartNodes, make_user: MakeUser, redis_url: str
 ) -> None:
     """A message.new, or an order to end every session, published on a user's channel by
     someone with access to Redis reaches no socket and is counted; real sends still arrive."""
     (node,) = start_nodes(redis_url, 1)
-    alice, bob = await join(node), await join(node)
+    alice, bob = await make_user(on=node), await make_user(on=node)
     channel = f"{node.app.state.settings.redis_prefix}:user:{bob.id}"
     forged_frame = b'{"type":"message.new","seq":1,"message":{"subject":"forged"}}'
     before = REGISTRY.get_sample_value("realtime_broker_rejected_payloads_total") or 0.0

@@ -9,8 +9,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -19,10 +21,11 @@ from websockets.exceptions import ConnectionClosed
 
 from realtime.config import Settings
 from realtime.db import EmbeddedPostgres
-from tests.conftest import log_in
+from realtime.models import User
+from tests.conftest import PASSWORD, LoggedInUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.timing import TIME_FACTOR
-from tests.ws_support import PASSWORD, Member, frames_until, open_socket
+from tests.ws_support import frames_until, open_socket
 
 # Far longer than any wait the server allows itself: a request still unanswered then hangs.
 ANSWER_WITHIN = 30.0 * TIME_FACTOR
@@ -44,7 +47,7 @@ def private_database() -> Iterator[EmbeddedPostgres]:
 class Traffic:
     """A few senders sending one message after another until stopped, keeping every answer."""
 
-    def __init__(self, sender: Member, recipient: Member) -> None:
+    def __init__(self, sender: LoggedInUser, recipient: LoggedInUser) -> None:
         self.answers: list[httpx.Response] = []
         self._sender, self._recipient = sender, recipient
         self._stop = asyncio.Event()
@@ -77,21 +80,26 @@ class Traffic:
             await asyncio.sleep(0.02)
 
 
-async def _member(node: LiveServer, admin: httpx.AsyncClient, username: str) -> Member:
+async def _new_user(node: LiveServer, admin: httpx.AsyncClient, username: str) -> LoggedInUser:
+    """A user created through the admin API (the node's database is not the tests' one), logged
+    in over a client of their own."""
     created = await admin.post("/api/admin/users", json={"username": username,
                                                          "password": PASSWORD})
     assert created.status_code == 201, created.text
+    view = created.json()
+    account = User(**{**view, "id": UUID(view["id"]),
+                      "created_at": datetime.fromisoformat(view["created_at"])})
     http = httpx.AsyncClient(base_url=node.url, timeout=ANSWER_WITHIN)
     token = await log_in(http, username, PASSWORD)
-    return Member(created.json()["id"], username, token, http)
+    return LoggedInUser(account, PASSWORD, token, http)
 
 
 @asynccontextmanager
-async def two_members(node: LiveServer) -> AsyncIterator[tuple[Member, Member]]:
+async def two_users(node: LiveServer) -> AsyncIterator[tuple[LoggedInUser, LoggedInUser]]:
     async with httpx.AsyncClient(base_url=node.url, timeout=ANSWER_WITHIN) as admin:
         await log_in(admin, "admin", "first-admin-password")
-        alice = await _member(node, admin, "alice")
-        bob = await _member(node, admin, "bob")
+        alice = await _new_user(node, admin, "alice")
+        bob = await _new_user(node, admin, "bob")
     try:
         yield alice, bob
     finally:
@@ -99,11 +107,11 @@ async def two_members(node: LiveServer) -> AsyncIterator[tuple[Member, Member]]:
         await bob.http.aclose()
 
 
-async def _while_away(node: LiveServer, bob: Member) -> dict[str, Any]:
+async def _while_away(node: LiveServer, bob: LoggedInUser) -> dict[str, Any]:
     """What a login, the readiness check and a new socket get while the database is away."""
     async with httpx.AsyncClient(base_url=node.url, timeout=ANSWER_WITHIN) as http:
         login = await http.post("/api/auth/login",
-                                json={"username": bob.username, "password": PASSWORD})
+                                json={"username": bob.username, "password": bob.password})
         ready = await http.get("/readyz")
     with pytest.raises(ConnectionClosed) as closed:
         async with asyncio.timeout(ANSWER_WITHIN):
@@ -123,7 +131,7 @@ async def test_postgresql_stopped_mid_traffic_gives_503s_and_recovers_losing_not
     with private_database() as database:
         url = await asyncio.to_thread(database.start)
         with live_server(replace(settings, database_url=url)) as node:
-            async with two_members(node) as (alice, bob):
+            async with two_users(node) as (alice, bob):
                 traffic = Traffic(alice, bob)
                 traffic.start()
                 await traffic.until(201, 5)

@@ -12,11 +12,11 @@ from realtime.api.http import Services
 from realtime.crypto import Keyring, generate_master_key
 from realtime.errors import CryptoError
 from realtime.models import Box
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.messages_support import messaging_with
 
 
-async def send(sender: Person, recipient: Person, subject: str, body: str) -> UUID:
+async def send(sender: LoggedInUser, recipient: LoggedInUser, subject: str, body: str) -> UUID:
     answer = await sender.http.post(
         "/api/messages",
         json={"to": [{"kind": "user", "id": recipient.id}], "subject": subject, "body": body},

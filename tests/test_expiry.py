@@ -10,7 +10,6 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -23,7 +22,7 @@ from realtime.events import EventLog
 from realtime.expiry import purge_once
 from realtime.models import EventType
 from realtime.store import events as event_store
-from tests.conftest import MakeUser, log_in
+from tests.conftest import PASSWORD, MakeUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import count_rows, events_of, send_ok, stored_counts
 from tests.timing import TIME_FACTOR, eventually
@@ -124,11 +123,11 @@ async def _none_left(raw_db: asyncpg.Connection) -> bool:
 
 
 async def test_a_connected_recipient_is_told_at_once(
-    live: LiveServer, people: Any, raw_db: asyncpg.Connection
+    live: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A message expiring while its recipient is connected produces message.deleted (reason
     expired) on the socket, with the unread count without it."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
         message_id = await send(alice, bob, expires_at=in_seconds(1))
@@ -140,13 +139,13 @@ async def test_a_connected_recipient_is_told_at_once(
 
 
 async def test_frames_hello_and_the_unread_endpoint_agree_on_the_unread_count(
-    live: LiveServer, people: Any
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """Through sends, a read, deletes of a read and an unread message, a recall and an expiry,
     each event frame carries the count right after it; then a new tab's hello, its replay of
     the whole log and GET /api/unread all say the same count, for the recipient and the
     sender."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     async with await open_socket(live, bob) as bob_ws, await open_socket(live, alice) as alice_ws:
         await next_frame(bob_ws), await next_frame(alice_ws)
         first, second, recalled = [await send(alice, bob) for _ in range(3)]
@@ -252,7 +251,7 @@ async def test_the_expirer_survives_a_database_restart(settings: Settings) -> No
             async with httpx.AsyncClient(base_url=node.url) as http:
                 await log_in(http, "admin", "first-admin-password")
                 answer = await http.post("/api/admin/users", json={
-                    "username": "bob", "password": "correct horse battery"})
+                    "username": "bob", "password": PASSWORD})
                 assert answer.status_code == 201, answer.text
                 bob = answer.json()["id"]
                 during = await _send_expiring(http, bob, in_seconds=3)

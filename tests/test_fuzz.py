@@ -30,7 +30,7 @@ from schemathesis import Case
 from realtime import api
 from realtime.app import package_version
 from realtime.config import Settings
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
 
 SEED = 20261121
@@ -94,7 +94,7 @@ def server(settings: Settings) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-async def target(server: LiveServer, make_user: MakeUser, admin: Person) -> Target:
+async def target(server: LiveServer, make_user: MakeUser, admin: LoggedInUser) -> Target:
     """The admin's session, a few users, a group and messages, all made before the fuzzer starts."""
     leaver = await make_user(password=LEAVER_PASSWORD)
     users = [leaver, await make_user(), await make_user()]

@@ -23,14 +23,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin
 
 from realtime import crypto
-from tests.conftest import BASE_URL, MakeUser, Person, unique_name
+from tests.conftest import BASE_URL, PASSWORD, LoggedInUser, MakeUser, unique_name
 from tests.hostile_support import OwnersWorld, assert_error, owners_world
 from tests.live_server import LiveServer
 from tests.test_auth import second_app
 from tests.test_authz_matrix import ROWS, assert_untouched
 from tests.ws_support import frames_until, next_frame
 
-People = Any
 WRITES = [row for row in ROWS if row.secured and row.method in {"POST", "PUT", "PATCH", "DELETE"}]
 
 
@@ -66,7 +65,7 @@ ORIGINS = foreign_origins(BASE_URL)
 
 
 @pytest.fixture
-async def world(make_user: MakeUser, admin: Person) -> OwnersWorld:
+async def world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     return await owners_world(make_user, admin)
 
 
@@ -75,7 +74,7 @@ async def cookie_of(app: Starlette) -> AsyncIterator[Any]:
     """Log a person in again on a client that holds only the session cookie."""
     opened: list[httpx.AsyncClient] = []
 
-    async def make(person: Person) -> httpx.AsyncClient:
+    async def make(person: LoggedInUser) -> httpx.AsyncClient:
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
         opened.append(http)
         answer = await http.post("/api/auth/login", json={
@@ -93,7 +92,7 @@ async def cookie_of(app: Starlette) -> AsyncIterator[Any]:
 
 
 async def test_every_cookie_write_from_a_foreign_origin_is_403_and_changes_nothing(
-    world: OwnersWorld, admin: Person, cookie_of: Any, raw_db: asyncpg.Connection
+    world: OwnersWorld, admin: LoggedInUser, cookie_of: Any, raw_db: asyncpg.Connection
 ) -> None:
     """Each state-changing call made with the owner's cookie from another page is refused."""
     owner = await cookie_of(world.owner)
@@ -256,7 +255,7 @@ async def end_sessions(
 
 
 async def test_ended_sessions_are_refused_alike_and_cannot_write(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection, client: httpx.AsyncClient,
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection, client: httpx.AsyncClient,
     settings: Any,
 ) -> None:
     """Expired, idle, revoked, disabled and password-changed tokens all get the forged 401."""
@@ -307,10 +306,10 @@ async def assert_closed_4401(live: LiveServer, headers: dict[str, str], **option
 
 
 async def test_a_handshake_from_any_foreign_origin_is_refused(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """With the cookie or the bearer header, a handshake from another page is refused 403."""
-    bob = await people()
+    bob = await make_user(on=live)
     for origin in foreign_origins(live.url):
         for credentials in ({"Cookie": f"session={bob.token}"}, bob.headers()):
             with pytest.raises(InvalidStatus) as refused:
@@ -321,10 +320,10 @@ async def test_a_handshake_from_any_foreign_origin_is_refused(
 
 
 async def test_forged_tokens_on_the_socket_are_closed_4401(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """Every forgery of a live token, as a bearer or a cookie, opens nothing: 4401."""
-    victim = await people()
+    victim = await make_user(on=live)
     for kind, token in forgeries(victim.token).items():
         if not token.isascii():
             continue
@@ -339,11 +338,11 @@ async def test_forged_tokens_on_the_socket_are_closed_4401(
 
 
 async def test_ended_sessions_cannot_open_a_socket(
-    live: LiveServer, people: People, raw_db: asyncpg.Connection, settings: Any
+    live: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection, settings: Any
 ) -> None:
     """Expired, idle, revoked, disabled and password-changed tokens are closed 4401 at once."""
-    admin = await people(is_admin=True)
-    tokens = await end_sessions([await people() for _ in range(5)], admin, raw_db,
+    admin = await make_user(on=live, is_admin=True)
+    tokens = await end_sessions([await make_user(on=live) for _ in range(5)], admin, raw_db,
                                 settings.session_idle_timeout)
     for token in tokens.values():
         await assert_closed_4401(live, {"Authorization": f"Bearer {token}"})
@@ -351,10 +350,10 @@ async def test_ended_sessions_cannot_open_a_socket(
 
 
 async def test_a_bearer_of_one_user_speaks_only_for_that_user_on_the_socket(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """Bob's cookie beside Alice's bearer opens Alice's socket; a dead bearer opens none."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     both = {**alice.headers(), "Cookie": f"session={bob.token}"}
     async with connect(live.ws_url, additional_headers=both) as ws:
         hello = await next_frame(ws)
@@ -369,7 +368,7 @@ async def test_a_bearer_of_one_user_speaks_only_for_that_user_on_the_socket(
 
 
 async def test_a_token_ended_by_disabling_stays_dead_once_the_user_is_enabled_again(
-    make_user: MakeUser, admin: Person, client: httpx.AsyncClient
+    make_user: MakeUser, admin: LoggedInUser, client: httpx.AsyncClient
 ) -> None:
     """Disabling ends the sessions for good: enabling the account again revives none of them."""
     person = await make_user()
@@ -405,11 +404,11 @@ async def test_look_alikes_of_a_configured_origin_are_refused(
     """An origin close to one in REALTIME_ALLOWED_ORIGINS is refused; only the exact one writes."""
     allowed = "https://app.example"
     name = unique_name()
-    user = await services.accounts.create_user(name, "correct horse battery")
+    user = await services.accounts.create_user(name, PASSWORD)
     message = {"to": [{"kind": "user", "id": str(user.id)}], "subject": "from the app"}
     async with second_app(settings, allowed_origins=(allowed,)) as http:
         login = await http.post("/api/auth/login", headers={"Origin": allowed},
-                                json={"username": name, "password": "correct horse battery"})
+                                json={"username": name, "password": PASSWORD})
         assert login.status_code == 200, login.text
         for origin in foreign_origins(allowed):
             answer = await http.post("/api/messages", json=message, headers={"Origin": origin})
@@ -423,10 +422,10 @@ SECURITY_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosn
 
 
 async def test_a_refused_handshake_carries_the_headers_of_every_response(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """The 403 refusing a foreign handshake is no-store, nosniff, no-referrer, DENY like others."""
-    bob = await people()
+    bob = await make_user(on=live)
     with pytest.raises(InvalidStatus) as refused:
         async with connect(live.ws_url, additional_headers={"Cookie": f"session={bob.token}"},
                            origin=Origin("http://evil.example")):

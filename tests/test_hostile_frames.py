@@ -19,12 +19,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import LoggedInUser, MakeUser
 from tests.hostile_support import ws_frame
 from tests.live_server import LiveServer
 from tests.timing import eventually
-from tests.ws_support import Inbox, Member, RawSocket, next_frame, open_socket, send
+from tests.ws_support import Inbox, RawSocket, next_frame, open_socket, send
 
-People = Any
 MAX_FRAME = 64 * 1024
 BURST = 50  # docs/api.md: more than 50 frames in a burst, or 20 a second sustained, is 1008
 RATE = 20.0
@@ -36,9 +36,9 @@ class Scene:
     """An abuser (bob) and a bystander conversation: alice writes to carol, whose tab listens."""
 
     live: LiveServer
-    bob: Member
-    alice: Member
-    carol: Member
+    bob: LoggedInUser
+    alice: LoggedInUser
+    carol: LoggedInUser
     carols_tab: Inbox
 
     async def bystander_still_served(self) -> None:
@@ -55,8 +55,8 @@ class Scene:
 
 
 @pytest.fixture
-async def scene(live: LiveServer, people: People) -> AsyncIterator[Scene]:
-    bob, alice, carol = await people(), await people(), await people()
+async def scene(live: LiveServer, make_user: MakeUser) -> AsyncIterator[Scene]:
+    bob, alice, carol = await make_user(on=live), await make_user(on=live), await make_user(on=live)
     async with await open_socket(live, carol) as tab:
         assert (await next_frame(tab))["type"] == "hello"
         inbox = Inbox(tab)
@@ -78,7 +78,7 @@ async def closed_with(ws: ClientConnection) -> int | None:
         return None
 
 
-async def answer_to(live: LiveServer, member: Member, *frames: str | bytes) -> Any:
+async def answer_to(live: LiveServer, member: LoggedInUser, *frames: str | bytes) -> Any:
     """Send frames on a fresh socket: the next frame answered, or the close code."""
     async with await open_socket(live, member) as ws:
         assert (await next_frame(ws))["type"] == "hello"

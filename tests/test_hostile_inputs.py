@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from realtime import codec
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.hostile_support import UNKNOWN_ID, assert_error, assert_not_echoed
 from tests.test_authz_matrix import DOCUMENT, ROWS, Row
 from tests.test_malformed import snapshot
@@ -47,12 +47,12 @@ def deep_bodies(row: Row) -> dict[str, bytes]:
 
 
 @pytest.fixture
-async def alice(make_user: MakeUser) -> Person:
+async def alice(make_user: MakeUser) -> LoggedInUser:
     return await make_user()
 
 
 async def test_deep_nesting_and_huge_numbers_in_every_body_are_400(
-    alice: Person, admin: Person, client: httpx.AsyncClient, raw_db: asyncpg.Connection
+    alice: LoggedInUser, admin: LoggedInUser, client: httpx.AsyncClient, raw_db: asyncpg.Connection
 ) -> None:
     """Every operation taking a JSON body refuses deep nesting and huge numbers with a 400."""
     before = await snapshot(raw_db)
@@ -74,7 +74,7 @@ async def test_deep_nesting_and_huge_numbers_in_every_body_are_400(
 @pytest.mark.parametrize(("path", "name"), [("/api/messages", "limit"),
                                             ("/api/password", "length")])
 async def test_numbers_in_queries_that_are_not_plain_small_digits_are_400(
-    alice: Person, path: str, name: str
+    alice: LoggedInUser, path: str, name: str
 ) -> None:
     """Huge, negative, fractional, hexadecimal, non-ASCII or padded numbers in a query are 400."""
     for value in ["99999999999999999999999", "1e3", "-1", "0x10", "\u0661\u0662", "+5",
@@ -85,7 +85,7 @@ async def test_numbers_in_queries_that_are_not_plain_small_digits_are_400(
 
 
 async def test_hostile_directory_queries_never_fail(
-    alice: Person, admin: Person, make_user: MakeUser
+    alice: LoggedInUser, admin: LoggedInUser, make_user: MakeUser
 ) -> None:
     """NUL or 101 characters are 400; broken UTF-8, SQL or RTL prefixes search, literally."""
     spoofer = await make_user(display_name="\u202eredaeh-\u200b")
@@ -103,7 +103,9 @@ async def test_hostile_directory_queries_never_fail(
     assert [r["display_name"] for r in found.json()["results"]] == [spoofer.user.display_name]
 
 
-async def send_keyed(person: Person, to: Person, key: str | bytes, subject: str) -> httpx.Response:
+async def send_keyed(
+    person: LoggedInUser, to: LoggedInUser, key: str | bytes, subject: str
+) -> httpx.Response:
     """Send with this key; bytes go as they are (beyond ASCII, as a client may send them)."""
     raw = key if isinstance(key, bytes) else key.encode("latin-1")
     return await person.http.post(
@@ -112,7 +114,7 @@ async def send_keyed(person: Person, to: Person, key: str | bytes, subject: str)
 
 
 async def test_hostile_idempotency_keys(
-    alice: Person, make_user: MakeUser, raw_db: asyncpg.Connection
+    alice: LoggedInUser, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Keys at the limit, with SQL, LIKE wildcards or Latin-1 work; control characters are 400."""
     bob = await make_user()
@@ -133,7 +135,7 @@ async def test_hostile_idempotency_keys(
 
 
 async def test_an_idempotency_key_with_a_c1_control_is_400(
-    alice: Person, make_user: MakeUser
+    alice: LoggedInUser, make_user: MakeUser
 ) -> None:
     """A key holding U+0085 or U+009B, control characters both, is refused like the others."""
     bob = await make_user()
@@ -146,7 +148,9 @@ def crafted(*parts: Any) -> str:
     return codec.encode_cursor(list(parts))
 
 
-async def test_hostile_cursors_are_400_or_a_position(alice: Person, make_user: MakeUser) -> None:
+async def test_hostile_cursors_are_400_or_a_position(
+    alice: LoggedInUser, make_user: MakeUser
+) -> None:
     """Garbage and crafted cursors are 400 naming `before`; a well-formed one is only a place."""
     bob = await make_user()
     for n in range(3):
@@ -189,7 +193,7 @@ HOSTILE_NAMES = {
 }
 
 
-async def test_hostile_upload_names_are_kept_clean_and_served_safely(alice: Person) -> None:
+async def test_hostile_upload_names_are_kept_clean_and_served_safely(alice: LoggedInUser) -> None:
     """Quotes, markup, format characters and long astral names: a clean name, a safe header."""
     for sent, kept in HOSTILE_NAMES.items():
         answer = await alice.http.post("/api/uploads", params={"name": unquote(sent)},
@@ -238,7 +242,7 @@ def query_parameters() -> list[tuple[Row, str]]:
 
 
 async def test_hostile_values_in_every_query_parameter_are_never_a_500(
-    alice: Person, admin: Person, raw_db: asyncpg.Connection
+    alice: LoggedInUser, admin: LoggedInUser, raw_db: asyncpg.Connection
 ) -> None:
     """Every query parameter given NUL, broken UTF-8 or huge values gets a 4xx, never a 500."""
     parameters = query_parameters()
@@ -257,7 +261,7 @@ async def test_hostile_values_in_every_query_parameter_are_never_a_500(
 MARKER = "<b>an-echoed-value</b>"
 
 
-async def test_a_wrong_kind_is_refused_without_echoing_it(alice: Person) -> None:
+async def test_a_wrong_kind_is_refused_without_echoing_it(alice: LoggedInUser) -> None:
     """A recipient's or an entry's `kind` that is none of the allowed ones is not repeated back."""
     for path, body, field in (
         ("/api/messages", {"to": [{"kind": MARKER, "id": alice.id}], "subject": "s"}, "to.0.kind"),
@@ -268,7 +272,9 @@ async def test_a_wrong_kind_is_refused_without_echoing_it(alice: Person) -> None
         assert_not_echoed(answer, MARKER)
 
 
-async def test_an_unknown_attachment_kind_is_refused_without_echoing_it(alice: Person) -> None:
+async def test_an_unknown_attachment_kind_is_refused_without_echoing_it(
+    alice: LoggedInUser
+) -> None:
     """An attachment of an unknown kind is a 400 naming `attachments.0`, without the kind."""
     answer = await alice.http.post("/api/messages", json={
         "to": [{"kind": "user", "id": alice.id}], "subject": "s",
@@ -278,7 +284,7 @@ async def test_an_unknown_attachment_kind_is_refused_without_echoing_it(alice: P
 
 
 async def test_absurd_expiry_times_are_400_naming_expires_at(
-    alice: Person, make_user: MakeUser, raw_db: asyncpg.Connection
+    alice: LoggedInUser, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """Times past year 9999 once in UTC, before year 1, impossible dates or seconds: 400."""
     bob = await make_user()

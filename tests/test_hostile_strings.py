@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.hostile_support import assert_error, assert_not_echoed
 from tests.test_malformed import snapshot
 from tests.vault_support import new_entry
@@ -58,9 +58,9 @@ NOT_JSON = {"lone high surrogate", "lone low surrogate", "reversed pair"}
 
 @dataclass
 class World:
-    alice: Person
-    bob: Person
-    admin: Person
+    alice: LoggedInUser
+    bob: LoggedInUser
+    admin: LoggedInUser
     entry_id: str
 
 
@@ -82,11 +82,11 @@ def escaped(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=True).encode()
 
 
-async def post(person: Person, path: str, body: Any, method: str = "POST") -> httpx.Response:
+async def post(person: LoggedInUser, path: str, body: Any, method: str = "POST") -> httpx.Response:
     return await person.http.request(method, path, content=escaped(body), headers=JSON)
 
 
-async def fetched(person: Person, path: str) -> Any:
+async def fetched(person: LoggedInUser, path: str) -> Any:
     answer = await person.http.get(path)
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -223,7 +223,7 @@ def hostile_values(field: TextField) -> tuple[dict[str, str], dict[str, str]]:
 
 
 @pytest.fixture
-async def world(make_user: MakeUser, admin: Person) -> World:
+async def world(make_user: MakeUser, admin: LoggedInUser) -> World:
     alice, bob = await make_user(), await make_user()
     entry = await new_entry(alice, title="to be patched")
     return World(alice, bob, admin, entry["id"])
@@ -290,9 +290,11 @@ async def test_hostile_usernames_are_refused_and_case_twins_conflict(
     assert await snapshot(raw_db) == before
 
 
-async def test_hostile_subjects_reach_the_socket_byte_for_byte(live: Any, people: Any) -> None:
+async def test_hostile_subjects_reach_the_socket_byte_for_byte(
+    live: Any, make_user: MakeUser
+) -> None:
     """What the server keeps, it also delivers live unchanged: every accepted hostile subject."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     subjects = [*ACCEPTED_EVERYWHERE.values(), *CONTROLS.values(), *C1_CONTROLS.values(),
                 "\U0001f600" * 255]
     async with await open_socket(live, bob) as ws:

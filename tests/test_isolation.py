@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -21,22 +20,21 @@ from realtime.api.http import Services
 from realtime.config import Settings, load_settings
 from realtime.errors import ConfigError
 from realtime.models import EntryFields, EntryKind
-from tests.conftest import MakeUser, log_in
+from tests.conftest import LoggedInUser, MakeUser, log_in
 from tests.live_server import LiveServer, live_server
 from tests.timing import TIME_FACTOR
-from tests.ws_support import PASSWORD, Member
 
 # Long enough that the test never sees a hang it could mistake for a wait: every answer the
 # server gives is bounded by its own, shorter, timeouts.
 ANSWER_WITHIN = 30.0 * TIME_FACTOR
 
 
-def to(member: Member) -> list[dict[str, str]]:
-    return [{"kind": "user", "id": member.id}]
+def to(person: LoggedInUser) -> list[dict[str, str]]:
+    return [{"kind": "user", "id": person.id}]
 
 
-async def new_entry(member: Member, title: str) -> str:
-    answer = await member.http.post(
+async def new_entry(person: LoggedInUser, title: str) -> str:
+    answer = await person.http.post(
         "/api/vault/entries", json={"kind": "credential", "title": title, "password": "pw"}
     )
     assert answer.status_code == 201, answer.text
@@ -45,14 +43,14 @@ async def new_entry(member: Member, title: str) -> str:
 
 
 async def test_forty_sends_attaching_vault_entries_all_succeed_and_the_node_keeps_answering(
-    settings: Settings, join: Any
+    settings: Settings, make_user: MakeUser
 ) -> None:
     """Forty sends at once, each attaching a vault entry, on a pool of four: each is sent, and
     the node then answers its readiness check and a login as before."""
     small = replace(settings, db_pool_size=4, db_pool_timeout=timedelta(seconds=10),
                     requests_in_flight_per_user=100)
     with live_server(small) as node:
-        alice, bob = await join(node), await join(node)
+        alice, bob = await make_user(on=node), await make_user(on=node)
         entries = [await new_entry(alice, f"entry {n}") for n in range(40)]
 
         async def send(entry_id: str) -> httpx.Response:
@@ -64,7 +62,7 @@ async def test_forty_sends_attaching_vault_entries_all_succeed_and_the_node_keep
         assert [a.status_code for a in answers] == [201] * 40, [a.text for a in answers]
         async with httpx.AsyncClient(base_url=node.url, timeout=ANSWER_WITHIN) as http:
             assert (await http.get("/readyz")).status_code == 200
-            await log_in(http, bob.username, PASSWORD)
+            await log_in(http, bob.username, bob.password)
             inbox = await http.get("/api/messages", params={"limit": 100})
         assert len(inbox.json()["messages"]) == 40
 
@@ -112,11 +110,11 @@ async def row_locked(raw_db: asyncpg.Connection, message_id: str) -> AsyncIterat
 
 
 async def _read_while_locked(
-    settings: Settings, join: Any, raw_db: asyncpg.Connection
+    settings: Settings, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> tuple[httpx.Response, httpx.Response]:
     """Mark a message read while its row is locked, then once the lock is gone."""
     with live_server(settings) as node:
-        alice, bob = await join(node), await join(node)
+        alice, bob = await make_user(on=node), await make_user(on=node)
         sent = await alice.http.post("/api/messages", json={"to": to(bob), "subject": "s"})
         assert sent.status_code == 201, sent.text
         read_path = f"/api/messages/{sent.json()['id']}/read"
@@ -128,12 +126,12 @@ async def _read_while_locked(
 
 
 async def test_a_lock_held_past_the_lock_timeout_answers_503_not_500(
-    settings: Settings, join: Any, raw_db: asyncpg.Connection
+    settings: Settings, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A request stuck behind a lock held elsewhere gives up after the lock timeout with 503
     and Retry-After; the others are served meanwhile, and it succeeds once the lock is gone."""
     short = replace(settings, db_lock_timeout=timedelta(milliseconds=300))
-    blocked, after = await _read_while_locked(short, join, raw_db)
+    blocked, after = await _read_while_locked(short, make_user, raw_db)
     assert blocked.status_code == 503, blocked.text
     assert blocked.json()["error"]["code"] == "unavailable"
     assert "Retry-After" in blocked.headers
@@ -141,13 +139,13 @@ async def test_a_lock_held_past_the_lock_timeout_answers_503_not_500(
 
 
 async def test_a_statement_past_the_statement_timeout_answers_503_not_500(
-    settings: Settings, join: Any, raw_db: asyncpg.Connection
+    settings: Settings, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """A statement that runs past the statement timeout is cancelled by PostgreSQL and answered
     503 with Retry-After; the same request succeeds later."""
     short = replace(settings, db_statement_timeout=timedelta(seconds=1),
                     db_lock_timeout=timedelta(seconds=30))
-    blocked, after = await _read_while_locked(short, join, raw_db)
+    blocked, after = await _read_while_locked(short, make_user, raw_db)
     assert blocked.status_code == 503, blocked.text
     assert blocked.json()["error"]["code"] == "unavailable"
     assert "Retry-After" in blocked.headers
@@ -167,7 +165,7 @@ class SlowBody:
 
 
 async def test_the_ninth_request_in_flight_of_one_user_is_refused_and_others_are_served(
-    settings: Settings, join: Any
+    settings: Settings, make_user: MakeUser
 ) -> None:
     """With eight requests of one user still in flight, a ninth is refused with 429 and
     Retry-After: 1, while another user is served and can log in; once they end, the user is
@@ -175,7 +173,7 @@ async def test_the_ninth_request_in_flight_of_one_user_is_refused_and_others_are
     with live_server(
         replace(settings, requests_in_flight_per_user=8, upload_bytes_in_flight=1 << 30)
     ) as node:
-        alice, bob = await join(node), await join(node)
+        alice, bob = await make_user(on=node), await make_user(on=node)
         body = SlowBody()
         uploads = [
             asyncio.create_task(alice.http.post(
@@ -190,7 +188,7 @@ async def test_the_ninth_request_in_flight_of_one_user_is_refused_and_others_are
             assert ninth.headers["Retry-After"] == "1"
             assert (await bob.http.get("/api/messages")).status_code == 200
             async with httpx.AsyncClient(base_url=node.url, timeout=ANSWER_WITHIN) as http:
-                await log_in(http, alice.username, PASSWORD)
+                await log_in(http, alice.username, alice.password)
         finally:
             body.released.set()
             answers = await asyncio.gather(*uploads)
@@ -198,13 +196,15 @@ async def test_the_ninth_request_in_flight_of_one_user_is_refused_and_others_are
         assert (await alice.http.get("/api/messages")).status_code == 200
 
 
-async def _refused_once_eight_are_in_flight(node: LiveServer, member: Member) -> httpx.Response:
+async def _refused_once_eight_are_in_flight(
+    node: LiveServer, person: LoggedInUser
+) -> httpx.Response:
     """Wait until the node counts the eight slow uploads in flight (they start one by one),
     then ask once more."""
     in_flight = node.app.state.services.in_flight
     for _ in range(400):
-        if in_flight.count(UUID(member.id)) == 8:
-            return await member.http.get("/api/messages")
+        if in_flight.count(UUID(person.id)) == 8:
+            return await person.http.get("/api/messages")
         await asyncio.sleep(0.025)
     raise AssertionError("the eight uploads were never in flight together")
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from realtime.api.http import MAX_JSON_BODY
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 
 PASSWORD = "alice's own password, never echoed"
 NEW_PASSWORD = "a new password, never echoed either"
@@ -146,7 +146,7 @@ ENDPOINTS = (
              path_id="mine", others_id="others"),
     Endpoint(
         "create-user", "admin", "POST", "/api/admin/users",
-        body=lambda w: {"username": unique_name("new"), "display_name": "New Person",
+        body=lambda w: {"username": unique_name("new"), "display_name": "New LoggedInUser",
                         "password": NEW_PASSWORD, "can_attach": False},
         text_fields=("username", "display_name", "password"),
         wrong_type=("is_admin", "yes"),
@@ -296,7 +296,7 @@ SPOILT = all_spoilt()
 
 
 @pytest.fixture
-async def world(make_user: MakeUser, admin: Person, client: httpx.AsyncClient) -> World:
+async def world(make_user: MakeUser, admin: LoggedInUser, client: httpx.AsyncClient) -> World:
     """Alice, Bob and Carol, an admin, a group, a message to Alice and one she may not see."""
     alice = await make_user(password=PASSWORD)
     bob = await make_user()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from realtime import codec
-from tests.conftest import MakeUser, Person, unique_name
+from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.messages_support import (
     assert_error,
     assert_invalid,
@@ -30,7 +30,7 @@ from tests.messages_support import (
 NO_SUCH_ID = "5f1c0e2a-7d0b-4a43-9a55-2f4d3c1b6e70"
 
 
-async def pages(person: Person, name: str, limit: int) -> list[list[str]]:
+async def pages(person: LoggedInUser, name: str, limit: int) -> list[list[str]]:
     """Walk a box page by page through its `next` cursors; return the ids of each page."""
     found: list[list[str]] = []
     params: dict[str, Any] = {"box": name, "limit": limit}
@@ -130,7 +130,7 @@ async def test_bad_list_parameters_are_refused(
 
 
 async def test_sent_summary_shows_the_to_field_and_receipts(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """The sender sees the To field as written, with names, how many received and read it."""
     alice = await make_user(display_name="Alice Sender")

@@ -7,7 +7,7 @@ from collections import Counter
 
 import asyncpg
 
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 from tests.messages_support import (
     assert_error,
     box,
@@ -27,7 +27,7 @@ from tests.messages_support import (
 )
 
 
-async def assert_seqs_without_gaps(raw_db: asyncpg.Connection, *people: Person) -> None:
+async def assert_seqs_without_gaps(raw_db: asyncpg.Connection, *people: LoggedInUser) -> None:
     """Each user's seqs run 1, 2, 3... and their counter stands at the last one."""
     for person in people:
         seqs = [e["seq"] for e in await events_of(raw_db, person)]
@@ -39,7 +39,7 @@ async def assert_seqs_without_gaps(raw_db: asyncpg.Connection, *people: Person) 
 
 
 async def test_each_recipient_gets_one_new_message_event(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection
 ) -> None:
     """Sending logs one `message.new` for each recipient, with their unread count after it, and
     none for a sender left out."""

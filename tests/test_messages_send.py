@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 from tests.messages_support import (
     assert_error,
     assert_invalid,
@@ -58,7 +58,7 @@ async def test_send_answers_id_sent_at_and_recipient_count(
 
 
 async def test_named_users_and_group_members_receive_it_once_each(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection
 ) -> None:
     """A user named directly and through two groups receives the message once."""
     alice, bob, carol, dave = [await make_user() for _ in range(4)]
@@ -74,7 +74,7 @@ async def test_named_users_and_group_members_receive_it_once_each(
 
 
 async def test_disabled_accounts_do_not_receive(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection
 ) -> None:
     """Disabled accounts, named or in a group, are left out of the recipients and the count."""
     alice, bob, carol, dave = [await make_user() for _ in range(4)]
@@ -88,7 +88,7 @@ async def test_disabled_accounts_do_not_receive(
 
 
 async def test_sender_does_not_receive_through_own_group(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """Writing to a group one belongs to does not put the message in one's own inbox."""
     alice, bob = await make_user(), await make_user()
@@ -101,7 +101,9 @@ async def test_sender_does_not_receive_through_own_group(
     assert await box_ids(bob) == [answer.json()["id"]]
 
 
-async def test_sender_naming_themselves_receives_it(make_user: MakeUser, admin: Person) -> None:
+async def test_sender_naming_themselves_receives_it(
+    make_user: MakeUser, admin: LoggedInUser
+) -> None:
     """A sender who names themselves gets the message in their inbox, once."""
     alice, bob = await make_user(), await make_user()
     team = await make_group(admin, alice, bob)
@@ -114,7 +116,7 @@ async def test_sender_naming_themselves_receives_it(make_user: MakeUser, admin: 
 
 @pytest.mark.parametrize("who", ["only the sender", "only disabled members"])
 async def test_nobody_to_receive_is_refused(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection, who: str
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection, who: str
 ) -> None:
     """A To field that reaches no enabled user but the sender is refused, and nothing is kept."""
     alice, bob = await make_user(), await make_user()
@@ -128,7 +130,7 @@ async def test_nobody_to_receive_is_refused(
 
 
 async def test_group_changes_after_sending_do_not_change_recipients(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection
 ) -> None:
     """Who received a message is fixed when it is sent, whatever happens to the group later."""
     alice, bob, carol = [await make_user() for _ in range(3)]
@@ -151,13 +153,13 @@ async def test_group_changes_after_sending_do_not_change_recipients(
 
 # What is refused
 
-def _payload(**changes: Any) -> Callable[[Person], dict[str, Any]]:
+def _payload(**changes: Any) -> Callable[[LoggedInUser], dict[str, Any]]:
     """A valid message to `bob` (here the sender themselves), with these changes.
 
     A value of None removes the field; a callable is given `bob`.
     """
 
-    def build(bob: Person) -> dict[str, Any]:
+    def build(bob: LoggedInUser) -> dict[str, Any]:
         payload: dict[str, Any] = {"to": [user(bob)], "subject": "a subject", "body": "b"}
         for name, value in changes.items():
             if value is None:
@@ -208,7 +210,7 @@ REFUSED = [
 async def test_bad_message_is_refused_naming_the_field(
     make_user: MakeUser,
     raw_db: asyncpg.Connection,
-    build: Callable[[Person], dict[str, Any]],
+    build: Callable[[LoggedInUser], dict[str, Any]],
     field: str,
 ) -> None:
     """A bad field is answered 400 naming it, and nothing is kept, not even the Idempotency-Key."""

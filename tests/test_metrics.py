@@ -12,7 +12,6 @@ import math
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -35,14 +34,13 @@ from tests.redis_support import (
     redis_url_fixture,  # noqa: F401 (a fixture)
 )
 from tests.timing import TIME_FACTOR, eventually
-from tests.ws_support import Member, frames_until, next_frame, open_socket, send
+from tests.ws_support import frames_until, next_frame, open_socket, send
 
 # Long enough for a dead link to be noticed and a new one made.
 REDIS_TIMEOUT = Settings().redis_timeout.total_seconds()  # each Redis command's bound
 RECOVERY = HEARTBEAT_DEADLINE + REDIS_TIMEOUT + 2 * BACKOFF_MAX + 10
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-Join = Callable[..., Awaitable[Member]]
 
 
 def parse(text: str) -> Samples:
@@ -86,12 +84,12 @@ def in_seconds(seconds: float) -> str:
 
 
 async def test_a_message_sent_to_an_open_socket_is_counted_from_send_to_delivery(
-    live: LiveServer, people: Join
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """After a socket opens and a message is sent to it, /metrics shows one more open websocket,
     one more message sent, one more event published and delivered, and one more observation in
     the delivery latency histogram."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     before = await scrape_node(live)
     async with await open_socket(live, bob) as ws:
         assert (await next_frame(ws))["type"] == "hello"
@@ -116,13 +114,13 @@ async def test_a_message_sent_to_an_open_socket_is_counted_from_send_to_delivery
 
 
 async def test_a_message_through_redis_is_timed_from_its_commit_on_the_sending_node(
-    settings: Settings, join: Join, redis_url: str
+    settings: Settings, make_user: MakeUser, redis_url: str
 ) -> None:
     """Sent through node A to a socket on node B over Redis, a message is counted as published
     and delivered once, and its latency is observed, from A's commit to B's write."""
     cluster = settings.with_overrides(redis_url=redis_url, redis_prefix=unique_name("metrics"))
     with live_server(cluster) as node_a, live_server(cluster) as node_b:
-        alice, bob = await join(node_a), await join(node_b)
+        alice, bob = await make_user(on=node_a), await make_user(on=node_b)
         before = await scrape_node(node_a)
         async with await open_socket(node_b, bob) as ws:
             assert (await next_frame(ws))["type"] == "hello"
@@ -139,11 +137,11 @@ async def test_a_message_through_redis_is_timed_from_its_commit_on_the_sending_n
 
 
 async def test_frames_replayed_on_resume_are_counted_apart_and_not_timed(
-    live: LiveServer, people: Join
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """A message that reaches a socket from the event log (a resume) is counted as delivered
     via replay, not live, and adds nothing to the latency histogram."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     await send(alice, bob, subject="while away")
     before = await scrape_node(live)
     async with await open_socket(live, bob) as ws:
@@ -240,7 +238,7 @@ async def test_requests_are_counted_and_timed_by_route_template_and_status(
 
 
 async def test_a_redis_restart_under_a_node_counts_one_broker_reconnect(
-    settings: Settings, join: Join, redis_server: RedisServer
+    settings: Settings, make_user: MakeUser, redis_server: RedisServer
 ) -> None:
     """After the Redis server is restarted under a node, broker reconnects goes up by one;
     during the outage /metrics shows the broker disconnected and what it could not publish."""
@@ -248,7 +246,7 @@ async def test_a_redis_restart_under_a_node_counts_one_broker_reconnect(
         redis_url=redis_server.url, redis_prefix=unique_name("metrics")
     )
     with live_server(cluster) as node:
-        alice, bob = await join(node), await join(node)
+        alice, bob = await make_user(on=node), await make_user(on=node)
         before = await scrape_node(node)
         assert value(before, "realtime_broker_connected") == 1
         redis_server.stop()
@@ -275,11 +273,11 @@ async def test_a_redis_restart_under_a_node_counts_one_broker_reconnect(
 
 
 async def test_an_expired_message_is_counted_in_the_expiry_lag_histogram(
-    live: LiveServer, people: Join
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """A message deleted at its expiry counts one more message expired and one more observation
     of the expiry lag, within the second the contract allows; no backlog remains."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     before = await scrape_node(live)
     await send(alice, bob, subject="brief", expires_at=in_seconds(0.3))
 

@@ -12,9 +12,9 @@ from websockets.exceptions import InvalidStatus
 
 from realtime.api.http import Services
 from realtime.config import Settings
-from tests.conftest import unique_name
+from tests.conftest import PASSWORD, MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
-from tests.ws_support import PASSWORD, next_frame
+from tests.ws_support import next_frame
 
 HTTPS = {"X-Forwarded-Proto": "https"}
 # The tests' client connects from 127.0.0.1: trusted in one node, a stranger to the other.
@@ -117,14 +117,12 @@ async def test_an_untrusted_peer_cannot_choose_its_address(
 
 @pytest.mark.parametrize("node", [TRUSTING, DISTRUSTING], indirect=True)
 async def test_the_websocket_origin_check_uses_the_scheme_the_proxy_reports(
-    node: LiveServer, services: Services
+    node: LiveServer, make_user: MakeUser
 ) -> None:
     """Through a trusted proxy reporting https, the page's https origin is our own and the
     http one is foreign; from an untrusted peer the report is ignored, so the reverse."""
-    username = unique_name()
-    await services.accounts.create_user(username, PASSWORD)
-    token = (await log_in(node, username, {})).json()["token"]
-    headers = {"Cookie": f"session={token}", **HTTPS}
+    person = await make_user(on=node)
+    headers = {"Cookie": f"session={person.token}", **HTTPS}
     host = node.url.removeprefix("http://")
     trusted = node.app.state.settings.trusted_proxies == TRUSTING
     own, foreign = (f"https://{host}", node.url) if trusted else (node.url, f"https://{host}")

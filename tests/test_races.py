@@ -13,11 +13,11 @@ from realtime import crypto
 from realtime.api.http import Services
 from realtime.expiry import purge_once
 from realtime.store import sessions as session_store
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 
 
 async def test_admin_changes_while_admins_send_and_log_in_never_fail(
-    make_user: MakeUser, admin: Person
+    make_user: MakeUser, admin: LoggedInUser
 ) -> None:
     """Sends between admins and logins of admins while other users are changed all succeed."""
     other_admin = await make_user(is_admin=True)
@@ -71,7 +71,7 @@ async def test_a_login_checked_against_a_changed_password_opens_no_session(
 
 
 async def test_two_admins_demoting_each_other_at_once_keep_one_admin(
-    make_user: MakeUser, admin: Person, raw_db: asyncpg.Connection
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection
 ) -> None:
     """Two admins removing each other's flag at once: one wins, one gets 409, one admin stays."""
     await raw_db.execute("update users set is_admin = false where id <> $1 and is_admin",

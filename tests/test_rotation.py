@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from uuid import UUID
 
@@ -29,15 +28,16 @@ from realtime.keyfile import (
 )
 from realtime.messaging import Messaging
 from realtime.rotation import rotate_master_key
-from tests.conftest import TEST_MASTER_KEY, MakeUser, Person
+from tests.conftest import TEST_MASTER_KEY, LoggedInUser, MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.messages_support import messaging_with
-from tests.ws_support import Member
 
 COMMAND_TIMEOUT = 60
 
 
-async def send_some(make_user: MakeUser, count: int) -> tuple[Person, dict[UUID, tuple[str, str]]]:
+async def send_some(
+    make_user: MakeUser, count: int
+) -> tuple[LoggedInUser, dict[UUID, tuple[str, str]]]:
     """Send `count` messages to one recipient; return them with their subject and body."""
     alice, bob = await make_user(), await make_user()
     sent = {}
@@ -58,7 +58,7 @@ async def stored(raw_db: asyncpg.Connection) -> dict[UUID, asyncpg.Record]:
 
 
 async def assert_readable(
-    messaging: Messaging, reader: Person, sent: dict[UUID, tuple[str, str]]
+    messaging: Messaging, reader: LoggedInUser, sent: dict[UUID, tuple[str, str]]
 ) -> None:
     for message_id, (subject, body) in sent.items():
         message = await messaging.get_message(reader.user, message_id)
@@ -255,12 +255,12 @@ async def test_a_second_rotation_cannot_run_beside_the_first(tmp_path: Path) -> 
 
 
 async def test_a_retry_after_a_rotation_gets_the_first_answer(
-    live: LiveServer, join: Callable[..., Awaitable[Member]], services: Services,
+    live: LiveServer, make_user: MakeUser, services: Services,
     settings: Settings,
 ) -> None:
     """A send retried with its Idempotency-Key after `rotate-key`, through a node holding only
     the new master key, gets the first answer; another request under that key still gets 409."""
-    alice, bob = await join(live), await join(live)
+    alice, bob = await make_user(on=live), await make_user(on=live)
     request = {"to": [{"kind": "user", "id": bob.id}], "subject": "once", "body": "only once"}
     key = {"Idempotency-Key": "retry-across-a-rotation"}
     first = await alice.http.post("/api/messages", json=request, headers=key)

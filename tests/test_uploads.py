@@ -13,7 +13,7 @@ import asyncpg
 from realtime.api.http import Services
 from realtime.expiry import purge_once
 from realtime.files import CHUNK_BYTES, MAX_FILE_BYTES
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer
 from tests.messages_support import assert_error, send_ok
 from tests.test_expiry import in_seconds
@@ -32,7 +32,7 @@ async def pieces(total: int, piece: bytes) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def post_upload(person: Person, content: object, **headers: str) -> tuple[int, dict]:
+async def post_upload(person: LoggedInUser, content: object, **headers: str) -> tuple[int, dict]:
     answer = await person.http.post(
         "/api/uploads", params={"name": "big.bin"}, content=content,  # type: ignore[arg-type]
         headers={"Content-Type": "application/octet-stream", **headers},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from realtime.api.http import Services
 from realtime.config import Settings
+from tests.conftest import MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.timing import eventually
 from tests.ws_support import (
@@ -28,16 +28,15 @@ from tests.ws_support import (
     send_many,
 )
 
-People = Any
 # The stalled-reader test: a backlog to replay, resumes asking for it, a bound on live sends.
 REPLAYED, RESUMES, MAX_LIVE = 300, 40, 1000
 
 
 async def test_hello_tells_the_latest_seq_unread_count_and_high_priority_messages(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """The first frame is hello, with the seq, the unread count and the unread popups."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     urgent = await send(alice, bob, subject="urgent", high_priority=True)
     await send(alice, bob, subject="plain")
     async with await open_socket(live, bob) as ws:
@@ -50,11 +49,11 @@ async def test_hello_tells_the_latest_seq_unread_count_and_high_priority_message
 
 
 async def test_a_new_message_reaches_every_tab_once_with_the_unread_count(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """Two tabs of the recipient both get message.new once, with the new unread count, and
     nothing else."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     async with await open_socket(live, bob) as tab1, await open_socket(live, bob) as tab2:
         await next_frame(tab1), await next_frame(tab2)
         message_id = await send(alice, bob, subject="hello", high_priority=True)
@@ -69,10 +68,10 @@ async def test_a_new_message_reaches_every_tab_once_with_the_unread_count(
 
 
 async def test_closing_a_message_tells_the_readers_tabs_and_the_sender(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """Close sends message.read to the reader's own tabs and to the sender as a receipt."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     message_id = await send(alice, bob)
     async with await open_socket(live, bob) as bob_ws, await open_socket(live, alice) as alice_ws:
         await next_frame(bob_ws), await next_frame(alice_ws)
@@ -91,10 +90,10 @@ async def test_closing_a_message_tells_the_readers_tabs_and_the_sender(
 
 
 async def test_a_recall_removes_the_message_from_the_recipients_view(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """The sender's recall reaches the recipient as message.deleted with reason recalled."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     message_id = await send(alice, bob)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
@@ -107,10 +106,10 @@ async def test_a_recall_removes_the_message_from_the_recipients_view(
 
 
 async def test_resume_replays_exactly_the_missed_events_in_order(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """After a disconnect, resume replays every missed event once, in order, then resumed."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     await send(alice, bob, subject="seen")
     async with await open_socket(live, bob) as ws:
         seen = (await next_frame(ws))["seq"]
@@ -128,19 +127,19 @@ async def test_resume_replays_exactly_the_missed_events_in_order(
 
 
 async def test_resume_from_a_seq_the_server_never_gave_asks_for_a_resync(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """A resume after a seq the log cannot serve is answered resync."""
-    bob = await people()
+    bob = await make_user(on=live)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
         await ws.send('{"type": "resume", "after_seq": 99}')
         assert await next_frame(ws) == {"type": "resync"}
 
 
-async def test_ping_is_answered_pong(live: LiveServer, people: People) -> None:
+async def test_ping_is_answered_pong(live: LiveServer, make_user: MakeUser) -> None:
     """A ping frame gets a pong frame."""
-    bob = await people()
+    bob = await make_user(on=live)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
         await ws.send('{"type": "ping"}')
@@ -151,10 +150,10 @@ async def test_ping_is_answered_pong(live: LiveServer, people: People) -> None:
     "origin", ["http://127.0.0.1:1", "null", "http://127.0.0.1.evil.example", "HTTP://127.0.0.1"]
 )
 async def test_a_cookie_handshake_from_a_foreign_origin_is_refused(
-    live: LiveServer, people: People, origin: str
+    live: LiveServer, make_user: MakeUser, origin: str
 ) -> None:
     """With the cookie, a foreign Origin (another port, null, look-alike, case) gets 403."""
-    bob = await people()
+    bob = await make_user(on=live)
     if origin == "HTTP://127.0.0.1":
         origin = live.url.upper()
     with pytest.raises(InvalidStatus) as refused:
@@ -163,9 +162,9 @@ async def test_a_cookie_handshake_from_a_foreign_origin_is_refused(
     assert refused.value.response.status_code == 403
 
 
-async def test_a_cookie_handshake_needs_our_origin(live: LiveServer, people: People) -> None:
+async def test_a_cookie_handshake_needs_our_origin(live: LiveServer, make_user: MakeUser) -> None:
     """With the cookie, no Origin is refused 403 and our own origin is accepted."""
-    bob = await people()
+    bob = await make_user(on=live)
     cookie = {"Cookie": f"session={bob.token}"}
     with pytest.raises(InvalidStatus) as refused:
         await connect(live.ws_url, additional_headers=cookie)
@@ -184,11 +183,11 @@ async def test_a_handshake_without_credentials_is_closed_4401(live: LiveServer) 
 
 @pytest.mark.parametrize("how", ["logout", "disable"])
 async def test_logout_and_disabling_close_the_socket_4401(
-    live: LiveServer, people: People, how: str
+    live: LiveServer, make_user: MakeUser, how: str
 ) -> None:
     """Logging out, or being disabled by an admin, closes open sockets with 4401."""
-    bob = await people()
-    admin = await people(is_admin=True)
+    bob = await make_user(on=live)
+    admin = await make_user(on=live, is_admin=True)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
         if how == "logout":
@@ -207,10 +206,10 @@ async def test_logout_and_disabling_close_the_socket_4401(
     ids=["over-64KiB", "not-json", "unknown-type", "binary"],
 )
 async def test_a_bad_frame_is_closed_1008(
-    live: LiveServer, people: People, frame: str | bytes
+    live: LiveServer, make_user: MakeUser, frame: str | bytes
 ) -> None:
     """Frames over 64 KiB, not JSON, of unknown type or binary close the socket with 1008."""
-    bob = await people()
+    bob = await make_user(on=live)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
         await ws.send(frame)
@@ -220,10 +219,10 @@ async def test_a_bad_frame_is_closed_1008(
 
 
 async def test_a_text_frame_of_invalid_utf8_is_closed_1007(
-    live: LiveServer, people: People
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """A text frame whose bytes are not UTF-8 closes the socket with 1007."""
-    bob = await people()
+    bob = await make_user(on=live)
     raw = RawSocket(live, bob)
     try:
         raw.send(b'{"type": "ping", "x": "\xff\xfe"}')
@@ -234,9 +233,9 @@ async def test_a_text_frame_of_invalid_utf8_is_closed_1007(
     assert frames == [], "nothing is answered to a frame that is not UTF-8"
 
 
-async def test_a_flood_of_frames_is_closed_1008(live: LiveServer, people: People) -> None:
+async def test_a_flood_of_frames_is_closed_1008(live: LiveServer, make_user: MakeUser) -> None:
     """Hundreds of frames at once close the socket with 1008."""
-    bob = await people()
+    bob = await make_user(on=live)
     async with await open_socket(live, bob) as ws:
         await next_frame(ws)
         with pytest.raises(ConnectionClosed) as closed:
@@ -256,12 +255,12 @@ def resumable(settings: Settings, services: Services) -> Iterator[LiveServer]:
 
 
 async def test_a_client_that_never_reads_is_closed_1013_while_the_others_keep_receiving(
-    resumable: LiveServer, join: Any
+    resumable: LiveServer, make_user: MakeUser
 ) -> None:
     """A socket whose client stops reading is closed with 1013 once its queue is full; the
     user's other tab gets every message once, in order, and stays open."""
-    live, people = resumable, functools.partial(join, resumable)
-    alice, bob = await people(), await people()
+    live = resumable
+    alice, bob = await make_user(on=live), await make_user(on=live)
     await send_many(alice, bob, REPLAYED)
     stalled = RawSocket(live, bob)
     async with await open_socket(live, bob) as tab:
@@ -286,9 +285,9 @@ async def test_a_client_that_never_reads_is_closed_1013_while_the_others_keep_re
             stalled.close()
 
 
-async def test_too_many_sockets_close_the_oldest(live: LiveServer, people: People) -> None:
+async def test_too_many_sockets_close_the_oldest(live: LiveServer, make_user: MakeUser) -> None:
     """Past the per-user cap, opening a socket closes that user's oldest one."""
-    bob = await people()
+    bob = await make_user(on=live)
     cap = live.app.state.settings.max_sockets_per_user
     sockets = [await open_socket(live, bob) for _ in range(cap)]
     for ws in sockets:
@@ -304,11 +303,11 @@ async def test_too_many_sockets_close_the_oldest(live: LiveServer, people: Peopl
 
 
 async def test_shutdown_closes_sockets_1001_after_queued_frames(
-    settings: Any, people: People, live: LiveServer
+    settings: Any, make_user: MakeUser, live: LiveServer
 ) -> None:
     """When the server stops, an open socket first gets what was queued, then close 1001."""
-    bob = await people()
-    alice = await people()
+    bob = await make_user(on=live)
+    alice = await make_user(on=live)
     ws = await open_socket(live, bob)
     await next_frame(ws)
     await send(alice, bob, subject="last words")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -14,18 +13,17 @@ from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.models import EventType
 from realtime.store import events as event_store
+from tests.conftest import MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.timing import eventually
 from tests.ws_support import Inbox, frames_until, next_frame, of_type, open_socket, send
 
-People = Any
-
 
 async def test_a_socket_resuming_past_its_budget_is_closed_1013_while_others_receive(
-    live: LiveServer, people: People, settings: Settings
+    live: LiveServer, make_user: MakeUser, settings: Settings
 ) -> None:
     """A socket flooding `resume` is closed 1013 at one past the limit; others still receive."""
-    alice, bob, carol = await people(), await people(), await people()
+    alice, bob, carol = await make_user(on=live), await make_user(on=live), await make_user(on=live)
     await send(alice, bob, subject="backlog")
     async with await open_socket(live, carol) as calm, await open_socket(live, bob) as flood:
         await next_frame(calm)
@@ -44,10 +42,10 @@ async def test_a_socket_resuming_past_its_budget_is_closed_1013_while_others_rec
 
 
 async def test_handshakes_past_the_budget_are_refused_429_while_another_user_connects(
-    live: LiveServer, people: People, settings: Settings
+    live: LiveServer, make_user: MakeUser, settings: Settings
 ) -> None:
     """Past its handshakes a minute a user's next handshake gets 429 with Retry-After."""
-    bob, carol = await people(), await people()
+    bob, carol = await make_user(on=live), await make_user(on=live)
     refused: InvalidStatus | None = None
     accepted = 0
     for _ in range(settings.handshakes_per_minute + 10):
@@ -77,10 +75,10 @@ def small_pool(settings: Settings, services: Services) -> Iterator[LiveServer]:
 
 
 async def test_a_long_replay_arrives_whole_in_order_without_holding_the_pool(
-    small_pool: LiveServer, join: Any, services: Services
+    small_pool: LiveServer, make_user: MakeUser, services: Services
 ) -> None:
     """A resume over 1,000 events gets each once, in order; HTTP works while it is written."""
-    bob = await join(small_pool)
+    bob = await make_user(on=small_pool)
     pad = "x" * 2000  # enough that the replays wait on the unread sockets
     async with services.db.transaction() as conn:
         await event_store.append_each(conn, [

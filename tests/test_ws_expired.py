@@ -12,15 +12,16 @@ import asyncpg
 
 from realtime.hub import Connection, Hub, Replayed
 from realtime.protocol import Published
+from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer
-from tests.ws_support import Member, frames_until, next_frame, open_socket, send
+from tests.ws_support import frames_until, next_frame, open_socket, send
 
 
 def in_an_hour() -> str:
     return (datetime.now(UTC) + timedelta(hours=1)).isoformat()
 
 
-async def replayed_from_zero(live: LiveServer, member: Member) -> list[dict[str, Any]]:
+async def replayed_from_zero(live: LiveServer, member: LoggedInUser) -> list[dict[str, Any]]:
     async with await open_socket(live, member) as ws:
         await next_frame(ws)
         await ws.send('{"type": "resume", "after_seq": 0}')
@@ -36,10 +37,10 @@ def about(frames: list[dict[str, Any]], kind: str) -> list[str]:
 
 
 async def test_a_replay_leaves_out_the_new_message_and_receipts_of_an_expired_one(
-    live: LiveServer, people: Any, raw_db: asyncpg.Connection
+    live: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """After a message expires, resuming sends neither its message.new nor its receipts."""
-    alice, bob = await people(), await people()
+    alice, bob = await make_user(on=live), await make_user(on=live)
     fleeting = await send(alice, bob, subject="fleeting", expires_at=in_an_hour())
     lasting = await send(alice, bob, subject="lasting")
     for message_id in (fleeting, lasting):

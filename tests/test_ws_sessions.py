@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.models import AuthContext
+from tests.conftest import MakeUser
 from tests.live_server import LiveServer, live_server
 from tests.ws_support import frames_until, next_frame, open_socket
 
@@ -39,10 +40,10 @@ async def closed_code(ws: Any, within: float) -> int:
 
 
 async def test_an_idle_session_closes_its_socket_4401_even_while_it_pings(
-    short_lived: LiveServer, join: Any
+    short_lived: LiveServer, make_user: MakeUser
 ) -> None:
     """A session idle past its timeout closes its socket 4401 soon after; pings do not count."""
-    bob = await join(short_lived)
+    bob = await make_user(on=short_lived)
     logged_in = time.monotonic()
     async with await open_socket(short_lived, bob) as ws:
         await next_frame(ws)
@@ -55,10 +56,10 @@ async def test_an_idle_session_closes_its_socket_4401_even_while_it_pings(
 
 
 async def test_a_session_active_over_http_keeps_its_socket_open(
-    short_lived: LiveServer, join: Any
+    short_lived: LiveServer, make_user: MakeUser
 ) -> None:
     """While the session is used over HTTP its socket stays open past the idle timeout."""
-    bob = await join(short_lived)
+    bob = await make_user(on=short_lived)
     async with await open_socket(short_lived, bob) as ws:
         await next_frame(ws)
         started = time.monotonic()
@@ -71,22 +72,22 @@ async def test_a_session_active_over_http_keeps_its_socket_open(
 
 
 async def test_a_session_past_its_lifetime_closes_its_socket_4401(
-    settings: Settings, services: Services, join: Any
+    settings: Settings, services: Services, make_user: MakeUser
 ) -> None:
     """A session that reaches its lifetime closes its socket 4401, activity or not."""
     changed = dataclasses.replace(settings, session_lifetime=timedelta(seconds=IDLE))
     with live_server(changed) as node:
-        bob = await join(node)
+        bob = await make_user(on=node)
         async with await open_socket(node, bob) as ws:
             await next_frame(ws)
             assert await closed_code(ws, IDLE + GRACE) == 4401
 
 
 async def test_a_logout_between_authenticating_and_registering_still_closes_the_socket(
-    live: LiveServer, people: Any
+    live: LiveServer, make_user: MakeUser
 ) -> None:
     """A logout landing while the socket is being opened still closes it 4401."""
-    bob = await people()
+    bob = await make_user(on=live)
     accounts = live.app.state.services.accounts
     authenticate = accounts.authenticate
 

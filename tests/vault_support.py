@@ -7,11 +7,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import Person
+from tests.conftest import LoggedInUser
 
 
 async def upload(
-    person: Person, data: bytes, name: str = "notes.txt", content_type: str = "text/plain"
+    person: LoggedInUser, data: bytes, name: str = "notes.txt", content_type: str = "text/plain"
 ) -> dict[str, Any]:
     """POST /api/uploads, insisting on 201; return the answer."""
     answer = await person.http.post(
@@ -29,14 +29,14 @@ async def created(answer: httpx.Response) -> dict[str, Any]:
     return result
 
 
-async def new_folder(person: Person, name: str, parent_id: str | None = None) -> str:
+async def new_folder(person: LoggedInUser, name: str, parent_id: str | None = None) -> str:
     answer = await person.http.post(
         "/api/vault/folders", json={"name": name, "parent_id": parent_id}
     )
     return str((await created(answer))["id"])
 
 
-async def new_entry(person: Person, **fields: Any) -> dict[str, Any]:
+async def new_entry(person: LoggedInUser, **fields: Any) -> dict[str, Any]:
     """Create a vault entry: a credential unless `kind` says otherwise."""
     body = {"kind": "credential", "title": "an entry", **fields}
     return await created(await person.http.post("/api/vault/entries", json=body))

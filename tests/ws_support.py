@@ -1,46 +1,31 @@
-"""Helpers for websocket tests: a live server per test, logged-in people, a frame reader."""
+"""Helpers for websocket tests: sockets of logged-in users, a frame reader."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
+from tests.conftest import LoggedInUser
 from tests.live_server import LiveServer
 from tests.timing import TIME_FACTOR
 
 FRAME_TIMEOUT = 5.0 * TIME_FACTOR
 QUIET = 0.3 * TIME_FACTOR
-PASSWORD = "correct horse battery"
-
-
-@dataclass
-class Member:
-    """A user logged in on the live server, with an HTTP client speaking for them."""
-
-    id: str
-    username: str
-    token: str
-    http: httpx.AsyncClient
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def open_socket(
-    live: LiveServer, member: Member, **options: Any
+    live: LiveServer, person: LoggedInUser, **options: Any
 ) -> ClientConnection:
     """A websocket authenticated by the bearer header."""
-    return await connect(live.ws_url, additional_headers=member.headers(), **options)
+    return await connect(live.ws_url, additional_headers=person.headers(), **options)
 
 
 async def next_frame(ws: ClientConnection, wait: float = FRAME_TIMEOUT) -> dict[str, Any]:
@@ -72,15 +57,15 @@ async def no_more_frames(ws: ClientConnection) -> list[dict[str, Any]]:
         return seen
 
 
-async def send(sender: Member, *to: Member, **fields: Any) -> str:
-    payload = {"to": [{"kind": "user", "id": m.id} for m in to], "subject": "live", **fields}
+async def send(sender: LoggedInUser, *to: LoggedInUser, **fields: Any) -> str:
+    payload = {"to": [{"kind": "user", "id": p.id} for p in to], "subject": "live", **fields}
     answer = await sender.http.post("/api/messages", json=payload)
     assert answer.status_code == 201, answer.text
     message_id: str = answer.json()["id"]
     return message_id
 
 
-async def send_many(sender: Member, recipient: Member, count: int) -> list[str]:
+async def send_many(sender: LoggedInUser, recipient: LoggedInUser, count: int) -> list[str]:
     """Send `count` messages, a few at a time; return their ids (not in commit order)."""
     limit = asyncio.Semaphore(8)
 
@@ -135,14 +120,14 @@ class RawSocket:
 
     RECEIVE_BUFFER = 4096
 
-    def __init__(self, live: LiveServer, member: Member) -> None:
+    def __init__(self, live: LiveServer, person: LoggedInUser) -> None:
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECEIVE_BUFFER)
         self._sock.settimeout(FRAME_TIMEOUT)
         self._sock.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
         self._protocol = ClientProtocol(parse_uri(live.ws_url))
         request = self._protocol.connect()
-        request.headers["Authorization"] = f"Bearer {member.token}"
+        request.headers["Authorization"] = f"Bearer {person.token}"
         self._protocol.send_request(request)
         self._flush()
         while not any(isinstance(e, Frame) for e in self._protocol.events_received()):

@@ -12,12 +12,12 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from starlette.applications import Starlette
 
 from realtime.api.http import Services
-from tests.conftest import MakeUser, Person, user_maker
+from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
@@ -64,14 +64,17 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def make_user(services: Services, live: LiveServer) -> AsyncIterator[MakeUser]:
+async def make_user(
+    app: Starlette, services: Services, live: LiveServer
+) -> AsyncIterator[MakeUser]:
     """Here a user's HTTP client talks to the live server the browsers use, so that what a
     test does over HTTP reaches the browsers' sockets live (the in-process app of the other
     tests has a broker of its own)."""
-    async with user_maker(
-        services, lambda: httpx.AsyncClient(base_url=live.url, timeout=30)
-    ) as make:
+    make = MakeUser(services, app, default_node=live, timeout=30)
+    try:
         yield make
+    finally:
+        await make.close()
 
 
 @pytest.fixture
@@ -84,7 +87,7 @@ async def open_page(
     pages: list[Page] = []
 
     async def open_as(
-        person: Person, *, context: BrowserContext | None = None, width: int = 1280
+        person: LoggedInUser, *, context: BrowserContext | None = None, width: int = 1280
     ) -> Page:
         if context is None:
             context = await browser.new_context(viewport={"width": width, "height": 900})
@@ -93,7 +96,7 @@ async def open_page(
         page = await context.new_page()
         pages.append(page)
         await page.goto(live.url + "/")
-        await page.fill("#login input[name=username]", person.user.username)
+        await page.fill("#login input[name=username]", person.username)
         await page.fill("#login input[name=password]", person.password)
         await page.click("#login button[type=submit]")
         await page.wait_for_selector("#whoami")

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, FilePayload, Locator, Page, WebSocketRoute, expect
 
-from tests.conftest import MakeUser, Person
+from tests.conftest import LoggedInUser, MakeUser
 from tests.e2e.conftest import SCREENSHOTS, OpenPage
 from tests.live_server import LiveServer
 from tests.messages_support import box, send_ok, unread, wait_until_past
@@ -93,7 +93,7 @@ async def open_composer(page: Page) -> None:
     await expect(page.locator("section#compose")).to_be_visible()
 
 
-async def add_recipient(page: Page, person: Person) -> None:
+async def add_recipient(page: Page, person: LoggedInUser) -> None:
     """Type the person's name in To and pick them among the suggestions."""
     chips = page.locator("#to-chips .chip")
     before = await chips.count()
@@ -102,7 +102,7 @@ async def add_recipient(page: Page, person: Person) -> None:
     await expect(chips).to_have_count(before + 1)
 
 
-async def compose_to(page: Page, person: Person, subject: str, body: str = "") -> None:
+async def compose_to(page: Page, person: LoggedInUser, subject: str, body: str = "") -> None:
     """Open the composer and fill in a recipient, the subject and the body."""
     await open_composer(page)
     await add_recipient(page, person)
@@ -121,7 +121,7 @@ async def open_more(page: Page, item: str) -> None:
     await page.click(item)
 
 
-async def only_message(person: Person) -> dict[str, Any]:
+async def only_message(person: LoggedInUser) -> dict[str, Any]:
     """The one message in a person's inbox, with its body."""
     [summary] = await box(person)
     answer = await person.http.get(f"/api/messages/{summary['id']}")
@@ -130,19 +130,19 @@ async def only_message(person: Person) -> dict[str, Any]:
     return message
 
 
-async def attachment(person: Person, message_id: str, attachment_id: str) -> httpx.Response:
+async def attachment(person: LoggedInUser, message_id: str, attachment_id: str) -> httpx.Response:
     answer = await person.http.get(f"/api/messages/{message_id}/attachments/{attachment_id}")
     assert answer.status_code == 200, answer.text
     return answer
 
 
-async def vault_titles(person: Person, folder_id: str | None = None) -> set[str]:
+async def vault_titles(person: LoggedInUser, folder_id: str | None = None) -> set[str]:
     """The titles of the entries directly in a folder of the person's vault (None: the root)."""
     vault = (await person.http.get("/api/vault")).json()
     return {e["title"] for e in vault["entries"] if e["folder_id"] == folder_id}
 
 
-async def send_three_attachments(alice: Person, bob: Person) -> str:
+async def send_three_attachments(alice: LoggedInUser, bob: LoggedInUser) -> str:
     """Alice sends Bob a credential, a vault entry and a file over HTTP; return the id."""
     entry = await new_entry(alice, title="mail", username="alice", password="m4il")
     report = await upload(alice, b"quarterly figures\n", name="report.txt")
@@ -199,7 +199,7 @@ async def test_an_unread_high_priority_message_pops_up_at_login_and_close_marks_
     await expect(page.locator("#unread-dot")).to_be_hidden(timeout=LIVE_MS)
 
 
-async def _nothing_unread(person: Person) -> bool:
+async def _nothing_unread(person: LoggedInUser) -> bool:
     count: int = (await unread(person))["count"]
     return count == 0
 
@@ -434,7 +434,7 @@ async def test_saving_a_messages_attachments_into_the_vault_and_into_a_folder(
     assert await vault_titles(bob) == {"wifi", "mail", "report.txt"}
 
 
-async def _titles_are(person: Person, folder_id: str | None, titles: set[str]) -> bool:
+async def _titles_are(person: LoggedInUser, folder_id: str | None, titles: set[str]) -> bool:
     return await vault_titles(person, folder_id) == titles
 
 
@@ -487,7 +487,7 @@ async def test_a_body_with_html_is_shown_as_text(
 
 
 async def test_a_user_the_admin_stops_from_sending_is_told_why_their_send_failed(
-    make_user: MakeUser, admin: Person, open_page: OpenPage
+    make_user: MakeUser, admin: LoggedInUser, open_page: OpenPage
 ) -> None:
     """The admin sets Carol's sending to "not allowed"; Carol's next send is refused with a
     clear message in the composer, and nothing is delivered."""
@@ -512,13 +512,13 @@ async def test_a_user_the_admin_stops_from_sending_is_told_why_their_send_failed
     assert await box(bob) == []
 
 
-async def _can_send(admin: Person, person: Person, wanted: bool) -> bool:
+async def _can_send(admin: LoggedInUser, person: LoggedInUser, wanted: bool) -> bool:
     users = (await admin.http.get("/api/admin/users")).json()["users"]
     return bool(next(u for u in users if u["id"] == person.id)["can_send"] is wanted)
 
 
 async def test_the_admin_link_is_shown_to_admins_only(
-    make_user: MakeUser, admin: Person, open_page: OpenPage
+    make_user: MakeUser, admin: LoggedInUser, open_page: OpenPage
 ) -> None:
     """An admin sees Administration in the navigation; an ordinary user does not."""
     someone = await make_user()
