@@ -107,12 +107,10 @@ async def fan_out(
     watched: list[Watched],
     tokens: list[str],
     send: Callable[[], Awaitable[None]],
-    with_unread: bool,
 ) -> tuple[FanoutRun, str | None]:
-    """Open a socket per token, then time `send` until every socket has its message.new.
-
-    The CPU window closes when the `unread` frames that follow (`with_unread`) have come too.
-    Return the figures and one frame as received.
+    """Open a socket per token, then time `send` until every socket has its message.new (one
+    frame per event: the unread count rides in it). Return the figures and one frame as
+    received.
     """
     server_pid = watched[0].pid
     rss_idle = harness.rss_bytes(server_pid)
@@ -128,8 +126,7 @@ async def fan_out(
         sent_at = time.monotonic()
         await send()
         answer = time.monotonic() - sent_at
-        unread = clients.opened if with_unread else [0] * len(clients.opened)
-        arrivals = await clients.collect(clients.opened, unread, args.wait)
+        arrivals = await clients.collect(clients.opened, args.wait)
         cpu = window.stop()
     latencies = sorted(t - sent_at for t, _ in arrivals.new)
     run = FanoutRun(
@@ -182,7 +179,7 @@ async def measure_realtime(
 
         run, sample = await fan_out(
             workdir, args, target="realtime", ws_url=server.ws_url, watched=server.watched,
-            tokens=seeded.tokens, send=send, with_unread=False,  # the count rides in message.new
+            tokens=seeded.tokens, send=send,
         )
     run.problems = server.problems()
     return run, sample
@@ -203,7 +200,6 @@ async def measure_bare(
         run, _ = await fan_out(
             workdir, args, target="bare", ws_url=url.replace("http", "ws", 1) + "/ws",
             watched=watched, tokens=[f"bare-{i}" for i in range(sockets)], send=send,
-            with_unread=False,
         )
     return run
 

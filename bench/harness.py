@@ -64,7 +64,6 @@ PIPE_LIMIT = 1 << 28  # a report is one JSON line: tens of thousands of arrivals
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PR_SET_PDEATHSIG = 1
 NEW_FRAME = b'{"type":"message.new"'
-UNREAD_FRAME = b'{"type":"unread"'
 HELLO_FRAME = b'{"type":"hello"'
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 CONNECTION_CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.IGNORECASE)
@@ -709,12 +708,11 @@ class SocketClients:
             sum(self.opened), sum(failures.values()), dict(failures), finished - started
         )
 
-    async def collect(self, new: Sequence[int], unread: Sequence[int], within: float) -> Arrivals:
-        """Wait until each process has had `new[i]` message.new and `unread[i]` unread frames
-        (or `within` seconds), and take what arrived."""
-        for process, want_new, want_unread in zip(self._processes, new, unread, strict=True):
-            await send_command(process, {"cmd": "collect", "new": want_new,
-                                         "unread": want_unread, "within": within})
+    async def collect(self, new: Sequence[int], within: float) -> Arrivals:
+        """Wait until each process has had `new[i]` message.new frames (or `within` seconds),
+        and take what arrived."""
+        for process, want_new in zip(self._processes, new, strict=True):
+            await send_command(process, {"cmd": "collect", "new": want_new, "within": within})
         reports = await self._reports()
         closed: Counter[str] = Counter()
         for report in reports:
@@ -846,10 +844,9 @@ class _SocketHolder:
         self._sockets: list[_Socket] = []
         self._closing = False
         self._new: list[tuple[float, bytes]] = []
-        self._unread = 0
         self._closed: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
-        self._wanted: tuple[int, int] | None = None  # (message.new, unread) a collection awaits
+        self._wanted: int | None = None  # the message.new frames a collection awaits
         self._reached = asyncio.Event()
 
     async def open_all(self) -> dict[str, Any]:
@@ -883,8 +880,6 @@ class _SocketHolder:
     def arrived(self, now: float, frame: bytes) -> None:
         if frame.startswith(NEW_FRAME):
             self._new.append((now, frame))
-        elif frame.startswith(UNREAD_FRAME):
-            self._unread += 1
         if self._wanted is not None and self._has_wanted():
             self._reached.set()
 
@@ -894,12 +889,12 @@ class _SocketHolder:
 
     def _has_wanted(self) -> bool:
         assert self._wanted is not None
-        new, unread = self._wanted
-        return len(self._new) >= new and self._unread >= unread
+        return len(self._new) >= self._wanted
 
-    async def collect(self, new: int, unread: int, within: float) -> dict[str, Any]:
-        """Wait for that many frames (or `within` seconds); report and forget what came."""
-        self._wanted = (new, unread)
+    async def collect(self, new: int, within: float) -> dict[str, Any]:
+        """Wait for that many message.new frames (or `within` seconds); report and forget
+        what came."""
+        self._wanted = new
         self._reached.clear()
         if not self._has_wanted():
             with contextlib.suppress(TimeoutError):
@@ -912,7 +907,6 @@ class _SocketHolder:
             "closed": dict(self._closed),
             "sample": arrived[0][1].decode() if arrived else None,
         }
-        self._unread = 0
         self._closed.clear()
         return report
 
@@ -937,7 +931,7 @@ async def _hold_sockets(url: str, tokens: list[str], concurrency: int) -> None:
         if command["cmd"] == "open":
             emit(await holder.open_all())
         elif command["cmd"] == "collect":
-            emit(await holder.collect(command["new"], command["unread"], command["within"]))
+            emit(await holder.collect(command["new"], command["within"]))
         else:
             break
     await holder.close_all()

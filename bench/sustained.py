@@ -111,7 +111,7 @@ async def run_step(
         report = await harness.read_report(sender, log)
         received = Counter(s[5] for s in report["sends"] if s[3] == 201)
         expected = clients.split([received[i] for i in range(args.users)])
-        arrivals = await clients.collect(expected, [0] * len(expected), args.wait)
+        arrivals = await clients.collect(expected, args.wait)
         cpu = window.stop()
     finally:
         await harness.stop_process(sender)
