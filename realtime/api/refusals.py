@@ -18,9 +18,6 @@ from realtime.api.buckets import Buckets
 # Refusals a client gets at once, and how fast they come back (per second).
 PROMPT_REFUSALS = 10
 PROMPT_REFILL = 1.0
-# One client's refusals waiting at once, by default: past them a refusal is written at once
-# and its connection closed, so that a client cannot park connections without limit either.
-MAX_WAITING = 256
 
 
 class Refusal(Enum):
@@ -33,7 +30,9 @@ class Refusal(Enum):
 
 
 class Refusals:
-    def __init__(self, pause: float, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, pause: float, max_waiting: int) -> None:
+        """`max_waiting`: one client's refusals held at once; past them a refusal is written at
+        once and its connection closed, so that a client cannot park connections either."""
         self.pause = pause
         self.max_waiting = max_waiting
         self._prompt = Buckets(PROMPT_REFUSALS, PROMPT_REFILL)
@@ -56,7 +55,3 @@ class Refusals:
             else:
                 del self._waiting[client]
         return Refusal.HELD
-
-    def waiting(self, client: Hashable) -> int:
-        """How many refusals of `client` are waiting now."""
-        return self._waiting.get(client, 0)
