@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from uuid import UUID
 
 from realtime import protocol
@@ -9,7 +10,7 @@ from realtime.events import EventLog
 from realtime.hub import Replayed
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, User
-from realtime.protocol import Published
+from realtime.protocol import NewToMany, Published, Recipient
 
 REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released in between
 
@@ -21,8 +22,10 @@ class Frames:
         self._messaging = messaging
         self._log = log
 
-    async def render(self, events: list[Event]) -> list[tuple[UUID, bytes]]:
-        """After a commit: each event's frame, with its user's unread count after it."""
+    async def render(self, events: list[Event]) -> list[tuple[UUID | None, bytes]]:
+        """After a commit: each event's frame, with its user's unread count after it, for its
+        user's nodes; a new message to many users is one payload for every node instead, at
+        the place of its first recipient's event."""
         if not events:
             return []
         new_ids = {protocol.message_of(e) for e in events if e.type is EventType.MESSAGE_NEW}
@@ -30,8 +33,19 @@ class Frames:
         summaries = {message_id: protocol.summary_json(m) for message_id, m in arrivals.items()}
         about = {protocol.message_of(e) for e in events if e.type in _EXPIRING}
         expiries = await self._log.expiries(list(about))
-        payloads: list[tuple[UUID, bytes]] = []
+        to_many = _sent_to_many(events, summaries)
+        payloads: list[tuple[UUID | None, bytes]] = []
         for event in events:
+            if event.type is EventType.MESSAGE_NEW:
+                message_id = protocol.message_of(event)
+                recipients = to_many.get(message_id)
+                if recipients is not None:
+                    if recipients:  # the first of its events: the payload goes here, once
+                        many = NewToMany.of(summaries[message_id], recipients,
+                                            _expiry_of(event, expiries))
+                        payloads.append((None, many.pack()))
+                        recipients.clear()
+                    continue
             frame = protocol.event_frame(event, summaries)
             if frame is not None:
                 expires_at = _expiry_of(event, expiries)
@@ -62,6 +76,28 @@ class Frames:
         seq, count, high_priority = await self._messaging.snapshot(user)
         shown = tuple(protocol.summary(m) for m in high_priority)
         return seq, protocol.encode(protocol.Hello(protocol.me(user), seq, count, shown))
+
+
+# A new message with this many recipients in a batch goes to every node once, not per user.
+TO_EVERY_NODE_FROM = 8
+
+
+def _sent_to_many(
+    events: list[Event], summaries: Mapping[UUID, bytes]
+) -> dict[UUID, list[Recipient]]:
+    """The new messages of the batch with at least TO_EVERY_NODE_FROM recipients (each with
+    its count known), and their recipients in order."""
+    recipients: dict[UUID, list[Recipient]] = {}
+    for event in events:
+        unread = event.payload.get("unread")
+        if event.type is EventType.MESSAGE_NEW and unread is not None:
+            message_id = protocol.message_of(event)
+            if message_id in summaries:
+                recipients.setdefault(message_id, []).append(
+                    Recipient(event.user_id, event.seq, unread)
+                )
+    return {message_id: found for message_id, found in recipients.items()
+            if len(found) >= TO_EVERY_NODE_FROM}
 
 
 # Receipts and new messages go with their message's expiry: never written once it has passed.

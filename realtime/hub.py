@@ -18,7 +18,7 @@ from uuid import UUID
 
 from realtime import metrics, protocol
 from realtime.broker.base import Broker
-from realtime.protocol import CloseCode, EndSessions, Published
+from realtime.protocol import CloseCode, EndSessions, NewToMany, Published
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +170,13 @@ class Hub:
             if self._broker is not None:
                 self._spawn(self._broker.unsubscribe(conn.user_id))
 
-    def deliver(self, user_id: UUID, payload: bytes) -> None:
-        """Hand a published payload to the user's sockets here; never waits."""
-        sockets = self._sockets.get(user_id)
+    def deliver(self, audience: UUID | None, payload: bytes) -> None:
+        """Hand a published payload to its user's sockets here, or (a payload for every node)
+        to the sockets here of each user it names; never waits."""
+        if audience is None:
+            self._deliver_to_many(payload)
+            return
+        sockets = self._sockets.get(audience)
         if not sockets:
             return
         message = protocol.unpack(payload)
@@ -186,6 +190,24 @@ class Hub:
                 if not ended or conn.session_id in ended:
                     self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
                     self._forget(conn)
+
+    def _deliver_to_many(self, payload: bytes) -> None:
+        """A new message for many users: the summary decoded once, each user's frame made from
+        it and their seq and count, for the users held here; the others are skipped."""
+        many = protocol.unpack(payload)
+        if not isinstance(many, NewToMany):
+            return
+        held, summary = self._sockets, None
+        for raw_id, seq, unread in many.addressed():
+            sockets = held.get(UUID(bytes=raw_id))
+            if not sockets:
+                continue
+            if summary is None:
+                summary = many.message.decode()
+            item = (seq, protocol.message_new_text(seq, unread, summary), many.committed_at,
+                    many.expires_at)
+            for conn in list(sockets):
+                self._offer(conn, item)
 
     def send_soon(self, conn: Connection, frame: str) -> None:
         """Queue a frame without a seq (a pong) behind what the socket already has queued."""

@@ -63,6 +63,25 @@ broker_reconnects = Counter(
     "is not counted); after each, every socket catches up from the event log",
     registry=REGISTRY,
 )
+broker_payloads_published = Counter(
+    "realtime_broker_payloads_published",
+    "Payloads this node handed to the broker: for one user's nodes (audience=user), or one for "
+    "every node carrying a new message to many users (audience=every_node)",
+    ["audience"],
+    registry=REGISTRY,
+)
+broker_payloads_received = Counter(
+    "realtime_broker_payloads_received",
+    "Payloads this node received from the broker and opened, by audience (see "
+    "realtime_broker_payloads_published); a send to many is one, however many it reaches",
+    ["audience"],
+    registry=REGISTRY,
+)
+# The two audiences, bound once: a payload for a user, or for every node.
+PAYLOAD_AUDIENCES = ("user", "every_node")
+for _audience in PAYLOAD_AUDIENCES:  # present at zero before the first payload
+    broker_payloads_published.labels(_audience)
+    broker_payloads_received.labels(_audience)
 broker_dropped = Counter(
     "realtime_broker_dropped_payloads",
     "Payloads the Redis broker could not send (disconnected, or the publish failed); the "
@@ -200,3 +219,4 @@ REGISTRY.register(_deliveries)
 def delivery_tally() -> DeliveryTally:
     """A new tally for one hub, counted in the metrics from now on."""
     return _deliveries.tally()
+

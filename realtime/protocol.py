@@ -5,7 +5,7 @@ that carry frames between nodes. Pure: no I/O."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -165,15 +165,23 @@ ServerFrame = Hello | MessageNew | MessageRead | MessageDeleted | Resumed | Resy
 EventFrame = MessageNew | MessageRead | MessageDeleted
 
 
+_MESSAGE_NEW = '{"type":"message.new","seq":%d,"unread":%d,"message":%s}'
+_MESSAGE_NEW_BYTES = _MESSAGE_NEW.encode()
+
+
+def message_new_text(seq: int, unread: int, message: str) -> str:
+    """`message.new` as text, from its summary's JSON as text: what a node writes to each
+    socket of a send to many (the summary decoded once for all of them)."""
+    return _MESSAGE_NEW % (seq, unread, message)
+
+
 def encode(frame: ServerFrame) -> bytes:
     """A server frame's JSON, `type` first."""
     match frame:
         case MessageNew(seq, unread, message):
             if unread is None:
                 return b'{"type":"message.new","seq":%d,"message":%s}' % (seq, message)
-            return b'{"type":"message.new","seq":%d,"unread":%d,"message":%s}' % (
-                seq, unread, message
-            )
+            return _MESSAGE_NEW_BYTES % (seq, unread, message)
         case MessageRead(seq, unread, message_id, reader, read_at):
             return codec.encode({
                 "type": EventType.MESSAGE_READ.value, "seq": seq, **_unread(unread),
@@ -307,9 +315,11 @@ def _object(data: bytes | str) -> dict[str, Any]:
 
 # Broker payloads: what a node publishes for the others, one kind byte first.
 
-_FRAME, _TIMED_FRAME, _END_SESSIONS = b"F", b"T", b"E"
+_FRAME, _TIMED_FRAME, _END_SESSIONS, _NEW_TO_MANY = b"F", b"T", b"E", b"M"
 _HEAD = struct.Struct(">qd")  # seq, expires_at
 _TIME = struct.Struct(">d")
+_MANY_HEAD = struct.Struct(">ddI")  # committed_at, expires_at, how many recipients
+_RECIPIENT = struct.Struct(">16sqq")  # the user id's bytes, their seq, their unread count
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +347,63 @@ class EndSessions:
         return _END_SESSIONS + b"".join(session_id.bytes for session_id in self.session_ids)
 
 
-def unpack(payload: bytes) -> Published | EndSessions | None:
-    """A broker payload made by `pack`; None for one of an unknown kind."""
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One recipient of a send to many: their seq for it and their unread count after it."""
+
+    user_id: UUID
+    seq: int
+    unread: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewToMany:
+    """A new message for many users, published once to every node: its summary once, and each
+    recipient's seq and unread count. Each node writes `message.new` to the users it holds.
+
+    The recipients stay packed (`records`): a node reads the ids it holds without making an
+    object of every recipient's.
+    """
+
+    message: bytes  # the summary's JSON
+    records: bytes  # the recipients, packed
+    expires_at: float = 0.0
+    committed_at: float = 0.0
+
+    @classmethod
+    def of(
+        cls, message: bytes, recipients: Sequence[Recipient], expires_at: float = 0.0,
+        committed_at: float = 0.0,
+    ) -> NewToMany:
+        records = b"".join(_RECIPIENT.pack(a.user_id.bytes, a.seq, a.unread) for a in recipients)
+        return cls(message, records, expires_at, committed_at)
+
+    def addressed(self) -> Iterator[tuple[bytes, int, int]]:
+        """Each recipient as (the user id's 16 bytes, seq, unread), in the order given."""
+        return _RECIPIENT.iter_unpack(self.records)
+
+    @property
+    def recipients(self) -> tuple[Recipient, ...]:
+        return tuple(Recipient(UUID(bytes=raw), seq, unread) for raw, seq, unread
+                     in self.addressed())
+
+    def pack(self) -> bytes:
+        head = _MANY_HEAD.pack(self.committed_at, self.expires_at, len(self.records)
+                               // _RECIPIENT.size)
+        return _NEW_TO_MANY + head + self.records + self.message
+
+
+def unpack(payload: bytes) -> Published | NewToMany | EndSessions | None:
+    """A broker payload made by `pack`; None for one of an unknown kind or a truncated one."""
+    if payload[:1] == _NEW_TO_MANY:
+        if len(payload) < 1 + _MANY_HEAD.size:
+            return None
+        committed_at, expires_at, count = _MANY_HEAD.unpack_from(payload, 1)
+        start = 1 + _MANY_HEAD.size
+        end = start + count * _RECIPIENT.size
+        if len(payload) < end:
+            return None
+        return NewToMany(payload[end:], payload[start:end], expires_at, committed_at)
     kind, start, committed_at = payload[:1], 1, 0.0
     if kind == _TIMED_FRAME:
         kind, start = _FRAME, 1 + _TIME.size
@@ -352,17 +417,26 @@ def unpack(payload: bytes) -> Published | EndSessions | None:
 
 
 def time_frames(
-    payloads: list[tuple[UUID, bytes]], committed_at: Mapping[tuple[UUID, int], float]
+    payloads: list[tuple[UUID | None, bytes]], committed_at: Mapping[tuple[UUID, int], float]
 ) -> int:
-    """Give each frame payload (in place) the time its event committed, found by user and seq,
-    for the latency metric; return how many payloads are frames."""
+    """Give each frame payload (in place) the time its event committed, found by user and seq
+    (a send to many: by its first recipient's), for the latency metric; return how many frames
+    the payloads carry, one per user and event."""
     frames = 0
-    for index, (user_id, payload) in enumerate(payloads):
-        if payload[:1] != _FRAME:
-            continue
-        frames += 1
-        at = committed_at.get((user_id, _HEAD.unpack_from(payload, 1)[0]))
-        if at is not None:
-            payloads[index] = (user_id, _TIMED_FRAME + _TIME.pack(at) + payload[1:])
+    for index, (audience, payload) in enumerate(payloads):
+        kind = payload[:1]
+        if kind == _FRAME and audience is not None:
+            frames += 1
+            at = committed_at.get((audience, _HEAD.unpack_from(payload, 1)[0]))
+            if at is not None:
+                payloads[index] = (audience, _TIMED_FRAME + _TIME.pack(at) + payload[1:])
+        elif kind == _NEW_TO_MANY:
+            many = unpack(payload)
+            assert isinstance(many, NewToMany)
+            first = next(many.addressed(), None)
+            frames += len(many.records) // _RECIPIENT.size
+            at = None if first is None else committed_at.get((UUID(bytes=first[0]), first[1]))
+            if at is not None:
+                timed = NewToMany(many.message, many.records, many.expires_at, at)
+                payloads[index] = (audience, timed.pack())
     return frames
-

@@ -29,7 +29,8 @@ CLOSE_TIMEOUT = 5.0  # at shutdown, how long the last batches may take
 ATTEMPTS = 3  # a batch whose render or publish fails is tried again, after 0.1 s, then 0.2 s
 RETRY_DELAY = 0.1
 
-Renderer = Callable[[list[Event]], Awaitable[list[tuple[UUID, bytes]]]]
+# Events to broker payloads, each for a user or (None) for every node.
+Renderer = Callable[[list[Event]], Awaitable[list[tuple[UUID | None, bytes]]]]
 
 
 class Publisher:

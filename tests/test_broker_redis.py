@@ -55,17 +55,19 @@ class Node:
     """A broker as one node would run it, recording what it delivers and its recoveries."""
 
     def __init__(self, url: str, prefix: str, keyring: Keyring = KEYRING) -> None:
-        self.delivered: defaultdict[UUID, list[bytes]] = defaultdict(list)
+        self.delivered: defaultdict[UUID | None, list[bytes]] = defaultdict(list)
+        self.arrivals: list[bytes] = []  # every payload, in the order it came
         self.recoveries = 0
         self.broker = RedisBroker(
             url, deliver=self.deliver, recovered=self.recovered, seal=BrokerSeal(keyring),
             prefix=prefix,
         )
 
-    def deliver(self, user_id: UUID, payload: bytes) -> None:
+    def deliver(self, user_id: UUID | None, payload: bytes) -> None:
         if payload == b"boom":
             raise RuntimeError("a faulty delivery handler")
         self.delivered[user_id].append(payload)
+        self.arrivals.append(payload)
 
     async def recovered(self) -> None:
         self.recoveries += 1
@@ -112,6 +114,33 @@ async def test_publish_reaches_a_subscribed_user_on_another_node(
     await eventually(lambda: b.delivered[subscribed] == [b"for the subscriber"], "delivered")
     assert other not in b.delivered  # it was published first, so it would have come first
     assert subscribed not in a.delivered
+
+
+async def test_a_payload_for_every_node_reaches_each_once_in_order_with_the_users(
+    redis_url: str, make_node: MakeNode
+) -> None:
+    """A payload for every node (a send to many) is one publish that reaches each node once,
+    subscribed users or not, in order with the per-user payloads around it; the counters show
+    one payload published and one received per node."""
+    a, b, c = [await make_node(redis_url) for _ in range(3)]
+    user = uuid.uuid4()
+    await b.broker.subscribe(user)
+    published_before, received_before = _every_node_payloads()
+    await a.broker.publish([(user, b"before"), (None, b"to every node"), (user, b"after")])
+    await eventually(lambda: len(b.arrivals) == 3 and c.arrivals and a.arrivals, "delivered")
+    assert b.arrivals == [b"before", b"to every node", b"after"]
+    assert b.delivered[None] == c.delivered[None] == a.delivered[None] == [b"to every node"]
+    published, received = _every_node_payloads()
+    assert published - published_before == 1
+    assert received - received_before == 3  # one per node (all three in this process)
+
+
+def _every_node_payloads() -> tuple[float, float]:
+    """The payloads for every node published and received so far, by this process's nodes."""
+    sample = metrics.REGISTRY.get_sample_value
+    labels = {"audience": "every_node"}
+    return (sample("realtime_broker_payloads_published_total", labels) or 0.0,
+            sample("realtime_broker_payloads_received_total", labels) or 0.0)
 
 
 async def test_many_payloads_for_several_users_arrive_in_order(

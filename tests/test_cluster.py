@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from typing import Any
 
 import httpx
@@ -18,6 +18,7 @@ from realtime.broker.redis import (
     HEARTBEAT_INTERVAL,
 )
 from realtime.config import Settings
+from realtime.frames import TO_EVERY_NODE_FROM
 from realtime.metrics import REGISTRY
 from realtime.protocol import EndSessions, Published
 from tests.conftest import LoggedInUser, MakeUser, unique_name
@@ -97,6 +98,44 @@ async def test_a_message_sent_through_one_node_reaches_the_recipient_on_every_no
         receipt = await frames_until(alice_on_a, "message.read")
         assert receipt[-1]["message_id"] == message_id
         assert receipt[-1]["reader"]["id"] == bob.id
+
+
+async def test_a_send_to_many_crosses_redis_once_and_reaches_each_socket_once_on_every_node(
+    start_nodes: StartNodes, make_user: MakeUser, redis_url: str
+) -> None:
+    """A send to many recipients is one sealed payload on the channel every node hears, not
+    one per recipient; each recipient's sockets, on either node, get their own `message.new`
+    once, with their own seq and count; one offline finds it at login."""
+    node_a, node_b = start_nodes(redis_url, 2)
+    alice = await make_user(on=node_a)
+    recipients = [await make_user(on=node_a if i % 2 else node_b)
+                  for i in range(TO_EVERY_NODE_FROM + 1)]
+    online, offline = recipients[:-1], recipients[-1]
+    earlier = await send(alice, online[0], subject="one before, for a count of two")
+    subject = unique_name("to many")
+    async with AsyncExitStack() as stack:
+        sockets = [(user, await stack.enter_async_context(await open_socket(node, user)))
+                   for i, user in enumerate(online) for node in (node_a, node_b)[: 1 + i % 2]]
+        for _, ws in sockets:
+            assert (await next_frame(ws))["type"] == "hello"
+        async with raw_subscriber(redis_url, "*") as seen:
+            message_id = await send(alice, *recipients, subject=subject, high_priority=True)
+            for user, ws in sockets:
+                frames = of_type(await frames_until(ws, "message.new"), "message.new")
+                assert [f["message"]["id"] for f in frames] == [message_id]
+                assert frames[0]["message"]["subject"] == subject
+                assert frames[0]["seq"] == (2 if user is online[0] else 1)
+                assert frames[0]["unread"] == (2 if user is online[0] else 1)
+            for _, ws in sockets:
+                assert await no_more_frames(ws) == []
+    crossed = [(channel, payload) for channel, payload in seen if b":node:" not in channel]
+    assert [channel.rsplit(b":", 1)[-1] for channel, _ in crossed] == [b"nodes"]
+    assert subject.encode() not in crossed[0][1] and message_id.encode() not in crossed[0][1]
+    assert earlier != message_id
+    async with await open_socket(node_a, offline) as ws:
+        hello = await next_frame(ws)
+    assert [m["id"] for m in hello["high_priority"]] == [message_id]
+    assert hello["unread"] == 1
 
 
 async def test_a_user_connected_to_no_node_costs_no_delivery(

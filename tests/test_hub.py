@@ -9,7 +9,7 @@ from realtime.api.http import Services
 from realtime.events import EventLog
 from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed
 from realtime.models import EventType
-from realtime.protocol import Published
+from realtime.protocol import MessageNew, NewToMany, Published, Recipient, decode
 from realtime.store import events as event_store
 from tests.conftest import MakeUser
 
@@ -142,3 +142,36 @@ async def test_seqs_follow_commit_order_whatever_order_the_sends_started_in(
     assert event_b.seq == event_a.seq + 1
     backlog = await EventLog(services.db).after(bob.user.id, event_a.seq)
     assert [event.seq for event in backlog.events] == [event_b.seq]
+
+
+async def test_a_send_to_many_reaches_the_tabs_held_here_each_with_its_own_frame() -> None:
+    """A payload for every node writes `message.new` to every tab here of each user it names,
+    with that user's seq and count around the one summary; users it names that hold no socket
+    here, and sockets of users it does not name, get nothing."""
+    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    two_tabs, one_tab, bystander, elsewhere = (uuid.uuid4() for _ in range(4))
+    received: dict[uuid.UUID, list[list[str]]] = {two_tabs: [[], []], one_tab: [[]],
+                                                  bystander: [[]]}
+
+    async def ignore_close(code: int, reason: str) -> None:
+        raise AssertionError("no socket is closed")
+
+    for user, tabs in received.items():
+        for tab in tabs:
+            async def receive(frame: str, into: list[str] = tab) -> None:
+                into.append(frame)
+
+            conn = Connection(user, uuid.uuid4(), send=receive, close=ignore_close)
+            await hub.register(conn)
+            hub.start(conn)
+    summary = b'{"id":"m","subject":"to many \xc3\xa9"}'
+    recipients = [Recipient(elsewhere, 4, 1), Recipient(two_tabs, 7, 3), Recipient(one_tab, 1, 1)]
+    hub.deliver(None, NewToMany.of(summary, recipients).pack())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    expected = {two_tabs: MessageNew(7, 3, summary), one_tab: MessageNew(1, 1, summary)}
+    for user, frame in expected.items():
+        for tab in received[user]:
+            assert [decode(text) for text in tab] == [frame]
+    assert received[bystander] == [[]]
+    await hub.close_all()

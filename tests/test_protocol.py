@@ -43,10 +43,12 @@ from realtime.protocol import (
     MessageDeleted,
     MessageNew,
     MessageRead,
+    NewToMany,
     Ping,
     Pong,
     Published,
     Reader,
+    Recipient,
     Resume,
     Resumed,
     Resync,
@@ -202,6 +204,40 @@ def test_end_sessions_pack_and_unpack(ended: EndSessions) -> None:
     assert protocol.unpack(ended.pack()) == ended
 
 
+@pytest.mark.parametrize("count", [0, 1, 3, 1000])
+def test_a_new_message_to_many_packs_once_and_unpacks_every_addressee(count: int) -> None:
+    """A send to many is one payload: the summary once, and every recipient's id, seq and
+    unread count, in order, with the expiry and the commit time."""
+    recipients = [Recipient(uuid.uuid4(), 10 + i, i % 7) for i in range(count)]
+    summary = protocol.summary_json(message(own=False))
+    many = NewToMany.of(summary, recipients, expires_at=1.7e9 + 0.5, committed_at=1.6e9)
+    payload = many.pack()
+    assert payload.count(summary) == 1
+    unpacked = protocol.unpack(payload)
+    assert unpacked == many
+    assert isinstance(unpacked, NewToMany)
+    assert unpacked.recipients == tuple(recipients)
+    assert unpacked.message == summary
+    assert (unpacked.expires_at, unpacked.committed_at) == (1.7e9 + 0.5, 1.6e9)
+
+
+def test_each_addressee_of_a_send_to_many_gets_the_frame_a_send_to_one_would() -> None:
+    """The text a node writes to each recipient of a send to many is byte for byte the
+    `message.new` of that recipient's seq and count, as a send to them alone would give."""
+    summary = protocol.summary_json(message(own=False))
+    for seq, unread in [(1, 0), (42, 7), (protocol.MAX_SEQ, 2**31)]:
+        alone = protocol.encode(MessageNew(seq, unread, summary))
+        assert protocol.message_new_text(seq, unread, summary.decode()) == alone.decode()
+        assert protocol.decode(alone) == MessageNew(seq, unread, summary)
+
+
+def test_a_truncated_send_to_many_unpacks_to_nothing() -> None:
+    """A payload cut short (fewer recipients than it says) is dropped, not misread."""
+    many = NewToMany.of(b"{}", [Recipient(uuid.uuid4(), 1, 1) for _ in range(3)]).pack()
+    for cut in (1, 10, len(many) - 3):
+        assert protocol.unpack(many[:cut]) is None
+
+
 def test_an_unknown_payload_kind_unpacks_to_nothing() -> None:
     """A payload of no known kind is no frame and no order."""
     assert protocol.unpack(b"X123") is None
@@ -219,6 +255,17 @@ def test_frames_are_timed_by_user_and_seq_and_others_left_alone() -> None:
     assert [protocol.unpack(payload) for _, payload in payloads] == [
         Published(1, b"a", 9.0, committed_at=5.5), Published(1, b"b"), EndSessions(),
     ]
+
+
+def test_a_send_to_many_is_timed_by_its_first_recipient_and_counts_every_frame() -> None:
+    """A send to many takes its commit time from its first recipient's event, and counts as
+    one frame per recipient."""
+    first, second = Recipient(uuid.uuid4(), 3, 1), Recipient(uuid.uuid4(), 8, 2)
+    payloads: list[tuple[uuid.UUID | None, bytes]] = [
+        (None, NewToMany.of(b"{}", [first, second], 9.0).pack())
+    ]
+    assert protocol.time_frames(payloads, {(first.user_id, 3): 5.5}) == 2
+    assert protocol.unpack(payloads[0][1]) == NewToMany.of(b"{}", [first, second], 9.0, 5.5)
 
 
 def test_every_error_has_its_close_code() -> None:

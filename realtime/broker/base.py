@@ -1,4 +1,5 @@
-"""The `Broker` interface: route each user's events to the nodes where that user has sockets."""
+"""The `Broker` interface: route each user's events to the nodes where that user has sockets,
+and a payload for many users to every node."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
-# Called with a user id and the bytes published for them, on every node subscribed to them.
-DeliveryHandler = Callable[[UUID, bytes], None]
+# Who a payload is for: a user (the nodes subscribed to them) or, None, every node.
+Audience = UUID | None
+# Called with the audience and the bytes published for it, on every node it reaches.
+DeliveryHandler = Callable[[Audience, bytes], None]
 # Called after the broker lost messages (a reconnect, a silent link): sockets must resume.
 RecoveryHandler = Callable[[], Awaitable[None]]
 
 
 class Broker(ABC):
-    """Per-user routing of published bytes between nodes.
+    """Per-user routing of published bytes between nodes, and a channel every node hears.
 
     Delivery is at most once and may be lost when the broker fails; the event log is the truth.
     After any possible loss the broker calls its recovery handler once it works again, so that
@@ -40,8 +43,9 @@ class Broker(ABC):
         """Stop receiving the user's events on this node; idempotent."""
 
     @abstractmethod
-    async def publish(self, messages: Sequence[tuple[UUID, bytes]]) -> None:
-        """Send each payload to every node subscribed to its user; never raises for an outage."""
+    async def publish(self, messages: Sequence[tuple[Audience, bytes]]) -> None:
+        """Send each payload to every node subscribed to its user, or to every node when its
+        audience is None, in the order given; never raises for an outage."""
 
     @property
     @abstractmethod

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from realtime.broker.base import Broker, DeliveryHandler, RecoveryHandler
+from realtime import metrics
+from realtime.broker.base import Audience, Broker, DeliveryHandler, RecoveryHandler
 
 
 class MemoryBroker(Broker):
@@ -28,10 +29,17 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, user_id: UUID) -> None:
         self._subscribed.discard(user_id)
 
-    async def publish(self, messages: Sequence[tuple[UUID, bytes]]) -> None:
-        for user_id, payload in messages:
-            if user_id in self._subscribed:
-                self._deliver(user_id, payload)
+    async def publish(self, messages: Sequence[tuple[Audience, bytes]]) -> None:
+        to_everyone = sum(1 for audience, _ in messages if audience is None)
+        metrics.broker_payloads_published.labels("every_node").inc(to_everyone)
+        metrics.broker_payloads_published.labels("user").inc(len(messages) - to_everyone)
+        received = 0
+        for audience, payload in messages:
+            if audience is None or audience in self._subscribed:
+                received += audience is not None
+                self._deliver(audience, payload)
+        metrics.broker_payloads_received.labels("every_node").inc(to_everyone)
+        metrics.broker_payloads_received.labels("user").inc(received)
 
     @property
     def healthy(self) -> bool:

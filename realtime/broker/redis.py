@@ -1,4 +1,5 @@
-"""The Redis broker: a channel per user on one pub/sub connection, a heartbeat through it.
+"""The Redis broker: a channel per user and one every node hears, on one pub/sub connection, a
+heartbeat through it.
 
 A link is one connection attempt: a publishing client and a pub/sub connection. Any failure (an
 error, a timeout, a heartbeat that does not come back) drops the whole link; the supervisor makes
@@ -25,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from realtime import metrics
-from realtime.broker.base import Broker, DeliveryHandler, RecoveryHandler
+from realtime.broker.base import Audience, Broker, DeliveryHandler, RecoveryHandler
 from realtime.crypto import BrokerSeal
 from realtime.errors import CryptoError
 
@@ -38,6 +39,11 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 2.0
 CHUNK = 1000  # publishes per round trip, channels per SUBSCRIBE
 MAX_CONNECTIONS = 64  # publishing connections; more publishes at once wait for one
+
+_PUBLISHED_TO_USER = metrics.broker_payloads_published.labels("user")
+_PUBLISHED_TO_EVERY_NODE = metrics.broker_payloads_published.labels("every_node")
+_RECEIVED_BY_USER = metrics.broker_payloads_received.labels("user")
+_RECEIVED_BY_EVERY_NODE = metrics.broker_payloads_received.labels("every_node")
 
 # What a lost, refused or frozen link raises: redis wraps most socket errors, not all.
 LINK_ERRORS = (RedisError, OSError, TimeoutError)
@@ -90,7 +96,8 @@ class _Link:
 
 
 class RedisBroker(Broker):
-    """Route each user's payloads through the Redis channel `{prefix}:user:{user_id}`.
+    """Route each user's payloads through the Redis channel `{prefix}:user:{user_id}`, and
+    payloads for every node through `{prefix}:nodes`.
 
     Every payload crosses Redis sealed for its channel (`seal`); one that does not open there
     (forged, altered, copied from another channel, under an unknown key) is counted and dropped.
@@ -117,6 +124,7 @@ class RedisBroker(Broker):
         node_id = secrets.token_hex(8)
         self._name = f"{prefix}-node-{node_id}"
         self._node_channel = f"{prefix}:node:{node_id}".encode()
+        self._every_node_channel = f"{prefix}:nodes".encode()
         self._wanted: dict[UUID, bytes] = {}  # the subscribed users and their channels
         self._users: dict[bytes, UUID] = {}
         self._changed: set[UUID] = set()  # users (un)subscribed since the last flush
@@ -179,7 +187,7 @@ class RedisBroker(Broker):
             self._changed.add(user_id)
             self._dirty.set()
 
-    async def publish(self, messages: Sequence[tuple[UUID, bytes]]) -> None:
+    async def publish(self, messages: Sequence[tuple[Audience, bytes]]) -> None:
         link = self._link
         if link is None or not self._healthy:
             log.debug("Redis is unavailable: %d messages dropped", len(messages))
@@ -198,15 +206,22 @@ class RedisBroker(Broker):
             if link.publishing == 0:
                 link.idle.set()
 
-    async def _send(self, link: _Link, messages: Sequence[tuple[UUID, bytes]]) -> None:
-        prefix, seal = self._user_prefix, self._seal.seal
+    async def _send(self, link: _Link, messages: Sequence[tuple[Audience, bytes]]) -> None:
+        prefix, seal, every_node = self._user_prefix, self._seal.seal, self._every_node_channel
+        to_everyone = 0
         async with link.client.pipeline(transaction=False) as pipe:
             for start in range(0, len(messages), CHUNK):
-                for user_id, payload in messages[start : start + CHUNK]:
-                    channel = f"{prefix}{user_id}".encode()
+                for audience, payload in messages[start : start + CHUNK]:
+                    if audience is None:
+                        channel = every_node
+                        to_everyone += 1
+                    else:
+                        channel = f"{prefix}{audience}".encode()
                     pipe.publish(channel, seal(channel, payload))
                 async with asyncio.timeout(self._timeout):
                     await pipe.execute()
+        _PUBLISHED_TO_EVERY_NODE.inc(to_everyone)
+        _PUBLISHED_TO_USER.inc(len(messages) - to_everyone)
 
     async def _run(self) -> None:
         """Keep a link up for as long as the broker runs, reconnecting with backoff."""
@@ -277,8 +292,8 @@ class RedisBroker(Broker):
         commands: list[tuple[str | bytes, ...]]
         commands = [("SUBSCRIBE", *chunk) for chunk in _chunks(add)]
         commands += [("UNSUBSCRIBE", *chunk) for chunk in _chunks(remove)]
-        if link.fresh:  # last: a heartbeat back means every user before it is subscribed
-            commands.append(("SUBSCRIBE", self._node_channel))
+        if link.fresh:  # last: a heartbeat back means every channel before it is subscribed
+            commands.append(("SUBSCRIBE", self._every_node_channel, self._node_channel))
             link.fresh = False
         return commands
 
@@ -315,7 +330,8 @@ class RedisBroker(Broker):
         if isinstance(reply, list) and reply[0] == b"message":
             channel = reply[1]
             user_id = self._users.get(channel)
-            if user_id is None and channel != self._node_channel:
+            to_everyone = channel == self._every_node_channel
+            if user_id is None and not to_everyone and channel != self._node_channel:
                 return
             try:
                 payload = self._seal.open(channel, reply[2])
@@ -323,7 +339,8 @@ class RedisBroker(Broker):
                 metrics.broker_rejected.inc()
                 log.debug("Dropped a payload on %s: %s", channel.decode(errors="replace"), error)
                 return
-            if user_id is not None:
+            if user_id is not None or to_everyone:
+                (_RECEIVED_BY_EVERY_NODE if to_everyone else _RECEIVED_BY_USER).inc()
                 self._deliver(user_id, payload)
             else:
                 self._beat(link)
