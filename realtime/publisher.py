@@ -24,7 +24,7 @@ from realtime.protocol import time_frames
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 5_000  # events rendered in one go; a larger backlog takes several rounds
+MAX_BATCH = 5_000  # events rendered in one go, unless one commit has more: never split
 CLOSE_TIMEOUT = 5.0  # at shutdown, how long the last batches may take
 ATTEMPTS = 3  # a batch whose render or publish fails is tried again, after 0.1 s, then 0.2 s
 RETRY_DELAY = 0.1
@@ -39,8 +39,9 @@ class Publisher:
     def __init__(self, render: Renderer, broker: Broker) -> None:
         self._render = render
         self._broker = broker
-        # Each pending event with the wall-clock time it committed (for the latency metric).
-        self._pending: list[tuple[Event, float]] = []
+        # Each pending commit's events with the wall-clock time it committed (for the latency
+        # metric).
+        self._pending: list[tuple[list[Event], float]] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -50,9 +51,9 @@ class Publisher:
 
     async def publish(self, events: list[Event]) -> None:
         """Take the events of a commit; they are published soon, after those taken before."""
-        committed_at = time.time()
-        self._pending += [(event, committed_at) for event in events]
-        self._ready.set()
+        if events:
+            self._pending.append((events, time.time()))
+            self._ready.set()
 
     async def close(self) -> None:
         """Publish what is pending (bounded), then stop."""
@@ -63,7 +64,8 @@ class Publisher:
         self._ready.set()
         done, _ = await asyncio.wait([task], timeout=CLOSE_TIMEOUT)
         if not done:
-            log.warning("%d events were not published before shutdown", len(self._pending))
+            log.warning("%d events were not published before shutdown",
+                        sum(len(events) for events, _ in self._pending))
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -73,14 +75,25 @@ class Publisher:
             await self._ready.wait()
             self._ready.clear()
             while self._pending:
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._publish_batch(batch)
+                await self._publish_batch(self._take_batch())
             if self._closing:
                 return
 
-    async def _publish_batch(self, pending: list[tuple[Event, float]]) -> None:
-        batch = [event for event, _ in pending]
-        times = {(event.user_id, event.seq): at for event, at in pending}
+    def _take_batch(self) -> list[tuple[list[Event], float]]:
+        """The oldest pending commits, whole, up to MAX_BATCH events (at least one commit: a
+        send to many is rendered and published as one)."""
+        taken, size = 0, 0
+        while taken < len(self._pending) and (
+            taken == 0 or size + len(self._pending[taken][0]) <= MAX_BATCH
+        ):
+            size += len(self._pending[taken][0])
+            taken += 1
+        batch, self._pending = self._pending[:taken], self._pending[taken:]
+        return batch
+
+    async def _publish_batch(self, commits: list[tuple[list[Event], float]]) -> None:
+        batch = [event for events, _ in commits for event in events]
+        times = {(event.user_id, event.seq): at for events, at in commits for event in events}
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 payloads = await self._render(batch)

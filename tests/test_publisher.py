@@ -10,7 +10,7 @@ import pytest
 
 from realtime.broker.memory import MemoryBroker
 from realtime.models import Event, EventType
-from realtime.publisher import ATTEMPTS, Publisher
+from realtime.publisher import ATTEMPTS, MAX_BATCH, Publisher
 from tests.timing import eventually
 
 USER = uuid.uuid4()
@@ -31,13 +31,13 @@ class Recorder:
         self.failures = 0
         self.broker = MemoryBroker(deliver=self.deliver, recovered=self.recovered)
 
-    def deliver(self, user_id: UUID, payload: bytes) -> None:
+    def deliver(self, user_id: UUID | None, payload: bytes) -> None:
         self.delivered.append(payload)
 
     async def recovered(self) -> None:
         return None
 
-    async def render(self, events: list[Event]) -> list[tuple[UUID, bytes]]:
+    async def render(self, events: list[Event]) -> list[tuple[UUID | None, bytes]]:
         self.batches.append([event.seq for event in events])
         await self.release.wait()
         if self.failures:
@@ -107,3 +107,27 @@ async def test_closing_publishes_what_is_pending_first(recorder: Recorder) -> No
         await publisher.publish(commit(seq))
     await publisher.close()
     assert recorder.delivered == [b"%d" % seq for seq in range(1, 101)]
+
+
+async def test_a_commit_is_never_split_across_batches_and_batches_stay_bounded(
+    recorder: Recorder,
+) -> None:
+    """A commit larger than a batch (a send to a big group) is rendered and published whole, in
+    one batch of its own; smaller commits around it are gathered up to the batch's bound."""
+    big = [Event(USER, seq, EventType.MESSAGE_DELETED, {"message_id": str(uuid.uuid4())})
+           for seq in range(2, MAX_BATCH + 502)]
+    small = [commit(seq) for seq in range(MAX_BATCH + 502, 2 * MAX_BATCH + 503)]
+    recorder.release.clear()
+    publisher = Publisher(recorder.render, recorder.broker)
+    publisher.start()
+    await publisher.publish(commit(1))
+    await eventually(lambda: recorder.batches == [[1]], "the first batch to be out")
+    await publisher.publish(big)
+    for events in small:
+        await publisher.publish(events)
+    recorder.release.set()
+    await publisher.close()
+    sizes = [len(batch) for batch in recorder.batches]
+    assert sizes == [1, len(big), MAX_BATCH, 1]
+    assert recorder.batches[1] == [event.seq for event in big]
+    assert recorder.delivered == [b"%d" % seq for seq in range(1, 2 * MAX_BATCH + 503)]
