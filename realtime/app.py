@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
+from realtime.api.headers import security_headers
 from realtime.api.http import Services, error_response, log_error
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusals
@@ -63,31 +64,6 @@ def static_dir() -> Path:
 
 # The browser client: plain HTML, CSS and ES modules, served at / and /static/.
 STATIC_DIR = static_dir()
-CONTENT_SECURITY_POLICY = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    b"connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; "
-    b"form-action 'self'; frame-ancestors 'none'"
-)
-
-SECURITY_HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
-    (b"cache-control", b"no-store"),
-]
-# Sent only over https (directly, or as a trusted proxy reports it): browsers then refuse http.
-HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000")
-
-
-def security_headers(scheme: str) -> list[tuple[bytes, bytes]]:
-    """The headers every HTTP response carries, HSTS included when it was served over https."""
-    return [*SECURITY_HEADERS, HSTS_HEADER] if scheme == "https" else SECURITY_HEADERS
-
-
 # Methods named in the metrics; any other is counted as "other", so labels stay few.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -294,7 +270,7 @@ class ResponseHeaders:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await self.app(scope, receive, _with_headers_on_denial(send, scope["scheme"]))
+            await self.app(scope, receive, send)  # a refused handshake's headers: see ws.py
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -320,18 +296,6 @@ class ResponseHeaders:
             metrics.http_request_seconds.labels(path, method, f"{status // 100}xx").observe(
                 time.perf_counter() - started
             )
-
-
-def _with_headers_on_denial(send: Send, scheme: str) -> Send:
-    """A refused handshake is an HTTP response too: it carries the same security headers."""
-    headers = security_headers(scheme)
-
-    async def send_with_headers(message: Message) -> None:
-        if message["type"] == "websocket.http.response.start":
-            _add_missing_headers(message, headers)
-        await send(message)
-
-    return send_with_headers
 
 
 def _add_missing_headers(start: Message, headers: list[tuple[bytes, bytes]]) -> None:

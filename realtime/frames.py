@@ -41,8 +41,8 @@ class Frames:
                 recipients = to_many.get(message_id)
                 if recipients is not None:
                     if recipients:  # the first of its events: the payload goes here, once
-                        many = NewToMany.of(summaries[message_id], recipients,
-                                            _expiry_of(event, expiries))
+                        many = NewToMany(summaries[message_id], b"".join(recipients),
+                                         _expiry_of(event, expiries))
                         payloads.append((None, many.pack()))
                         recipients.clear()
                     continue
@@ -84,17 +84,17 @@ TO_EVERY_NODE_FROM = 8
 
 def _sent_to_many(
     events: list[Event], summaries: Mapping[UUID, bytes]
-) -> dict[UUID, list[Recipient]]:
+) -> dict[UUID, list[bytes]]:
     """The new messages of the batch with at least TO_EVERY_NODE_FROM recipients (each with
-    its count known), and their recipients in order."""
-    recipients: dict[UUID, list[Recipient]] = {}
+    its count known), and their recipients in order, packed for `NewToMany`."""
+    recipients: dict[UUID, list[bytes]] = {}
     for event in events:
         unread = event.payload.get("unread")
         if event.type is EventType.MESSAGE_NEW and unread is not None:
             message_id = protocol.message_of(event)
             if message_id in summaries:
                 recipients.setdefault(message_id, []).append(
-                    Recipient(event.user_id, event.seq, unread)
+                    protocol.pack_recipient(Recipient(event.user_id, event.seq, unread))
                 )
     return {message_id: found for message_id, found in recipients.items()
             if len(found) >= TO_EVERY_NODE_FROM}

@@ -1,9 +1,11 @@
 """This node's sockets by user, and the fan-out of published events to them.
 
-The fan-out never waits: each delivery is appended to a bounded per-socket queue, and a writer
-task per socket sends what is queued, in seq order, exactly once. The writer runs only while its
-queue holds something, so an idle socket costs no task. A socket whose queue overflows is closed
-with 1013; its client reconnects and resumes.
+The fan-out never waits. A frame that is next in order for a socket with nothing queued is
+written at once, in the fan-out's own step: the transport takes it without waiting, as it
+nearly always does, and no task is made. Otherwise (the transport pushing back, a gap to repair
+from the log, a resume under way) it is appended to a bounded per-socket queue, and a writer
+task sends what is queued, in seq order, exactly once, then ends: an idle socket costs no task.
+A socket whose queue overflows is closed with 1013; its client reconnects and resumes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from realtime import metrics, protocol
@@ -63,7 +66,7 @@ class Connection:
 
     user_id: UUID
     session_id: UUID
-    send: Callable[[str], Awaitable[None]]
+    send: Callable[[str], Coroutine[Any, Any, None]]  # run eagerly: see `run_eagerly`
     close: Callable[[int, str], Awaitable[None]]
     last_seq: int = 0
     queued: list[_Item] = field(default_factory=list)  # what the writer has still to send
@@ -85,6 +88,7 @@ class Hub:
         self._deadlines: dict[UUID, asyncio.TimerHandle] = {}  # one timer per session here
         self._max_sockets = max_sockets_per_user
         self._sockets: dict[UUID, list[Connection]] = {}
+        self._by_raw_id: dict[bytes, list[Connection]] = {}  # the same lists, by the id's bytes
         self._broker: Broker | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._tally = metrics.delivery_tally()
@@ -98,7 +102,9 @@ class Hub:
 
     async def register(self, conn: Connection) -> None:
         """Add a socket; its user's events reach this node from when this returns."""
-        sockets = self._sockets.setdefault(conn.user_id, [])
+        sockets = self._sockets.get(conn.user_id)
+        if sockets is None:
+            sockets = self._sockets[conn.user_id] = self._by_raw_id[conn.user_id.bytes] = []
         sockets.append(conn)
         metrics.open_websockets.inc()
         if len(sockets) == 1 and self._broker is not None:
@@ -166,7 +172,7 @@ class Hub:
             if timer is not None:
                 timer.cancel()
         if not sockets:
-            del self._sockets[conn.user_id]
+            del self._sockets[conn.user_id], self._by_raw_id[conn.user_id.bytes]
             if self._broker is not None:
                 self._spawn(self._broker.unsubscribe(conn.user_id))
 
@@ -197,9 +203,9 @@ class Hub:
         many = protocol.unpack(payload)
         if not isinstance(many, NewToMany):
             return
-        held, summary = self._sockets, None
+        held, summary = self._by_raw_id, None
         for raw_id, seq, unread in many.addressed():
-            sockets = held.get(UUID(bytes=raw_id))
+            sockets = held.get(raw_id)
             if not sockets:
                 continue
             if summary is None:
@@ -244,12 +250,42 @@ class Hub:
     def _offer(self, conn: Connection, item: _Item) -> None:
         if conn.closing:
             return
+        if conn.writer is None and conn.started and not conn.queued and self._write_now(conn, item):
+            return
         if len(conn.queued) >= QUEUE_SIZE:
             self._close_soon(conn, CloseCode.TRY_AGAIN_LATER, "the client reads too slowly")
             self._forget(conn)
             return
         conn.queued.append(item)
         self._wake(conn)
+
+    def _write_now(self, conn: Connection, item: _Item) -> bool:
+        """Write a frame that is next in order without a task, or drop one the socket has had;
+        False when the writer must take it (a resume, or a gap to repair from the log first).
+        A write the transport does not take at once goes on in a writer that the socket's
+        later frames queue behind."""
+        if isinstance(item, _Resume):
+            return False
+        seq, frame, committed_at, expires_at = item
+        if seq > conn.last_seq + 1:
+            return False
+        if (seq and seq <= conn.last_seq) or _expired(expires_at):
+            conn.last_seq = max(conn.last_seq, seq)
+            return True
+        try:
+            rest = run_eagerly(conn.send(frame))
+        except Exception as exc:
+            log.debug("a socket's write failed: %r", exc)
+            self._close_soon(conn, CloseCode.TRY_AGAIN_LATER, "try again")
+            self._forget(conn)
+            return True
+        conn.last_seq = max(conn.last_seq, seq)
+        if rest is None:
+            if seq:
+                self._tally.written(committed_at)
+            return True
+        conn.writer = asyncio.create_task(self._write(conn, rest, committed_at if seq else None))
+        return True
 
     def _wake(self, conn: Connection) -> None:
         if conn.writer is None and conn.started and conn.queued and not conn.closing:
@@ -273,10 +309,18 @@ class Hub:
         if not task.cancelled() and task.exception() is not None:
             log.debug("a socket task failed: %s", task.exception())
 
-    async def _write(self, conn: Connection) -> None:
-        """Send the socket's queue in order, then end: each seq once, gaps repaired from the log.
-        A write that fails closes the socket with 1013: its client reconnects and resumes."""
+    async def _write(
+        self, conn: Connection, unfinished: Awaitable[None] | None = None,
+        committed_at: float | None = None,
+    ) -> None:
+        """Finish a write begun at once (`unfinished`, of a frame committed at `committed_at`),
+        then send the socket's queue in order, and end: each seq once, gaps repaired from the
+        log. A write that fails closes the socket with 1013: its client reconnects and resumes."""
         try:
+            if unfinished is not None:
+                await unfinished
+                if committed_at is not None:
+                    self._tally.written(committed_at)
             while conn.queued:
                 await self._send_item(conn, conn.queued.pop(0))
         except Exception as exc:
@@ -337,3 +381,46 @@ class Hub:
 def _expired(expires_at: float) -> bool:
     """Whether a frame's message has expired (0: it never does)."""
     return 0 < expires_at <= time.time()
+
+
+def run_eagerly(write: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
+    """Run a coroutine at once, up to its first wait: None when it finished there, else an
+    awaitable that finishes it (whoever awaits it waits on what the coroutine waits on).
+
+    A websocket write hands its bytes to the transport without waiting unless the transport
+    pushes back; run this way, the common write costs no task and no trip through the loop.
+    Its first step runs in the caller's task and the rest in the awaiting one, so it must not
+    tie itself to the current task (no `asyncio.timeout` around a wait).
+    """
+    try:
+        waiting_on = write.send(None)
+    except StopIteration:
+        return None
+    return _Unfinished(write, waiting_on)
+
+
+class _Unfinished:
+    """A coroutine run eagerly up to a wait: awaiting this waits on the same thing, then goes on
+    with the coroutine, passing in what the awaiting task is sent or thrown (a cancellation)."""
+
+    __slots__ = ("_coroutine", "_waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_on = waiting_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, waiting_on = self._coroutine, self._waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except BaseException as thrown:
+                try:
+                    waiting_on = coroutine.throw(thrown)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting_on = coroutine.send(sent)
+                except StopIteration:
+                    return

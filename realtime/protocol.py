@@ -4,6 +4,7 @@ that carry frames between nodes. Pure: no I/O."""
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -263,8 +264,14 @@ def event_frame(event: Event, summaries: Mapping[UUID, bytes]) -> EventFrame | N
 
 
 def message_of(event: Event) -> UUID:
-    """The message an event is about."""
-    return UUID(str(event.payload["message_id"]))
+    """The message an event is about (the events of one send share its id's text: it is read
+    once for all of them)."""
+    return _message_id(event.payload["message_id"])
+
+
+@functools.lru_cache(maxsize=1024)
+def _message_id(text: str) -> UUID:
+    return UUID(str(text))
 
 
 # Client frames.
@@ -356,6 +363,11 @@ class Recipient:
     unread: int
 
 
+def pack_recipient(recipient: Recipient) -> bytes:
+    """One recipient's record in `NewToMany.records`."""
+    return _RECIPIENT.pack(recipient.user_id.bytes, recipient.seq, recipient.unread)
+
+
 @dataclass(frozen=True, slots=True)
 class NewToMany:
     """A new message for many users, published once to every node: its summary once, and each
@@ -375,7 +387,7 @@ class NewToMany:
         cls, message: bytes, recipients: Sequence[Recipient], expires_at: float = 0.0,
         committed_at: float = 0.0,
     ) -> NewToMany:
-        records = b"".join(_RECIPIENT.pack(a.user_id.bytes, a.seq, a.unread) for a in recipients)
+        records = b"".join(pack_recipient(recipient) for recipient in recipients)
         return cls(message, records, expires_at, committed_at)
 
     def addressed(self) -> Iterator[tuple[bytes, int, int]]:

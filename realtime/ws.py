@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import protocol
+from realtime.api.headers import security_headers
 from realtime.api.http import (
     SESSION_COOKIE,
     Services,
@@ -51,7 +52,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         check_origin(websocket, services.settings, required=_by_cookie(websocket))
     except Forbidden as exc:  # before accept: the handshake gets the contract's 403
-        await websocket.send_denial_response(error_response(exc))
+        await _deny(websocket, exc)
         return
     auth = await _authenticated(websocket, services)
     if auth is None:
@@ -63,7 +64,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         )
     except RateLimited as exc:  # the contract's 429 and `Retry-After`, slowly to a retry loop
         await services.refusals.hold(auth.user.id)
-        await websocket.send_denial_response(error_response(exc))
+        await _deny(websocket, exc)
         return
     except DATABASE_FAULTS as exc:  # the budget could not be read: 1013, come back
         await websocket.accept()
@@ -113,6 +114,15 @@ async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live)
     seq, hello = await live.frames.hello(user)
     conn.last_seq = seq  # hello holds the events and count up to seq
     await websocket.send_text(hello.decode())
+
+
+async def _deny(websocket: WebSocket, error: RealtimeError) -> None:
+    """Refuse the handshake with the contract's error as an HTTP answer, with the headers every
+    HTTP answer carries (set here, so that the sockets let in pay no wrapper on their writes)."""
+    response = error_response(error)
+    for name, value in security_headers(websocket.scope["scheme"]):
+        response.headers.setdefault(name.decode(), value.decode())
+    await websocket.send_denial_response(response)
 
 
 def _by_cookie(websocket: WebSocket) -> bool:
