@@ -240,11 +240,13 @@ class Messaging:
             return await self._unread(conn, user)
 
     async def snapshot(self, user: User) -> tuple[int, int, list[Message]]:
-        """The user's latest event seq with the unread state as of exactly that seq."""
-        async with self._db.snapshot() as conn:
-            seq = await event_store.latest_seq(conn, user.id)
-            count, high_priority = await self._unread(conn, user)
-            return seq, count, high_priority
+        """The user's latest event seq with the unread state as of exactly that seq: one
+        statement, and more only to open unread high-priority messages."""
+        async with self._db.connection() as conn:
+            seq, count, sealed = await message_store.unread_state(
+                conn, user.id, HIGH_PRIORITY_LIMIT
+            )
+            return seq, count, await self._open_all(conn, sealed) if sealed else []
 
     async def _unread(self, conn: Connection, user: User) -> tuple[int, list[Message]]:
         count = await event_store.unread_count(conn, user.id)

@@ -118,10 +118,12 @@ async def append_each(
     ]
 
 
-async def latest_seq(conn: asyncpg.Connection, user_id: UUID) -> int:
-    """The last seq given to the user: what `hello` reports."""
-    value = await conn.fetchval("select last_seq from event_counters where user_id = $1", user_id)
-    return int(value or 0)
+# The unread count of the counter row `c`, less its user's unread messages that have expired and
+# that the expirer has not deleted yet (it takes them off with an event).
+UNREAD_NOW = """greatest(c.unread - (
+                    select count(*) from message_recipients r
+                    where r.user_id = c.user_id and r.read_at is null and r.deleted_at is null
+                      and r.expires_at <= statement_timestamp()), 0)"""
 
 
 async def unread_count(conn: asyncpg.Connection, user_id: UUID) -> int:
@@ -129,11 +131,7 @@ async def unread_count(conn: asyncpg.Connection, user_id: UUID) -> int:
     expiry has passed and that the expirer has not deleted yet (it takes them off with an
     event): what `hello` and `GET /api/unread` report."""
     value = await conn.fetchval(
-        """select greatest(c.unread - (
-                      select count(*) from message_recipients r
-                      where r.user_id = $1 and r.read_at is null and r.deleted_at is null
-                        and r.expires_at <= statement_timestamp()), 0)
-           from event_counters c where c.user_id = $1""",
+        f"select {UNREAD_NOW} from event_counters c where c.user_id = $1",
         user_id,
     )
     return int(value or 0)

@@ -22,7 +22,7 @@ from realtime.models import (
     SealedKey,
     SealedMessage,
 )
-from realtime.store.events import appending
+from realtime.store.events import UNREAD_NOW, appending
 
 _LIVE = "(m.expires_at is null or m.expires_at > statement_timestamp())"
 _LIVE_FOR_RECIPIENT = "(r.expires_at is null or r.expires_at > statement_timestamp())"
@@ -215,6 +215,30 @@ async def list_unread_high_priority(
         user_id, limit,
     )
     return [_sealed(row) for row in rows]
+
+
+async def unread_state(
+    conn: asyncpg.Connection, user_id: UUID, limit: int
+) -> tuple[int, int, list[SealedMessage]]:
+    """What `hello` reports, in one statement (one snapshot, no transaction): the user's last
+    seq, their unread count less the unread messages expired and not deleted yet, and their
+    unread high-priority messages, newest first (at most `limit`)."""
+    rows = await conn.fetch(
+        f"""select c.last_seq as state_last_seq, {UNREAD_NOW} as state_unread, shown.*
+            from event_counters c
+            left join lateral (
+                {_FROM_INBOX}
+                where r.user_id = $1 and r.read_at is null and r.deleted_at is null
+                  and r.high_priority and {_LIVE_FOR_RECIPIENT}
+                order by r.sent_at desc, r.message_id desc limit $2) shown on true
+            where c.user_id = $1""",
+        user_id, limit,
+    )
+    if not rows:
+        return 0, 0, []
+    first = rows[0]
+    shown = [_sealed(row) for row in rows if row["id"] is not None]
+    return int(first["state_last_seq"]), int(first["state_unread"]), shown
 
 
 async def addressees_of(
