@@ -154,8 +154,8 @@ class Accounts:
             )
         if found is None:
             raise Unauthenticated("the session has ended, log in again")
-        session_id, user = found
-        return AuthContext(user, session_id)
+        session_id, user, deadline = found
+        return AuthContext(user, session_id, deadline)
 
     async def logout(self, auth: AuthContext) -> None:
         """End this session: its token stops working and its sockets close."""

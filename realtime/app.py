@@ -217,7 +217,7 @@ async def start_live_delivery(
     stack.push_async_callback(publisher.close)  # first at shutdown: what was committed goes out
 
     async def end_sessions(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
-        await broker.publish([(user_id, EndSessions(tuple(session_ids or ())).pack())])
+        await broker.publish([(None, EndSessions(user_id, tuple(session_ids or ())).pack())])
 
     messaging.publish_to(publisher.publish)
     accounts.on_sessions_ended(end_sessions)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ SessionCheck = Callable[[UUID], Awaitable[bool]]
 # When a session ends at the latest (seconds since the epoch), or None when it has ended.
 SessionDeadline = Callable[[UUID], Awaitable[float | None]]
 DEADLINE_MARGIN = 0.05  # past the deadline, so that the database sees it passed
+# How long (seconds) a node remembers the sessions it heard had ended: a socket authenticated
+# within that time and registered after the end is closed without asking the database.
+ENDS_REMEMBERED = 60.0
 SESSION_RECHECK = 5.0  # seconds until a session whose deadline could not be read is looked at
 
 
@@ -68,6 +72,8 @@ class Connection:
     session_id: UUID
     send: Callable[[str], Coroutine[Any, Any, None]]  # run eagerly: see `run_eagerly`
     close: Callable[[int, str], Awaitable[None]]
+    # When (time.monotonic()) its authentication began: a session end heard later closes it.
+    authenticated_at: float = field(default_factory=time.monotonic)
     last_seq: int = 0
     queued: list[_Item] = field(default_factory=list)  # what the writer has still to send
     started: bool = False  # hello has gone: the writer may send
@@ -86,6 +92,8 @@ class Hub:
         self._session_alive = session_alive
         self._session_deadline = session_deadline
         self._deadlines: dict[UUID, asyncio.TimerHandle] = {}  # one timer per session here
+        # The session ends heard lately: when, whose, which sessions (none: all of them).
+        self._recent_ends: deque[tuple[float, UUID, frozenset[UUID]]] = deque()
         self._max_sockets = max_sockets_per_user
         self._sockets: dict[UUID, list[Connection]] = {}
         self._by_raw_id: dict[bytes, list[Connection]] = {}  # the same lists, by the id's bytes
@@ -113,11 +121,48 @@ class Hub:
             self._close_soon(sockets[0], CloseCode.POLICY, "too many open sockets for this user")
             self._forget(sockets[0])
 
-    def watch_session(self, conn: Connection) -> None:
-        """Check the socket's session now and again at its deadline: its sockets close 4401
-        once it has ended, been idle too long or outlived its lifetime."""
-        if self._session_deadline is not None:
+    def watch_session(self, conn: Connection, deadline: float) -> None:
+        """Close the socket 4401 if its session ended since it was authenticated (as this node
+        heard, or, authenticated too long ago to tell, as the database says), and check the
+        session again at its deadline (seconds since the epoch, as authenticating read it):
+        its sockets close once it has ended, been idle too long or outlived its lifetime."""
+        ended = self._ended_since_authenticated(conn)
+        if ended:
+            self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
+            self._forget(conn)
+        elif ended is None:
             self._spawn(self._check_session(conn.user_id, conn.session_id))
+        elif conn.session_id not in self._deadlines:
+            self._check_at(conn.user_id, conn.session_id, deadline)
+
+    def _ended_since_authenticated(self, conn: Connection) -> bool | None:
+        """Whether an end of the socket's session reached this node after the socket was
+        authenticated; None when that was longer ago than the ends are remembered."""
+        now = time.monotonic()
+        self._forget_old_ends(now)
+        if now - conn.authenticated_at >= ENDS_REMEMBERED:
+            return None
+        return any(
+            at >= conn.authenticated_at and user_id == conn.user_id
+            and (not session_ids or conn.session_id in session_ids)
+            for at, user_id, session_ids in self._recent_ends
+        )
+
+    def _forget_old_ends(self, now: float) -> None:
+        while self._recent_ends and now - self._recent_ends[0][0] >= ENDS_REMEMBERED:
+            self._recent_ends.popleft()
+
+    def _end_sessions(self, ended: EndSessions) -> None:
+        """Close the ended sessions' sockets here, and remember the end a while: a socket
+        authenticated before it and registered after it is closed too."""
+        now = time.monotonic()
+        self._forget_old_ends(now)
+        session_ids = frozenset(ended.session_ids)
+        self._recent_ends.append((now, ended.user_id, session_ids))
+        for conn in list(self._sockets.get(ended.user_id, ())):
+            if not session_ids or conn.session_id in session_ids:
+                self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
+                self._forget(conn)
 
     async def _check_session(self, user_id: UUID, session_id: UUID) -> None:
         assert self._session_deadline is not None
@@ -137,8 +182,11 @@ class Hub:
                 self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
                 self._forget(conn)
             return
-        if not sockets or session_id in self._deadlines:
-            return
+        if sockets and session_id not in self._deadlines:
+            self._check_at(user_id, session_id, deadline)
+
+    def _check_at(self, user_id: UUID, session_id: UUID, deadline: float) -> None:
+        """Look at the session again just after `deadline` (seconds since the epoch)."""
         loop = asyncio.get_running_loop()
         at = loop.time() + max(0.0, deadline - time.time()) + DEADLINE_MARGIN
         self._deadlines[session_id] = loop.call_at(
@@ -180,7 +228,7 @@ class Hub:
         """Hand a published payload to its user's sockets here, or (a payload for every node)
         to the sockets here of each user it names; never waits."""
         if audience is None:
-            self._deliver_to_many(payload)
+            self._deliver_to_every_node(payload)
             return
         sockets = self._sockets.get(audience)
         if not sockets:
@@ -190,19 +238,17 @@ class Hub:
             item = (message.seq, message.frame.decode(), message.committed_at, message.expires_at)
             for conn in list(sockets):
                 self._offer(conn, item)
-        elif isinstance(message, EndSessions):
-            ended = set(message.session_ids)
-            for conn in list(sockets):
-                if not ended or conn.session_id in ended:
-                    self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
-                    self._forget(conn)
 
-    def _deliver_to_many(self, payload: bytes) -> None:
+    def _deliver_to_every_node(self, payload: bytes) -> None:
+        message = protocol.unpack(payload)
+        if isinstance(message, NewToMany):
+            self._deliver_to_many(message)
+        elif isinstance(message, EndSessions):
+            self._end_sessions(message)
+
+    def _deliver_to_many(self, many: NewToMany) -> None:
         """A new message for many users: the summary decoded once, each user's frame made from
         it and their seq and count, for the users held here; the others are skipped."""
-        many = protocol.unpack(payload)
-        if not isinstance(many, NewToMany):
-            return
         held, summary = self._by_raw_id, None
         for raw_id, seq, unread in many.addressed():
             sockets = held.get(raw_id)

@@ -53,10 +53,12 @@ class Credentials:
 
 @dataclass(frozen=True)
 class AuthContext:
-    """Who a request speaks for, and through which session."""
+    """Who a request speaks for, through which session, and when that session ends at the
+    latest unless seen again (seconds since the epoch)."""
 
     user: User
     session_id: UUID
+    deadline: float
 
 
 @dataclass(frozen=True)

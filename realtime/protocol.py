@@ -346,12 +346,16 @@ class Published:
 
 @dataclass(frozen=True, slots=True)
 class EndSessions:
-    """Close the user's sockets of the given sessions; of all of them when none is given."""
+    """Close the user's sockets of the given sessions; of all of them when none is given.
+    Published to every node: each remembers it a while, for a socket let in just before."""
 
+    user_id: UUID
     session_ids: tuple[UUID, ...] = ()
 
     def pack(self) -> bytes:
-        return _END_SESSIONS + b"".join(session_id.bytes for session_id in self.session_ids)
+        return _END_SESSIONS + self.user_id.bytes + b"".join(
+            session_id.bytes for session_id in self.session_ids
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,7 +428,12 @@ def unpack(payload: bytes) -> Published | NewToMany | EndSessions | None:
         seq, expires_at = _HEAD.unpack_from(payload, start)
         return Published(seq, payload[start + _HEAD.size:], expires_at, committed_at)
     if kind == _END_SESSIONS:
-        return EndSessions(tuple(UUID(bytes=payload[i:i + 16]) for i in range(1, len(payload), 16)))
+        if len(payload) < 17 or (len(payload) - 1) % 16:
+            return None
+        return EndSessions(
+            UUID(bytes=payload[1:17]),
+            tuple(UUID(bytes=payload[i:i + 16]) for i in range(17, len(payload), 16)),
+        )
     return None
 
 

@@ -54,6 +54,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except Forbidden as exc:  # before accept: the handshake gets the contract's 403
         await _deny(websocket, exc)
         return
+    authenticated_at = time.monotonic()  # before: a session end heard since closes it
     auth = await _authenticated(websocket, services)
     if auth is None:
         return
@@ -76,9 +77,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         session_id=auth.session_id,
         send=websocket.send_text,
         close=lambda code, reason: websocket.close(code=code, reason=reason),
+        authenticated_at=authenticated_at,
     )
     await live.hub.register(conn)  # subscribed before the snapshot: nothing falls between
-    live.hub.watch_session(conn)  # a logout since authenticate closes it too
+    live.hub.watch_session(conn, auth.deadline)  # a logout since authenticating closes it
     try:
         await _greet(websocket, conn, auth.user, live)
         del auth  # an open socket keeps only its connection

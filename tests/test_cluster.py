@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from realtime.broker.redis import (
 from realtime.config import Settings
 from realtime.frames import TO_EVERY_NODE_FROM
 from realtime.metrics import REGISTRY
-from realtime.protocol import EndSessions, Published
+from realtime.protocol import EndSessions, NewToMany, Published, Recipient
 from tests.conftest import LoggedInUser, MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
 from tests.loadtest_support import load_test, make_admin
@@ -343,10 +344,13 @@ async def test_a_frame_forged_into_redis_is_not_delivered_and_is_counted(
     async with await open_socket(node, bob) as ws:
         assert (await next_frame(ws))["type"] == "hello"
         async with Redis.from_url(redis_url) as client:
+            every_node = f"{node.app.state.settings.redis_prefix}:nodes"
             await client.publish(channel, Published(1, forged_frame).pack())
-            await client.publish(channel, EndSessions().pack())
+            await client.publish(every_node, EndSessions(UUID(bob.id)).pack())
+            await client.publish(every_node, NewToMany.of(forged_frame, [
+                Recipient(UUID(bob.id), 1, 1)]).pack())  # the frame as a summary: it is sealed
         message_id = await send(alice, bob, subject="genuine")
         frames = await frames_until(ws, "message.new")
         assert [f["message"]["id"] for f in of_type(frames, "message.new")] == [message_id]
     after = REGISTRY.get_sample_value("realtime_broker_rejected_payloads_total") or 0.0
-    assert after - before == 2
+    assert after - before == 3

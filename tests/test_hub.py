@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from realtime.api.http import Services
 from realtime.events import EventLog
-from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed
+from realtime.hub import ENDS_REMEMBERED, QUEUE_SIZE, Connection, Hub, Replayed
 from realtime.models import EventType
-from realtime.protocol import MessageNew, NewToMany, Published, Recipient, decode
+from realtime.protocol import (
+    EndSessions,
+    MessageNew,
+    NewToMany,
+    Published,
+    Recipient,
+    decode,
+)
 from realtime.store import events as event_store
 from tests.conftest import MakeUser
+from tests.timing import eventually
 
 
 async def _nothing_to_replay(user_id: uuid.UUID, after_seq: int) -> Replayed:
@@ -174,4 +183,49 @@ async def test_a_send_to_many_reaches_the_tabs_held_here_each_with_its_own_frame
         for tab in received[user]:
             assert [decode(text) for text in tab] == [frame]
     assert received[bystander] == [[]]
+    await hub.close_all()
+
+
+async def test_a_session_ended_between_authenticating_and_registering_closes_its_socket() -> None:
+    """A socket whose session ended after its authentication began, but before it was
+    registered, is closed 4401 at once without asking the database; a socket of another
+    session, or authenticated after the end, stays open; one authenticated longer ago than the
+    ends are remembered is checked in the database."""
+    asked: list[uuid.UUID] = []
+
+    async def deadline_of(session_id: uuid.UUID) -> float | None:
+        asked.append(session_id)
+        return None  # ended, as far as the database knows
+
+    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20,
+              session_deadline=deadline_of)
+    user = uuid.uuid4()
+    ended, other, fresh, stale = (uuid.uuid4() for _ in range(4))
+    closes: dict[str, list[int]] = {"ended": [], "other": [], "fresh": [], "stale": []}
+
+    def socket(name: str, session_id: uuid.UUID, authenticated_at: float) -> Connection:
+        async def send(frame: str) -> None:
+            return None
+
+        async def close(code: int, reason: str) -> None:
+            closes[name].append(code)
+
+        return Connection(user, session_id, send=send, close=close,
+                          authenticated_at=authenticated_at)
+
+    began = time.monotonic()
+    early = [socket("ended", ended, began), socket("other", other, began),
+             socket("stale", stale, began - ENDS_REMEMBERED - 1)]
+    hub.deliver(None, EndSessions(user, (ended,)).pack())  # heard before they registered
+    await asyncio.sleep(0.01)
+    late = socket("fresh", fresh, time.monotonic())  # logged in again after the end
+    far = time.time() + 3600
+    for conn in [*early, late]:
+        await hub.register(conn)
+        hub.watch_session(conn, far)
+    await eventually(lambda: closes["ended"] == [4401] and closes["stale"] == [4401], "closed")
+    assert asked == [stale]  # only for the socket authenticated too long ago to tell
+    await asyncio.sleep(0.05)
+    assert closes["other"] == closes["fresh"] == []
+    assert hub.connections == 2
     await hub.close_all()

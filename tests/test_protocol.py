@@ -196,12 +196,15 @@ def test_published_frames_pack_and_unpack(published: Published) -> None:
     assert protocol.unpack(published.pack()) == published
 
 
-@pytest.mark.parametrize(
-    "ended", [EndSessions(), EndSessions((uuid.UUID(int=7), uuid.UUID(int=8)))], ids=["all", "two"]
-)
+@pytest.mark.parametrize("ended", [
+    EndSessions(uuid.UUID(int=3)),
+    EndSessions(uuid.UUID(int=3), (uuid.UUID(int=7), uuid.UUID(int=8))),
+], ids=["all", "two"])
 def test_end_sessions_pack_and_unpack(ended: EndSessions) -> None:
-    """An order to end sessions unpacks to the same sessions; none given means all of them."""
+    """An order to end a user's sessions unpacks to the same user and sessions; none given
+    means all of them; one cut short is dropped."""
     assert protocol.unpack(ended.pack()) == ended
+    assert protocol.unpack(ended.pack()[:-1]) is None
 
 
 @pytest.mark.parametrize("count", [0, 1, 3, 1000])
@@ -247,13 +250,13 @@ def test_an_unknown_payload_kind_unpacks_to_nothing() -> None:
 def test_frames_are_timed_by_user_and_seq_and_others_left_alone() -> None:
     """Frame payloads get the commit time of their event; other payloads stay as they were."""
     user, other = uuid.uuid4(), uuid.uuid4()
-    end = EndSessions().pack()
+    end = EndSessions(user).pack()
     payloads = [
         (user, Published(1, b"a", 9.0).pack()), (other, Published(1, b"b").pack()), (user, end),
     ]
     assert protocol.time_frames(payloads, {(user, 1): 5.5}) == 2
     assert [protocol.unpack(payload) for _, payload in payloads] == [
-        Published(1, b"a", 9.0, committed_at=5.5), Published(1, b"b"), EndSessions(),
+        Published(1, b"a", 9.0, committed_at=5.5), Published(1, b"b"), EndSessions(user),
     ]
 
 

@@ -43,26 +43,34 @@ async def insert_session(
 
 async def find_live_session(
     conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta
-) -> tuple[UUID, User] | None:
-    """Return the session id and enabled user of a session neither expired nor idle too long.
+) -> tuple[UUID, User, float] | None:
+    """Return the session id and enabled user of a session neither expired nor idle too long,
+    and when it ends at the latest unless seen again (seconds since the epoch).
 
     Seeing the session counts as activity: `last_seen_at` moves on, written at most once a minute
     (or once a quarter of the idle timeout, when that is shorter).
     """
     row = await conn.fetchrow(
         f"""with live as (
-                select s.id as session_id, s.user_id, s.last_seen_at from sessions s
+                select s.id as session_id, s.user_id, s.last_seen_at, s.expires_at
+                from sessions s
                 where s.token_hash = $1 and s.expires_at > now()
                   and s.last_seen_at > now() - $2::interval),
             touched as (
                 update sessions set last_seen_at = now()
                 from live where sessions.id = live.session_id
-                  and live.last_seen_at < now() - least($3::interval, $2::interval / 4))
-            select live.session_id, {USER_COLUMNS} from live
-            join users on users.id = live.user_id where not users.disabled""",
+                  and live.last_seen_at < now() - least($3::interval, $2::interval / 4)
+                returning sessions.last_seen_at)
+            select live.session_id, {USER_COLUMNS},
+                   extract(epoch from least(live.expires_at, coalesce(
+                       (select last_seen_at from touched), live.last_seen_at) + $2::interval
+                   )) as deadline
+            from live join users on users.id = live.user_id where not users.disabled""",
         token_hash, idle_timeout, TOUCH_INTERVAL,
     )
-    return None if row is None else (row["session_id"], user_from_row(row))
+    if row is None:
+        return None
+    return row["session_id"], user_from_row(row), float(row["deadline"])
 
 
 async def session_exists(conn: asyncpg.Connection, session_id: UUID) -> bool:
