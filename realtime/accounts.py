@@ -92,6 +92,9 @@ async def _hashing(work: Callable[..., T], *args: Any) -> T:
         raise Unavailable(1, "too many logins at once, try again") from None
 
 
+# The budget of a user's websocket handshakes: its bucket's key is this and the user's id.
+HANDSHAKE_BUDGET = "handshake:"
+
 SessionsEnded = Callable[[UUID, Sequence[UUID] | None], Awaitable[None]]
 
 
@@ -156,6 +159,22 @@ class Accounts:
             raise Unauthenticated("the session has ended, log in again")
         session_id, user, deadline = found
         return AuthContext(user, session_id, deadline)
+
+    async def authenticate_socket(
+        self, token: str, *, handshakes_per_minute: int
+    ) -> tuple[AuthContext, float]:
+        """As `authenticate`, spending in the same statement one of the user's websocket
+        handshakes a minute (a budget shared by every node): with the seconds to wait when
+        none is left, the handshake to be refused then."""
+        async with self._db.connection() as conn:
+            found = await session_store.find_live_session_spending(
+                conn, crypto.token_digest(token), self._settings.session_idle_timeout,
+                budget_prefix=HANDSHAKE_BUDGET, per_minute=handshakes_per_minute,
+            )
+        if found is None:
+            raise Unauthenticated("the session has ended, log in again")
+        session_id, user, deadline, wait = found
+        return AuthContext(user, session_id, deadline), wait
 
     async def logout(self, auth: AuthContext) -> None:
         """End this session: its token stops working and its sockets close."""

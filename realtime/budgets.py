@@ -23,6 +23,9 @@ class Budgets:
                 conn, key, capacity=per_minute, per_second=per_minute / 60, units=units
             )
         if wait > 0:
-            raise RateLimited(
-                math.ceil(wait), f"too many {what}: at most {per_minute} a minute"
-            )
+            raise refusal(wait, per_minute=per_minute, what=what)
+
+
+def refusal(wait: float, *, per_minute: int, what: str) -> RateLimited:
+    """The answer to a spend the budget of `what` (`per_minute`) cannot cover for `wait` s."""
+    return RateLimited(math.ceil(wait), f"too many {what}: at most {per_minute} a minute")

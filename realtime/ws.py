@@ -19,8 +19,9 @@ from realtime.api.http import (
     error_response,
 )
 from realtime.broker.base import Broker
+from realtime.budgets import refusal
 from realtime.db import DATABASE_FAULTS
-from realtime.errors import Forbidden, RateLimited, RealtimeError, Unauthenticated
+from realtime.errors import Forbidden, RealtimeError, Unauthenticated
 from realtime.frames import Frames
 from realtime.hub import Connection, Hub
 from realtime.models import AuthContext, User
@@ -34,6 +35,7 @@ MAX_FRAME_BYTES = 64 * 1024
 FLOOD_BURST = 50
 FLOOD_RATE = 20.0
 PONG = protocol.encode(protocol.Pong()).decode()
+HANDSHAKES = "websocket handshakes"  # the budget's name in its refusal
 
 
 @dataclass(frozen=True)
@@ -55,21 +57,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _deny(websocket, exc)
         return
     authenticated_at = time.monotonic()  # before: a session end heard since closes it
-    auth = await _authenticated(websocket, services)
-    if auth is None:
+    authenticated = await _authenticated(websocket, services)
+    if authenticated is None:
         return
-    try:
-        await services.budgets.spend(
-            f"handshake:{auth.user.id}",
-            per_minute=services.settings.handshakes_per_minute, what="websocket handshakes",
-        )
-    except RateLimited as exc:  # the contract's 429 and `Retry-After`, slowly to a retry loop
+    auth, wait = authenticated
+    if wait > 0:  # the contract's 429 and `Retry-After`, slowly to a retry loop
         await services.refusals.hold(auth.user.id)
-        await _deny(websocket, exc)
-        return
-    except DATABASE_FAULTS as exc:  # the budget could not be read: 1013, come back
-        await websocket.accept()
-        await websocket.close(code=close_code(as_error(exc)), reason="try again later")
+        per_minute = services.settings.handshakes_per_minute
+        await _deny(websocket, refusal(wait, per_minute=per_minute, what=HANDSHAKES))
         return
     await websocket.accept()
     conn = Connection(
@@ -94,13 +89,19 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await live.hub.unregister(conn)
 
 
-async def _authenticated(websocket: WebSocket, services: Services) -> AuthContext | None:
-    """The socket's user and session, or None once it is closed 4401 for want of a live one."""
+async def _authenticated(
+    websocket: WebSocket, services: Services
+) -> tuple[AuthContext, float] | None:
+    """The socket's user and session, with one of their handshakes a minute spent (or the
+    seconds to wait for one), in one statement; None once the socket is closed 4401 for want
+    of a live session, or 1013 when the database did not answer."""
     try:
         token, _ = credentials(websocket)
         if token is None:
             raise Unauthenticated("log in first")
-        return await services.accounts.authenticate(token)
+        return await services.accounts.authenticate_socket(
+            token, handshakes_per_minute=services.settings.handshakes_per_minute
+        )
     except Unauthenticated as exc:
         await websocket.accept()
         await websocket.close(code=close_code(exc), reason=exc.message)

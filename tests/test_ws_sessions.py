@@ -89,14 +89,14 @@ async def test_a_logout_between_authenticating_and_registering_still_closes_the_
     """A logout landing while the socket is being opened still closes it 4401."""
     bob = await make_user(on=live)
     accounts = live.app.state.services.accounts
-    authenticate = accounts.authenticate
+    authenticate = accounts.authenticate_socket
 
-    async def then_log_out(token: str) -> AuthContext:
-        del accounts.authenticate  # once: later requests authenticate as usual
-        auth: AuthContext = await authenticate(token)
+    async def then_log_out(token: str, **budget: int) -> tuple[AuthContext, float]:
+        del accounts.authenticate_socket  # once: later sockets authenticate as usual
+        auth, wait = await authenticate(token, **budget)
         await accounts.logout(auth)
-        return auth
+        return auth, wait
 
-    accounts.authenticate = then_log_out
+    accounts.authenticate_socket = then_log_out
     async with await open_socket(live, bob) as ws:
         assert await closed_code(ws, GRACE * 5) == 4401

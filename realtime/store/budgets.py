@@ -8,32 +8,42 @@ from uuid import UUID
 import asyncpg
 
 
+def taking(key: str, capacity: str, per_second: str, units: str) -> tuple[str, str]:
+    """The common table expressions that take `units` tokens from the bucket `key` (SQL
+    expressions, the key a text that may be null: then nothing is taken), and the expression
+    of the seconds to wait (0 when taken): for a statement of its own, whose `now()` is its
+    start. Concurrent takers queue on the row's lock, and each sees the level the one before
+    left."""
+    tables = f"""old as (
+               select least({capacity}::float8, tokens + greatest(extract(epoch from
+                          now() - updated_at)::float8, 0) * {per_second}::float8) as level
+               from budget_buckets where key = {key} for update),
+           spent as (
+               update budget_buckets b set tokens = old.level - {units}, updated_at = now()
+               from old where b.key = {key} and old.level >= {units} returning 1),
+           created as (
+               insert into budget_buckets (key, tokens, updated_at)
+               select {key}, {capacity}::float8 - {units}, now()
+               where {key} is not null and not exists (select 1 from old)
+               on conflict (key) do nothing returning 1)"""
+    wait = f"""case when not exists (select 1 from old) then 0::float8
+                    when (select level from old) >= {units} then 0::float8
+                    else ({units} - (select level from old)) / {per_second}::float8 end"""
+    return tables, wait
+
+
 async def take_token(
     conn: asyncpg.Connection, key: str, *, capacity: float, per_second: float, units: float = 1
 ) -> float:
     """Take `units` tokens (at most `capacity`) from the bucket `key` (full when new); return 0
-    when taken, else the seconds until they are there (nothing is taken then).
-
-    One statement: concurrent takers queue on the row's lock, and each sees the level the one
-    before left. The statement runs on its own, so `now()` is its own start."""
-    wait: float = await conn.fetchval(
-        """with old as (
-               select least($2::float8, tokens + greatest(extract(epoch from
-                          now() - updated_at)::float8, 0) * $3::float8) as level
-               from budget_buckets where key = $1 for update),
-           spent as (
-               update budget_buckets b set tokens = old.level - $4, updated_at = now()
-               from old where b.key = $1 and old.level >= $4 returning 1),
-           created as (
-               insert into budget_buckets (key, tokens, updated_at)
-               select $1, $2::float8 - $4, now() where not exists (select 1 from old)
-               on conflict (key) do nothing returning 1)
-           select case when not exists (select 1 from old) then 0::float8
-                       when (select level from old) >= $4 then 0::float8
-                       else ($4 - (select level from old)) / $3::float8 end""",
+    when taken, else the seconds until they are there (nothing is taken then). One statement,
+    run on its own."""
+    tables, wait = taking("$1::text", "$2", "$3", "$4::float8")
+    seconds: float = await conn.fetchval(
+        f"with {tables} select {wait}",
         key, float(capacity), float(per_second), float(min(units, capacity)),
     )
-    return float(wait)
+    return float(seconds)
 
 
 async def purge_full_buckets(conn: asyncpg.Connection, refill: timedelta) -> int:

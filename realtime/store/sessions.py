@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from realtime.models import User
+from realtime.store.budgets import taking
 from realtime.store.users import USER_COLUMNS, user_from_row
 
 # How stale `last_seen_at` may get before a request writes it again (at most a quarter of the
@@ -41,17 +42,10 @@ async def insert_session(
     return expires_at
 
 
-async def find_live_session(
-    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta
-) -> tuple[UUID, User, float] | None:
-    """Return the session id and enabled user of a session neither expired nor idle too long,
-    and when it ends at the latest unless seen again (seconds since the epoch).
-
-    Seeing the session counts as activity: `last_seen_at` moves on, written at most once a minute
-    (or once a quarter of the idle timeout, when that is shorter).
-    """
-    row = await conn.fetchrow(
-        f"""with live as (
+# The live session of the token hash $1 (neither expired nor idle longer than $2), seen now:
+# `last_seen_at` moves on, written at most once every $3 (or a quarter of the idle timeout,
+# when that is shorter); and when it ends at the latest unless seen again.
+_LIVE_SESSION = """live as (
                 select s.id as session_id, s.user_id, s.last_seen_at, s.expires_at
                 from sessions s
                 where s.token_hash = $1 and s.expires_at > now()
@@ -60,17 +54,46 @@ async def find_live_session(
                 update sessions set last_seen_at = now()
                 from live where sessions.id = live.session_id
                   and live.last_seen_at < now() - least($3::interval, $2::interval / 4)
-                returning sessions.last_seen_at)
-            select live.session_id, {USER_COLUMNS},
-                   extract(epoch from least(live.expires_at, coalesce(
-                       (select last_seen_at from touched), live.last_seen_at) + $2::interval
-                   )) as deadline
+                returning sessions.last_seen_at)"""
+_DEADLINE = """extract(epoch from least(live.expires_at, coalesce(
+                   (select last_seen_at from touched), live.last_seen_at) + $2::interval))"""
+
+
+async def find_live_session(
+    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta
+) -> tuple[UUID, User, float] | None:
+    """Return the session id and enabled user of a session neither expired nor idle too long,
+    and when it ends at the latest unless seen again (seconds since the epoch). Seeing the
+    session counts as activity."""
+    row = await conn.fetchrow(
+        f"""with {_LIVE_SESSION}
+            select live.session_id, {USER_COLUMNS}, {_DEADLINE} as deadline
             from live join users on users.id = live.user_id where not users.disabled""",
         token_hash, idle_timeout, TOUCH_INTERVAL,
     )
     if row is None:
         return None
     return row["session_id"], user_from_row(row), float(row["deadline"])
+
+
+async def find_live_session_spending(
+    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta, *,
+    budget_prefix: str, per_minute: int,
+) -> tuple[UUID, User, float, float] | None:
+    """As `find_live_session`, and in the same statement take one token from the user's
+    bucket `{budget_prefix}{user id}` (holding `per_minute`, refilled over a minute): with the
+    seconds to wait for it (0: taken)."""
+    tables, wait = taking("($4::text || (select user_id from live)::text)", "$5::float8",
+                          "($5::float8 / 60)", "1::float8")
+    row = await conn.fetchrow(
+        f"""with {_LIVE_SESSION}, {tables}
+            select live.session_id, {USER_COLUMNS}, {_DEADLINE} as deadline, {wait} as wait
+            from live join users on users.id = live.user_id where not users.disabled""",
+        token_hash, idle_timeout, TOUCH_INTERVAL, budget_prefix, float(per_minute),
+    )
+    if row is None:
+        return None
+    return row["session_id"], user_from_row(row), float(row["deadline"]), float(row["wait"])
 
 
 async def session_exists(conn: asyncpg.Connection, session_id: UUID) -> bool:
