@@ -37,14 +37,14 @@ from realtime.errors import RealtimeError
 from realtime.events import EventLog
 from realtime.expiry import Expirer
 from realtime.files import Files, UploadLimits
-from realtime.frames import Frames
 from realtime.groups import Groups
-from realtime.hub import Hub
 from realtime.keyfile import load_keyring, run_key_watch
+from realtime.live.hub import Hub
+from realtime.live.publisher import Publisher
+from realtime.live.render import Renderer
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.protocol import EndSessions
-from realtime.publisher import Publisher
 from realtime.rotation import load_fingerprint_key
 from realtime.store import sessions as session_store
 from realtime.vault import Vault
@@ -209,8 +209,8 @@ async def start_live_delivery(
     stack: AsyncExitStack, settings: Settings, db: Database, accounts: Accounts,
     messaging: Messaging, keyring: Keyring,
 ) -> Live:
-    """The hub, the broker and the frames; at shutdown sockets close first, the broker next."""
-    frames = Frames(messaging, EventLog(db))
+    """The hub, the broker and the renderer; at shutdown sockets close first, the broker next."""
+    renderer = Renderer(messaging, EventLog(db))
 
     async def session_deadline(session_id: UUID) -> float | None:
         async with db.connection() as conn:
@@ -219,7 +219,7 @@ async def start_live_delivery(
             )
 
     hub = Hub(
-        replay=frames.replay,
+        replay=renderer.replay,
         session_alive=accounts.session_alive,
         max_sockets_per_user=settings.max_sockets_per_user,
         session_deadline=session_deadline,
@@ -236,7 +236,7 @@ async def start_live_delivery(
     await broker.start()
     stack.push_async_callback(broker.close)
     stack.push_async_callback(hub.close_all)
-    publisher = Publisher(frames.render, broker)
+    publisher = Publisher(renderer.render, broker)
     publisher.start()
     stack.push_async_callback(publisher.close)  # first at shutdown: what was committed goes out
 
@@ -245,7 +245,7 @@ async def start_live_delivery(
 
     messaging.publish_to(publisher.publish)
     accounts.on_sessions_ended(end_sessions)
-    return Live(hub, frames, broker, publisher)
+    return Live(hub, renderer, broker, publisher)
 
 
 async def start_owned_task(

@@ -20,11 +20,11 @@ from realtime.api.http import (
 from realtime.broker.base import Broker
 from realtime.db import DATABASE_FAULTS
 from realtime.errors import Forbidden, RateLimited, RealtimeError, Unauthenticated
-from realtime.frames import Frames
-from realtime.hub import Connection, Hub
+from realtime.live.hub import Connection, Hub
+from realtime.live.publisher import Publisher
+from realtime.live.render import Renderer
 from realtime.models import AuthContext, User
 from realtime.protocol import CloseCode, Ping, Resume, close_code
-from realtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,10 @@ PONG = protocol.encode(protocol.Pong()).decode()
 
 @dataclass(frozen=True)
 class Live:
-    """What the endpoint needs besides the services: the hub, the frames, the broker."""
+    """What the endpoint needs besides the services: the hub, the renderer, the broker."""
 
     hub: Hub
-    frames: Frames
+    renderer: Renderer
     broker: Broker
     publisher: Publisher
 
@@ -110,7 +110,7 @@ async def _authenticated(websocket: WebSocket, services: Services) -> AuthContex
 
 async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:
     """Send `hello`; nothing of it stays referenced while the socket lives."""
-    seq, hello = await live.frames.hello(user)
+    seq, hello = await live.renderer.hello(user)
     conn.last_seq = seq  # hello holds the events and count up to seq
     await websocket.send_text(hello.decode())
 

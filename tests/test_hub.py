@@ -7,7 +7,7 @@ import uuid
 
 from realtime.api.http import Services
 from realtime.events import EventLog
-from realtime.hub import QUEUE_SIZE, Connection, Hub, Replayed
+from realtime.live.hub import QUEUE_SIZE, Connection, Hub, Replayed
 from realtime.models import EventType
 from realtime.protocol import Published
 from realtime.store import events as event_store

@@ -9,8 +9,8 @@ from uuid import UUID
 import pytest
 
 from realtime.broker.memory import MemoryBroker
+from realtime.live.publisher import ATTEMPTS, Publisher
 from realtime.models import Event, EventType
-from realtime.publisher import ATTEMPTS, Publisher
 from tests.timing import eventually
 
 USER = uuid.uuid4()

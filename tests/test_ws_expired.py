@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from realtime.hub import Connection, Hub, Replayed
+from realtime.live.hub import Connection, Hub, Replayed
 from realtime.protocol import Published
 from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer

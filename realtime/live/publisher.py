@@ -29,13 +29,13 @@ CLOSE_TIMEOUT = 5.0  # at shutdown, how long the last batches may take
 ATTEMPTS = 3  # a batch whose render or publish fails is tried again, after 0.1 s, then 0.2 s
 RETRY_DELAY = 0.1
 
-Renderer = Callable[[list[Event]], Awaitable[list[tuple[UUID, bytes]]]]
+Render = Callable[[list[Event]], Awaitable[list[tuple[UUID, bytes]]]]
 
 
 class Publisher:
     """Collects committed events and publishes them from one task, batch after batch."""
 
-    def __init__(self, render: Renderer, broker: Broker) -> None:
+    def __init__(self, render: Render, broker: Broker) -> None:
         self._render = render
         self._broker = broker
         # Each pending event with the wall-clock time it committed (for the latency metric).
