@@ -20,7 +20,8 @@ from realtime.api.http import (
 from realtime.broker.base import Broker
 from realtime.db import DATABASE_FAULTS
 from realtime.errors import Forbidden, RateLimited, RealtimeError, Unauthenticated
-from realtime.live.hub import Connection, Hub
+from realtime.live.connection import Connection
+from realtime.live.hub import Hub
 from realtime.live.publisher import Publisher
 from realtime.live.render import Renderer
 from realtime.models import AuthContext, User

@@ -7,7 +7,8 @@ import uuid
 
 from realtime.api.http import Services
 from realtime.events import EventLog
-from realtime.live.hub import QUEUE_SIZE, Connection, Hub, Replayed
+from realtime.live.connection import QUEUE_SIZE, Connection, Replayed
+from realtime.live.hub import Hub
 from realtime.models import EventType
 from realtime.protocol import Published
 from realtime.store import events as event_store

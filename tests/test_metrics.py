@@ -24,7 +24,8 @@ from realtime.broker.redis import BACKOFF_MAX, HEARTBEAT_DEADLINE
 from realtime.config import Settings
 from realtime.db import Database, create_pool
 from realtime.expiry import measure_backlog
-from realtime.live.hub import Connection, Hub, Replayed
+from realtime.live.connection import Connection, Replayed
+from realtime.live.hub import Hub
 from realtime.protocol import Published, time_frames
 from tests.conftest import MakeUser, unique_name
 from tests.live_server import LiveServer, live_server

@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from realtime.live.hub import Connection, Hub, Replayed
+from realtime.live.connection import Connection, Replayed
+from realtime.live.hub import Hub
 from realtime.protocol import Published
 from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer

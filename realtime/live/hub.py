@@ -1,9 +1,9 @@
 """This node's sockets by user, and the fan-out of published events to them.
 
-The fan-out never waits: each delivery is appended to a bounded per-socket queue, and a writer
-task per socket sends what is queued, in seq order, exactly once. The writer runs only while its
-queue holds something, so an idle socket costs no task. A socket whose queue overflows is closed
-with 1013; its client reconnects and resumes.
+The fan-out never waits: each delivery is handed to the socket's own queue and writer
+(`realtime.live.connection`). The hub keeps the registry, the broker's subscriptions that follow
+it, each session's deadline, and the closing of sockets: too many for a user, a session ended,
+a queue overflowed, the server shutting down.
 """
 
 from __future__ import annotations
@@ -12,64 +12,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from realtime import metrics, protocol
 from realtime.broker.base import Broker
+from realtime.live.connection import Connection, Replayer, SessionCheck, Writers
 from realtime.protocol import CloseCode, EndSessions, Published
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 256
 DRAIN_TIMEOUT = 5.0
-RESYNC = protocol.encode(protocol.Resync()).decode()
 
-
-@dataclass(frozen=True)
-class Replayed:
-    """What the log holds after a seq: frames to send and the seq they reach; or too old."""
-
-    frames: list[tuple[int, bytes]]
-    through_seq: int
-    too_old: bool = False
-    more: bool = False  # a page: the next one follows through_seq
-    expires: Mapping[int, float] = field(default_factory=dict)  # seq -> its message's expiry
-
-
-Replayer = Callable[[UUID, int], Awaitable[Replayed]]
-SessionCheck = Callable[[UUID], Awaitable[bool]]
 # When a session ends at the latest (seconds since the epoch), or None when it has ended.
 SessionDeadline = Callable[[UUID], Awaitable[float | None]]
 DEADLINE_MARGIN = 0.05  # past the deadline, so that the database sees it passed
 SESSION_RECHECK = 5.0  # seconds until a session whose deadline could not be read is looked at
-
-
-@dataclass(frozen=True)
-class _Resume:
-    after_seq: int
-    answer: bool  # send `resumed`/`resync` to the client (False: a repair after a gap)
-
-
-# A frame with its seq (0: none), commit time (0: not known) and its message's expiry (0:
-# never), or a resume.
-_Item = tuple[int, str, float, float] | _Resume
-
-
-@dataclass(slots=True, eq=False)
-class Connection:
-    """One open socket: who it is, how to write to it, and what it has been sent."""
-
-    user_id: UUID
-    session_id: UUID
-    send: Callable[[str], Awaitable[None]]
-    close: Callable[[int, str], Awaitable[None]]
-    last_seq: int = 0
-    queued: list[_Item] = field(default_factory=list)  # what the writer has still to send
-    started: bool = False  # hello has gone: the writer may send
-    closing: bool = False
-    writer: asyncio.Task[None] | None = None  # while it has something to send
 
 
 class Hub:
@@ -79,15 +37,16 @@ class Hub:
         self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int,
         session_deadline: SessionDeadline | None = None,
     ) -> None:
-        self._replay = replay
-        self._session_alive = session_alive
         self._session_deadline = session_deadline
         self._deadlines: dict[UUID, asyncio.TimerHandle] = {}  # one timer per session here
         self._max_sockets = max_sockets_per_user
         self._sockets: dict[UUID, list[Connection]] = {}
         self._broker: Broker | None = None
         self._background: set[asyncio.Future[None]] = set()
-        self._tally = metrics.delivery_tally()
+        self._writers = Writers(
+            replay=replay, session_alive=session_alive, tally=metrics.delivery_tally(),
+            drop=self._drop,
+        )
 
     def use(self, broker: Broker) -> None:
         self._broker = broker
@@ -144,8 +103,7 @@ class Hub:
 
     def start(self, conn: Connection) -> None:
         """Let the socket's writer send, after its `hello` has gone: what was queued first."""
-        conn.started = True
-        self._wake(conn)
+        conn.start(self._writers)
 
     async def unregister(self, conn: Connection) -> None:
         """Remove a socket whose client has gone, and stop its writer."""
@@ -179,7 +137,7 @@ class Hub:
         if isinstance(message, Published):  # decoded once for all of the user's tabs
             item = (message.seq, message.frame.decode(), message.committed_at, message.expires_at)
             for conn in list(sockets):
-                self._offer(conn, item)
+                conn.offer(item, self._writers)
         elif isinstance(message, EndSessions):
             ended = set(message.session_ids)
             for conn in list(sockets):
@@ -189,17 +147,17 @@ class Hub:
 
     def send_soon(self, conn: Connection, frame: str) -> None:
         """Queue a frame without a seq (a pong) behind what the socket already has queued."""
-        self._offer(conn, (0, frame, 0.0, 0.0))
+        conn.offer((0, frame, 0.0, 0.0), self._writers)
 
     def request_resume(self, conn: Connection, after_seq: int) -> None:
         """The client asked to resume: replay in order with the live stream, then answer."""
-        self._offer(conn, _Resume(after_seq, answer=True))
+        conn.request_resume(after_seq, self._writers)
 
     async def resume_all(self) -> None:
         """After the broker may have lost events: every socket catches up from the log."""
         for sockets in list(self._sockets.values()):
             for conn in list(sockets):
-                self._offer(conn, _Resume(conn.last_seq, answer=False))
+                conn.repair(self._writers)
 
     async def close_all(self, code: int = CloseCode.GOING_AWAY) -> None:
         """Shut down: let queued frames drain (bounded), then close every socket with `code`."""
@@ -219,19 +177,10 @@ class Hub:
         for task in list(self._background):
             task.cancel()
 
-    def _offer(self, conn: Connection, item: _Item) -> None:
-        if conn.closing:
-            return
-        if len(conn.queued) >= QUEUE_SIZE:
-            self._close_soon(conn, CloseCode.TRY_AGAIN_LATER, "the client reads too slowly")
-            self._forget(conn)
-            return
-        conn.queued.append(item)
-        self._wake(conn)
-
-    def _wake(self, conn: Connection) -> None:
-        if conn.writer is None and conn.started and conn.queued and not conn.closing:
-            conn.writer = asyncio.create_task(self._write(conn))
+    def _drop(self, conn: Connection, code: int, reason: str) -> None:
+        """Close a socket soon and forget it: its writer cannot go on."""
+        self._close_soon(conn, code, reason)
+        self._forget(conn)
 
     def _close_soon(self, conn: Connection, code: int, reason: str) -> None:
         if conn.closing:
@@ -250,68 +199,3 @@ class Hub:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("a socket task failed: %s", task.exception())
-
-    async def _write(self, conn: Connection) -> None:
-        """Send the socket's queue in order, then end: each seq once, gaps repaired from the log.
-        A write that fails closes the socket with 1013: its client reconnects and resumes."""
-        try:
-            while conn.queued:
-                await self._send_item(conn, conn.queued.pop(0))
-        except Exception as exc:
-            log.debug("a socket's writer failed: %r", exc)
-            conn.writer = None
-            self._close_soon(conn, CloseCode.TRY_AGAIN_LATER, "try again")
-            self._forget(conn)
-        finally:
-            conn.writer = None
-
-    async def _send_item(self, conn: Connection, item: _Item) -> None:
-        if isinstance(item, _Resume):
-            await self._resume(conn, item)
-            return
-        seq, frame, committed_at, expires_at = item
-        if seq and seq <= conn.last_seq:
-            return
-        if seq > conn.last_seq + 1:
-            await self._resume(conn, _Resume(conn.last_seq, answer=False))
-            if seq <= conn.last_seq:
-                return
-        if _expired(expires_at):  # queued before its message expired, due after: gone
-            conn.last_seq = max(conn.last_seq, seq)
-            return
-        await conn.send(frame)
-        if seq:
-            self._tally.written(committed_at)
-        conn.last_seq = max(conn.last_seq, seq)
-
-    async def _resume(self, conn: Connection, request: _Resume) -> None:
-        """Replay page by page (no pooled connection held while writing), then answer."""
-        if not await self._session_alive(conn.session_id):
-            self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
-            self._forget(conn)
-            return
-        after = request.after_seq
-        while True:
-            replayed = await self._replay(conn.user_id, after)
-            if replayed.too_old:
-                if request.answer:
-                    await conn.send(RESYNC)
-                conn.last_seq = max(conn.last_seq, replayed.through_seq)
-                return
-            for seq, frame in replayed.frames:
-                if (seq > conn.last_seq or request.answer) and not _expired(
-                    replayed.expires.get(seq, 0.0)
-                ):
-                    await conn.send(frame.decode())
-                    self._tally.replayed += 1
-            conn.last_seq = max(conn.last_seq, replayed.through_seq)
-            if not replayed.more:
-                break
-            after = replayed.through_seq
-        if request.answer:
-            await conn.send(protocol.encode(protocol.Resumed(conn.last_seq)).decode())
-
-
-def _expired(expires_at: float) -> bool:
-    """Whether a frame's message has expired (0: it never does)."""
-    return 0 < expires_at <= time.time()

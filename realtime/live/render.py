@@ -6,7 +6,7 @@ from uuid import UUID
 
 from realtime import protocol
 from realtime.events import EventLog
-from realtime.live.hub import Replayed
+from realtime.live.connection import Replayed
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, User
 from realtime.protocol import Published
