@@ -17,12 +17,10 @@ from realtime.api.http import (
     credentials,
     error_response,
 )
-from realtime.broker.base import Broker
 from realtime.db import DATABASE_FAULTS
 from realtime.errors import Forbidden, RateLimited, RealtimeError, Unauthenticated
 from realtime.live.connection import Connection
 from realtime.live.hub import Hub
-from realtime.live.publisher import Publisher
 from realtime.live.render import Renderer
 from realtime.models import AuthContext, User
 from realtime.protocol import CloseCode, Ping, Resume, close_code
@@ -38,12 +36,10 @@ PONG = protocol.encode(protocol.Pong()).decode()
 
 @dataclass(frozen=True)
 class Live:
-    """What the endpoint needs besides the services: the hub, the renderer, the broker."""
+    """What the endpoint needs besides the services: the hub and the renderer."""
 
     hub: Hub
     renderer: Renderer
-    broker: Broker
-    publisher: Publisher
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 from realtime.api.http import Services
+from realtime.broker.memory import MemoryBroker
 from realtime.events import EventLog
 from realtime.live.connection import QUEUE_SIZE, Connection, Replayed
 from realtime.live.hub import Hub
@@ -26,7 +27,10 @@ async def _alive(session_id: uuid.UUID) -> bool:
 async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiving() -> None:
     """A socket whose writes never complete is closed with 1013 once its queue is full; the
     user's other socket receives every frame, in order."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user = uuid.uuid4()
     stuck, closed = asyncio.Event(), asyncio.Event()
     received: list[str] = []
@@ -65,7 +69,10 @@ async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiv
 async def test_a_socket_whose_write_fails_is_closed_1013_and_never_left_silent() -> None:
     """A write that fails (the replay's database gone, the transport broken) closes that socket
     with 1013, so its client reconnects and resumes, instead of leaving it open and deaf."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user, received, codes = uuid.uuid4(), asyncio.Queue[str](), asyncio.Queue[int]()
 
     async def broken(frame: str) -> None:
@@ -97,7 +104,10 @@ async def test_an_unread_count_older_than_the_sockets_is_never_sent() -> None:
     """An event frame, with the unread count it carries, for a seq the socket already has (a
     batch from another node arriving late) is dropped; a newer one is sent, and an older one
     after it is not: the count never goes back."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user, received = uuid.uuid4(), asyncio.Queue[str]()
 
     async def ignore_close(code: int, reason: str) -> None:

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 from uuid import UUID
 
 from realtime import metrics, protocol
-from realtime.broker.base import Broker
+from realtime.broker.base import Broker, DeliveryHandler, RecoveryHandler
 from realtime.live.connection import Connection, Replayer, SessionCheck, Writers
 from realtime.protocol import CloseCode, EndSessions, Published
 
@@ -30,26 +31,35 @@ DEADLINE_MARGIN = 0.05  # past the deadline, so that the database sees it passed
 SESSION_RECHECK = 5.0  # seconds until a session whose deadline could not be read is looked at
 
 
+class BrokerFactory(Protocol):
+    """Builds the broker that hands this node's published payloads to `deliver`, and calls
+    `recovered` after it may have lost some."""
+
+    def __call__(self, *, deliver: DeliveryHandler, recovered: RecoveryHandler) -> Broker: ...
+
+
 class Hub:
     """The registry of this node's sockets and the fan-out to them."""
 
     def __init__(
-        self, *, replay: Replayer, session_alive: SessionCheck, max_sockets_per_user: int,
-        session_deadline: SessionDeadline | None = None,
+        self, *, broker: BrokerFactory, replay: Replayer, session_alive: SessionCheck,
+        max_sockets_per_user: int, session_deadline: SessionDeadline | None = None,
     ) -> None:
         self._session_deadline = session_deadline
         self._deadlines: dict[UUID, asyncio.TimerHandle] = {}  # one timer per session here
         self._max_sockets = max_sockets_per_user
         self._sockets: dict[UUID, list[Connection]] = {}
-        self._broker: Broker | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._writers = Writers(
             replay=replay, session_alive=session_alive, tally=metrics.delivery_tally(),
             drop=self._drop,
         )
+        self._broker = broker(deliver=self.deliver, recovered=self.resume_all)
 
-    def use(self, broker: Broker) -> None:
-        self._broker = broker
+    @property
+    def broker(self) -> Broker:
+        """The broker this node's sockets are subscribed through (to start and close)."""
+        return self._broker
 
     @property
     def connections(self) -> int:
@@ -60,7 +70,7 @@ class Hub:
         sockets = self._sockets.setdefault(conn.user_id, [])
         sockets.append(conn)
         metrics.open_websockets.inc()
-        if len(sockets) == 1 and self._broker is not None:
+        if len(sockets) == 1:
             await self._broker.subscribe(conn.user_id)
         while len(sockets) > self._max_sockets:
             self._close_soon(sockets[0], CloseCode.POLICY, "too many open sockets for this user")
@@ -125,8 +135,7 @@ class Hub:
                 timer.cancel()
         if not sockets:
             del self._sockets[conn.user_id]
-            if self._broker is not None:
-                self._spawn(self._broker.unsubscribe(conn.user_id))
+            self._spawn(self._broker.unsubscribe(conn.user_id))
 
     def deliver(self, user_id: UUID, payload: bytes) -> None:
         """Hand a published payload to the user's sockets here; never waits."""
