@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
+from realtime.api.health import Health
 from realtime.api.http import Services, error_response, log_error
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusals
@@ -35,7 +36,7 @@ from realtime.crypto import BrokerSeal, Keyring
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
 from realtime.events import EventLog, EventSink
-from realtime.expiry import Expirer
+from realtime.expiry import Expirer, measure_backlog
 from realtime.files import Files, UploadLimits
 from realtime.groups import Groups
 from realtime.keyfile import load_keyring, run_key_watch
@@ -141,7 +142,6 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 accounts=accounts,
                 groups=Groups(db),
                 messaging=messaging,
-                broker=app.state.live.hub.broker,
                 vault=vault,
                 files=files,
                 attachments=attachments,
@@ -150,6 +150,11 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 request_rate=RequestRate(settings.requests_per_minute),
                 refusals=Refusals(
                     settings.refusal_pause.total_seconds(), settings.refusals_held_per_client
+                ),
+                health=Health(
+                    database_answers=db.ping,
+                    broker=app.state.live.hub.broker,
+                    measure_backlog=partial(measure_backlog, db),
                 ),
             )
             yield
