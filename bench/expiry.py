@@ -56,6 +56,7 @@ from harness import CpuWindow, Watched
 
 from realtime.config import Settings
 from realtime.db import Database, EmbeddedPostgres, create_pool
+from realtime.events import EventSink
 from realtime.expiry import Expirer
 from realtime.loadtest.stats import percentile
 from realtime.migrate import apply_migrations
@@ -259,23 +260,30 @@ async def _copy_chunks(conn: asyncpg.Connection, seeder: Seeder, chunks: Iterato
 
 
 class CountingSink:
-    """The expirer's publish sink: notes when each batch of events came, and nothing else.
+    """The consumer of the expirer's event sink: notes when each batch of events came, and
+    nothing else.
 
     Only the message ids are kept, not the events: holding millions of Event objects would
     make the collector's full passes, pauses of the expirer's loop, grow with the run.
     """
 
-    def __init__(self, expected_events: int) -> None:
+    def __init__(self, events: EventSink, expected_events: int) -> None:
         self.batches: list[tuple[float, list[str]]] = []
         self._events = 0
         self._expected = expected_events
         self.all_in = asyncio.Event()
+        events.attach(self)
 
     async def publish(self, events: list[Event]) -> None:
         self.batches.append((time.time(), [event.payload["message_id"] for event in events]))
         self._events += len(events)
         if self._events >= self._expected:
             self.all_in.set()
+
+    async def end_sessions(
+        self, user_id: uuid.UUID, session_ids: Sequence[uuid.UUID] | None
+    ) -> None:
+        """The expirer ends no session."""
 
     def commit_times(self) -> dict[str, float]:
         """When each message's batch was handed over, just after its commit (epoch seconds)."""
@@ -328,8 +336,9 @@ async def run_expirer_in_process(
     """Run the real Expirer on this loop until every due message is deleted (or `deadline`)."""
     meter_conn = await asyncpg.connect(url)
     db = Database(await create_pool(url, size=EXPIRER_POOL_SIZE), url)
-    sink = CountingSink(plan.due * plan.events_per_message)
-    expirer = Expirer(db, Settings(), sink.publish)
+    events = EventSink()
+    sink = CountingSink(events, plan.due * plan.events_per_message)
+    expirer = Expirer(db, Settings(), events)
     task = asyncio.create_task(expirer.run(), name="expirer")
     profiler = cProfile.Profile() if profile is not None else None
     wal = WalMeter(meter_conn)

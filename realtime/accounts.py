@@ -6,7 +6,7 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
+from realtime.events import EventSink
 from realtime.models import AuthContext, NewSession, User
 from realtime.store import sessions as session_store
 from realtime.store import throttle
@@ -95,24 +96,15 @@ async def _hashing(work: Callable[..., T], *args: Any) -> T:
 # The budget of a user's websocket handshakes: its bucket's key is this and the user's id.
 HANDSHAKE_BUDGET = "handshake:"
 
-SessionsEnded = Callable[[UUID, Sequence[UUID] | None], Awaitable[None]]
-
-
-async def _nobody_listens(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
-    """The default: no socket to close."""
-
 
 class Accounts:
     """Users, their sessions, and the login throttle."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, sink: EventSink) -> None:
+        """`sink` is told of the sessions that end, once their end is committed."""
         self._db = db
         self._settings = settings
-        self._sessions_ended: SessionsEnded = _nobody_listens
-
-    def on_sessions_ended(self, listener: SessionsEnded) -> None:
-        """Tell `listener` of sessions ended (by id, or None for all of a user's) after commit."""
-        self._sessions_ended = listener
+        self._sink = sink
 
     async def login(self, *, username: str, password: str, client_address: str) -> NewSession:
         """Open a session for a right pair; the same 401, in the same time, for any wrong one.
@@ -180,11 +172,19 @@ class Accounts:
         """End this session: its token stops working and its sockets close."""
         async with self._db.connection() as conn:
             await session_store.delete_session(conn, auth.session_id)
-        await self._sessions_ended(auth.user.id, [auth.session_id])
+        await self._sink.sessions_ended(auth.user.id, [auth.session_id])
 
     async def session_alive(self, session_id: UUID) -> bool:
         async with self._db.connection() as conn:
             return await session_store.session_exists(conn, session_id)
+
+    async def session_deadline(self, session_id: UUID) -> float | None:
+        """When the session ends at the latest (seconds since the epoch), idle or past its
+        lifetime; None when it has ended."""
+        async with self._db.connection() as conn:
+            return await session_store.session_deadline(
+                conn, session_id, self._settings.session_idle_timeout
+            )
 
     async def list_users(self) -> list[User]:
         async with self._db.connection() as conn:
@@ -235,7 +235,7 @@ class Accounts:
             if ended:
                 await session_store.delete_user_sessions(conn, user_id)
         if ended:
-            await self._sessions_ended(user_id, None)
+            await self._sink.sessions_ended(user_id, None)
         return user
 
     async def ensure_first_admin(self, password: str | None) -> str | None:

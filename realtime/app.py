@@ -7,12 +7,12 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from realtime import api, metrics
 from realtime.accounts import Accounts
 from realtime.api.headers import security_headers
+from realtime.api.health import Health
 from realtime.api.http import Services, error_response, log_error
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusals
@@ -35,19 +36,17 @@ from realtime.config import Settings, load_settings
 from realtime.crypto import BrokerSeal, Keyring
 from realtime.db import Database, open_database
 from realtime.errors import RealtimeError
-from realtime.events import EventLog
-from realtime.expiry import Expirer
+from realtime.events import EventLog, EventSink
+from realtime.expiry import Expirer, measure_backlog
 from realtime.files import Files, UploadLimits
-from realtime.frames import Frames
 from realtime.groups import Groups
-from realtime.hub import Hub
 from realtime.keyfile import load_keyring, run_key_watch
+from realtime.live.hub import Hub
+from realtime.live.publisher import Publisher
+from realtime.live.render import Renderer
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
-from realtime.protocol import EndSessions
-from realtime.publisher import Publisher
 from realtime.rotation import load_fingerprint_key
-from realtime.store import sessions as session_store
 from realtime.vault import Vault
 from realtime.vault_limits import VaultLimits
 from realtime.ws import Live, websocket_endpoint
@@ -92,7 +91,8 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             async with db.unbounded() as conn:
                 await apply_migrations(conn)
             await load_fingerprint_key(db, keyring)
-            accounts = Accounts(db, settings)
+            sink = EventSink()  # the live wing attaches to it below
+            accounts = Accounts(db, settings, sink)
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
                 announce_first_admin(generated)
@@ -100,17 +100,17 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             files = Files(db, keyring, upload_limits(settings))
             vault = Vault(db, keyring, files, vault_limits(settings))
             attachments = Attachments(db, keyring, vault, files)
+            expirer = Expirer(db, settings, sink) if expire else None
             messaging = Messaging(
-                db, keyring, attachments,
+                db, keyring, attachments, sink=sink,
                 budgets=budgets, sends_per_minute=settings.sends_per_minute,
                 copies_per_minute=settings.copies_per_minute,
+                expiry_scheduled=expirer.expiry_scheduled if expirer is not None else None,
             )
             app.state.live = await start_live_delivery(
-                stack, settings, db, accounts, messaging, keyring
+                stack, settings, db, accounts, messaging, sink, keyring
             )
-            if expire:
-                expirer = Expirer(db, settings, app.state.live.publisher.publish)
-                messaging.on_expiry_scheduled(expirer.expiry_scheduled)
+            if expirer is not None:
                 await start_owned_task(stack, expirer.run(), "expirer")
             app.state.services = Services(
                 settings=settings,
@@ -118,7 +118,6 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 accounts=accounts,
                 groups=Groups(db),
                 messaging=messaging,
-                broker=app.state.live.broker,
                 vault=vault,
                 files=files,
                 attachments=attachments,
@@ -127,6 +126,11 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 request_rate=RequestRate(settings.requests_per_minute),
                 refusals=Refusals(
                     settings.refusal_pause.total_seconds(), settings.refusals_held_per_client
+                ),
+                health=Health(
+                    database_answers=db.ping,
+                    broker=app.state.live.hub.broker,
+                    measure_backlog=partial(measure_backlog, db),
                 ),
             )
             yield
@@ -183,45 +187,32 @@ def client_routes() -> list[BaseRoute]:
 
 async def start_live_delivery(
     stack: AsyncExitStack, settings: Settings, db: Database, accounts: Accounts,
-    messaging: Messaging, keyring: Keyring,
+    messaging: Messaging, sink: EventSink, keyring: Keyring,
 ) -> Live:
-    """The hub, the broker and the frames; at shutdown sockets close first, the broker next."""
-    frames = Frames(messaging, EventLog(db))
-
-    async def session_deadline(session_id: UUID) -> float | None:
-        async with db.connection() as conn:
-            return await session_store.session_deadline(
-                conn, session_id, settings.session_idle_timeout
-            )
-
+    """The renderer, the hub with its broker, and the publisher consuming `sink`; at shutdown
+    the publisher stops first (what was committed goes out), then sockets close, then the
+    broker."""
+    renderer = Renderer(messaging, EventLog(db))
     hub = Hub(
-        replay=frames.replay,
+        broker=partial(
+            create_broker,
+            settings.redis_url,
+            seal=BrokerSeal(keyring),
+            prefix=settings.redis_prefix,
+            timeout=settings.redis_timeout.total_seconds(),
+        ),
+        replay=renderer.replay,
         session_alive=accounts.session_alive,
         max_sockets_per_user=settings.max_sockets_per_user,
-        session_deadline=session_deadline,
+        session_deadline=accounts.session_deadline,
     )
-    broker = create_broker(
-        settings.redis_url,
-        deliver=hub.deliver,
-        recovered=hub.resume_all,
-        seal=BrokerSeal(keyring),
-        prefix=settings.redis_prefix,
-        timeout=settings.redis_timeout.total_seconds(),
-    )
-    hub.use(broker)
-    await broker.start()
-    stack.push_async_callback(broker.close)
+    await hub.broker.start()
+    stack.push_async_callback(hub.broker.close)
     stack.push_async_callback(hub.close_all)
-    publisher = Publisher(frames.render, broker)
+    publisher = Publisher(renderer.render, hub.broker, sink)
     publisher.start()
     stack.push_async_callback(publisher.close)  # first at shutdown: what was committed goes out
-
-    async def end_sessions(user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
-        await broker.publish([(None, EndSessions(user_id, tuple(session_ids or ())).pack())])
-
-    messaging.publish_to(publisher.publish)
-    accounts.on_sessions_ended(end_sessions)
-    return Live(hub, frames, broker, publisher)
+    return Live(hub, renderer)
 
 
 async def start_owned_task(

@@ -28,6 +28,7 @@ from realtime.config import Settings, load_settings
 from realtime.crypto import Keyring, generate_master_key
 from realtime.db import Database, open_database
 from realtime.errors import ConfigError, Conflict, InvalidInput
+from realtime.events import EventSink
 from realtime.groups import Groups
 from realtime.heap import keep_heap
 from realtime.keyfile import (
@@ -262,7 +263,7 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def work(db: Database) -> None:
-        await Accounts(db, settings).create_user(
+        await Accounts(db, settings, EventSink()).create_user(
             args.username, password, display_name=args.display_name, is_admin=args.admin
         )
 
@@ -280,7 +281,7 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     async def work(db: Database) -> list[tuple[str, str | None]]:
-        accounts = Accounts(db, settings)
+        accounts = Accounts(db, settings, EventSink())
         made: list[tuple[str, str | None]] = []
         ids = []
         existing = {user.username: user.id for user in await accounts.list_users()}

@@ -1,9 +1,11 @@
-"""The per-user event log: the latest seq, what came after a seq, and what is too old."""
+"""Each user's events: the sink the domain hands them to once committed, and the log they are
+read back from (the latest seq, what came after a seq, and what is too old)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from uuid import UUID
 
 from realtime.db import Database
@@ -11,6 +13,44 @@ from realtime.models import Event
 from realtime.store import events as event_store
 
 REPLAY_PAGE = 1000
+
+
+class EventConsumer(Protocol):
+    """What takes the sink's deliveries on: the live wing's publisher."""
+
+    async def publish(self, events: list[Event]) -> None:
+        """Take the events of a commit; they go out soon, after those taken before."""
+
+    async def end_sessions(self, user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
+        """Close the sockets of the ended sessions (None: of all the user's) on every node."""
+
+
+class EventSink:
+    """Where the domain hands what it committed: the events, and the sessions it ended.
+
+    Its consumer attaches itself when it is built, after the domain; a sink without one (a
+    command, a test that builds a domain object alone) drops what it is handed, and nothing is
+    lost: the events are in the log, and an ended session is refused at its next check.
+    """
+
+    def __init__(self) -> None:
+        self._consumer: EventConsumer | None = None
+
+    def attach(self, consumer: EventConsumer) -> None:
+        """Hand everything to `consumer` from now on; its constructor calls this, once."""
+        if self._consumer is not None:
+            raise RuntimeError("this event sink has a consumer already")
+        self._consumer = consumer
+
+    async def committed(self, events: list[Event]) -> None:
+        """The events of a commit, to be published."""
+        if self._consumer is not None:
+            await self._consumer.publish(events)
+
+    async def sessions_ended(self, user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
+        """Sessions ended (by id, or None for all of the user's) after their commit."""
+        if self._consumer is not None:
+            await self._consumer.end_sessions(user_id, session_ids)
 
 
 @dataclass(frozen=True)

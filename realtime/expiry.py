@@ -15,7 +15,6 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -23,7 +22,8 @@ from uuid import UUID
 from realtime import metrics
 from realtime.config import Settings
 from realtime.db import CONTENDED, DATABASE_FAULTS, Connection, Database
-from realtime.models import DeleteReason, Event, EventType
+from realtime.events import EventSink
+from realtime.models import DeleteReason, EventType
 from realtime.store import budgets as budget_store
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
@@ -44,8 +44,6 @@ IDLE_WAIT = 3600.0  # with nothing to expire, the longest sleep (a wake-up comes
 LATE_MARGIN = 0.001  # wake just after the expiry, never just before
 BUDGET_REFILL = timedelta(hours=1)  # every budget's bucket is full again well before this
 BACKLOG_TIMEOUT = 1.0  # how long a scrape of /metrics waits for the expiry backlog
-
-EventSink = Callable[[list[Event]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -111,10 +109,11 @@ async def _purge_unattached_uploads(conn: Connection) -> int:
 class Expirer:
     """The task that deletes messages as they expire and runs the purges."""
 
-    def __init__(self, db: Database, settings: Settings, publish: EventSink) -> None:
+    def __init__(self, db: Database, settings: Settings, sink: EventSink) -> None:
+        """`sink` takes the events of each batch it commits."""
         self._db = db
         self._settings = settings
-        self._publish = publish
+        self._sink = sink
         self._wakeup = asyncio.Event()
         self._planned = 0.0  # the monotonic time of the next planned wake-up
 
@@ -199,7 +198,7 @@ class Expirer:
         if expired:
             metrics.messages_expired.inc(len(expired))
             log.debug("expired %d messages", len(expired))
-            await self._publish(events)
+            await self._sink.committed(events)
         return len(expired)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -14,6 +14,7 @@ from realtime.crypto import Keyring, row_name, same_secret
 from realtime.db import Connection, Database
 from realtime.drafts import Draft, address, check_draft
 from realtime.errors import Conflict, NotFound
+from realtime.events import EventSink
 from realtime.models import (
     Box,
     DeleteReason,
@@ -34,31 +35,30 @@ from realtime.store import messages as message_store
 
 HIGH_PRIORITY_LIMIT = 100
 
-EventSink = Callable[[list[Event]], Awaitable[None]]
+ExpiryScheduled = Callable[[datetime], None]
 
 
 def _ignore(expires_at: datetime) -> None:
     """The default: no expirer listens."""
 
 
-async def _discard(events: list[Event]) -> None:
-    """The default sink: events are in the log; nothing else listens yet."""
-
-
 class Messaging:
     def __init__(
-        self, db: Database, keyring: Keyring, attachments: Attachments,
-        publish: EventSink = _discard, *, budgets: Budgets, sends_per_minute: int,
-        copies_per_minute: int,
+        self, db: Database, keyring: Keyring, attachments: Attachments, *, sink: EventSink,
+        budgets: Budgets, sends_per_minute: int, copies_per_minute: int,
+        expiry_scheduled: ExpiryScheduled | None = None,
     ) -> None:
+        """`sink` takes the events of each commit; `expiry_scheduled` is told of each expiry
+        time a committed send brings (the expirer's wake-up; none on a node that does not
+        expire)."""
         self._db = db
         self._keyring = keyring
         self._attachments = attachments
         self._budgets = budgets
         self._sends_per_minute = sends_per_minute
         self._copies_per_minute = copies_per_minute
-        self._publish = publish
-        self._expiry_scheduled: Callable[[datetime], None] = _ignore
+        self._sink = sink
+        self._expiry_scheduled = expiry_scheduled or _ignore
 
     async def send(self, sender: User, draft: Draft, idempotency_key: str | None) -> SendReceipt:
         """Commit the message and one `message.new` per recipient, then publish them.
@@ -265,18 +265,10 @@ class Messaging:
             sealed = await message_store.list_for_recipient(conn, user_id, message_ids)
             return {m.header.id: m for m in await self._open_all(conn, sealed)}
 
-    def on_expiry_scheduled(self, listener: Callable[[datetime], None]) -> None:
-        """Tell `listener` of each expiry time a committed send brings (the expirer's wake-up)."""
-        self._expiry_scheduled = listener
-
-    def publish_to(self, publish: EventSink) -> None:
-        """Hand committed events to `publish` from now on (the live delivery)."""
-        self._publish = publish
-
     async def _committed(self, events: list[Event]) -> None:
-        """Count the events a transaction wrote, then hand them to the publisher."""
+        """Count the events a transaction wrote, then hand them to the sink."""
         metrics.events_appended.inc(len(events))
-        await self._publish(events)
+        await self._sink.committed(events)
 
     async def _open_all(self, conn: Connection, sealed: Sequence[SealedMessage]) -> list[Message]:
         """Decrypt subjects (and bodies) and attachments' names, adding the To field for the

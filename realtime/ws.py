@@ -18,15 +18,14 @@ from realtime.api.http import (
     credentials,
     error_response,
 )
-from realtime.broker.base import Broker
 from realtime.budgets import refusal
 from realtime.db import DATABASE_FAULTS
 from realtime.errors import Forbidden, RealtimeError, Unauthenticated
-from realtime.frames import Frames
-from realtime.hub import Connection, Hub
+from realtime.live.connection import Connection
+from realtime.live.hub import Hub
+from realtime.live.render import Renderer
 from realtime.models import AuthContext, User
 from realtime.protocol import CloseCode, Ping, Resume, close_code
-from realtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,10 @@ HANDSHAKES = "websocket handshakes"  # the budget's name in its refusal
 
 @dataclass(frozen=True)
 class Live:
-    """What the endpoint needs besides the services: the hub, the frames, the broker."""
+    """What the endpoint needs besides the services: the hub and the renderer."""
 
     hub: Hub
-    frames: Frames
-    broker: Broker
-    publisher: Publisher
+    renderer: Renderer
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -114,7 +111,7 @@ async def _authenticated(
 
 async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:
     """Send `hello`; nothing of it stays referenced while the socket lives."""
-    seq, hello = await live.frames.hello(user)
+    seq, hello = await live.renderer.hello(user)
     conn.last_seq = seq  # hello holds the events and count up to seq
     await websocket.send_text(hello.decode())
 

@@ -17,6 +17,7 @@ from realtime.budgets import Budgets
 from realtime.config import Settings
 from realtime.crypto import Keyring
 from realtime.db import Database
+from realtime.events import EventSink
 from realtime.files import Files
 from realtime.messaging import Messaging
 from realtime.vault import Vault
@@ -174,10 +175,11 @@ async def expirer_held_off(raw_db: asyncpg.Connection, *message_ids: str) -> Asy
 
 
 def messaging_with(db: Database, keyring: Keyring) -> Messaging:
-    """The messaging domain of a node holding `keyring`, over the test database."""
+    """The messaging domain of a node holding `keyring`, over the test database (no live wing:
+    its events stay in the log)."""
     files = Files(db, keyring)
     return Messaging(
-        db, keyring, Attachments(db, keyring, Vault(db, keyring, files), files),
+        db, keyring, Attachments(db, keyring, Vault(db, keyring, files), files), sink=EventSink(),
         budgets=Budgets(db), sends_per_minute=Settings().sends_per_minute,
         copies_per_minute=Settings().copies_per_minute,
     )

@@ -19,7 +19,7 @@ from realtime.broker.redis import (
     HEARTBEAT_INTERVAL,
 )
 from realtime.config import Settings
-from realtime.frames import TO_EVERY_NODE_FROM
+from realtime.live.render import TO_EVERY_NODE_FROM
 from realtime.metrics import REGISTRY
 from realtime.protocol import EndSessions, NewToMany, Published, Recipient
 from tests.conftest import LoggedInUser, MakeUser, unique_name

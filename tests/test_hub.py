@@ -7,8 +7,10 @@ import time
 import uuid
 
 from realtime.api.http import Services
+from realtime.broker.memory import MemoryBroker
 from realtime.events import EventLog
-from realtime.hub import ENDS_REMEMBERED, QUEUE_SIZE, Connection, Hub, Replayed
+from realtime.live.connection import QUEUE_SIZE, Connection, Replayed
+from realtime.live.hub import ENDS_REMEMBERED, Hub
 from realtime.models import EventType
 from realtime.protocol import (
     EndSessions,
@@ -34,7 +36,10 @@ async def _alive(session_id: uuid.UUID) -> bool:
 async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiving() -> None:
     """A socket whose writes never complete is closed with 1013 once its queue is full; the
     user's other socket receives every frame, in order."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user = uuid.uuid4()
     stuck, closed = asyncio.Event(), asyncio.Event()
     received: list[str] = []
@@ -73,7 +78,10 @@ async def test_a_socket_that_never_reads_is_closed_1013_while_others_keep_receiv
 async def test_a_socket_whose_write_fails_is_closed_1013_and_never_left_silent() -> None:
     """A write that fails (the replay's database gone, the transport broken) closes that socket
     with 1013, so its client reconnects and resumes, instead of leaving it open and deaf."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user, received, codes = uuid.uuid4(), asyncio.Queue[str](), asyncio.Queue[int]()
 
     async def broken(frame: str) -> None:
@@ -105,7 +113,10 @@ async def test_an_unread_count_older_than_the_sockets_is_never_sent() -> None:
     """An event frame, with the unread count it carries, for a seq the socket already has (a
     batch from another node arriving late) is dropped; a newer one is sent, and an older one
     after it is not: the count never goes back."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user, received = uuid.uuid4(), asyncio.Queue[str]()
 
     async def ignore_close(code: int, reason: str) -> None:
@@ -157,7 +168,8 @@ async def test_a_send_to_many_reaches_the_tabs_held_here_each_with_its_own_frame
     """A payload for every node writes `message.new` to every tab here of each user it names,
     with that user's seq and count around the one summary; users it names that hold no socket
     here, and sockets of users it does not name, get nothing."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+              max_sockets_per_user=20)
     two_tabs, one_tab, bystander, elsewhere = (uuid.uuid4() for _ in range(4))
     received: dict[uuid.UUID, list[list[str]]] = {two_tabs: [[], []], one_tab: [[]],
                                                   bystander: [[]]}
@@ -197,8 +209,8 @@ async def test_a_session_ended_between_authenticating_and_registering_closes_its
         asked.append(session_id)
         return None  # ended, as far as the database knows
 
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20,
-              session_deadline=deadline_of)
+    hub = Hub(broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+              max_sockets_per_user=20, session_deadline=deadline_of)
     user = uuid.uuid4()
     ended, other, fresh, stale = (uuid.uuid4() for _ in range(4))
     closes: dict[str, list[int]] = {"ended": [], "other": [], "fresh": [], "stale": []}

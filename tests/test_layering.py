@@ -17,9 +17,8 @@ LAYERS = {
     1: {"codec", "crypto", "protocol"},
     2: {"db", "migrate", "keyfile", "store", "broker"},
     3: {
-        "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "hub",
-        "files", "attachments", "budgets", "vault_limits", "turns",
-        "expiry", "publisher", "frames",
+        "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
+        "files", "attachments", "budgets", "vault_limits", "turns", "expiry",
     },
     4: {"api", "ws"},
     5: {"app", "cli", "loadtest", "__main__", "__init__"},
@@ -147,13 +146,13 @@ def test_every_module_has_a_layer_or_a_helper_row() -> None:
 
 def test_relative_imports_are_followed() -> None:
     """`from . import x` and `from .mod import y` count as imports of the package."""
-    source = "from . import sessions\nfrom .. import metrics\nfrom ..hub import Hub\n"
+    source = "from . import sessions\nfrom .. import metrics\nfrom ..live.hub import Hub\n"
     imports = _imports("store.users", PACKAGE / "store" / "users.py", ast.parse(source))
     assert imports == [
-        "realtime.store", "realtime.store.sessions", "realtime.metrics", "realtime.hub",
+        "realtime.store", "realtime.store.sessions", "realtime.metrics", "realtime.live.hub",
     ]
     assert _layer_violations("store.users", imports) == [
-        "realtime.store.users (L2) imports realtime.hub"
+        "realtime.store.users (L2) imports realtime.live.hub"
     ]
 
 
@@ -162,8 +161,8 @@ def test_the_helpers_keep_their_rows() -> None:
     assert _layer_violations("config", ["realtime.metrics"]) == [
         "realtime.config (L0) imports the helper realtime.metrics"
     ]
-    assert _layer_violations("hub", ["realtime.metrics", "realtime.heap"]) == [
-        "realtime.hub (L3) imports the helper realtime.heap"
+    assert _layer_violations("live.hub", ["realtime.metrics", "realtime.heap"]) == [
+        "realtime.live.hub (L3) imports the helper realtime.heap"
     ]
     assert _layer_violations("heap", ["realtime.config"]) == [
         "realtime.heap (a helper) imports realtime.config"

@@ -20,11 +20,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import metrics
+from realtime.broker.memory import MemoryBroker
 from realtime.broker.redis import BACKOFF_MAX, HEARTBEAT_DEADLINE
 from realtime.config import Settings
 from realtime.db import Database, create_pool
 from realtime.expiry import measure_backlog
-from realtime.hub import Connection, Hub, Replayed
+from realtime.live.connection import Connection, Replayed
+from realtime.live.hub import Hub
 from realtime.protocol import Published, time_frames
 from tests.conftest import MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
@@ -168,7 +170,10 @@ async def test_latency_is_measured_from_the_commit_time_the_payload_carries() ->
     async def no_close(code: int, reason: str) -> None:
         raise AssertionError("the socket must stay open")
 
-    hub = Hub(replay=nothing_to_replay, session_alive=alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=nothing_to_replay, session_alive=alive,
+        max_sockets_per_user=20,
+    )
     user, written = uuid.uuid4(), asyncio.Queue[str]()
     conn = Connection(user, uuid.uuid4(), send=written.put, close=no_close)
     await hub.register(conn)

@@ -9,8 +9,9 @@ from uuid import UUID
 import pytest
 
 from realtime.broker.memory import MemoryBroker
+from realtime.events import EventSink
+from realtime.live.publisher import ATTEMPTS, MAX_BATCH, Publisher
 from realtime.models import Event, EventType
-from realtime.publisher import ATTEMPTS, MAX_BATCH, Publisher
 from tests.timing import eventually
 
 USER = uuid.uuid4()
@@ -58,7 +59,7 @@ async def test_commits_made_while_a_batch_is_out_are_published_together_in_order
 ) -> None:
     """While one batch is being rendered, later commits wait and then go out as one batch, in
     the order they were handed over; each event is delivered once."""
-    publisher = Publisher(recorder.render, recorder.broker)
+    publisher = Publisher(recorder.render, recorder.broker, EventSink())
     publisher.start()
     recorder.release.clear()
     await publisher.publish(commit(1))
@@ -74,7 +75,7 @@ async def test_commits_made_while_a_batch_is_out_are_published_together_in_order
 
 async def test_a_batch_that_fails_once_is_tried_again_and_delivered(recorder: Recorder) -> None:
     """A render that fails once (the database busy a moment) is tried again: the events go out."""
-    publisher = Publisher(recorder.render, recorder.broker)
+    publisher = Publisher(recorder.render, recorder.broker, EventSink())
     publisher.start()
     recorder.failures = 1
     await publisher.publish(commit(1))
@@ -88,7 +89,7 @@ async def test_a_batch_that_keeps_failing_is_logged_and_the_next_ones_still_go_o
 ) -> None:
     """A render that fails on every attempt loses only its own batch (the log keeps the
     events): later commits are published."""
-    publisher = Publisher(recorder.render, recorder.broker)
+    publisher = Publisher(recorder.render, recorder.broker, EventSink())
     publisher.start()
     recorder.failures = ATTEMPTS
     await publisher.publish(commit(1))
@@ -101,7 +102,7 @@ async def test_a_batch_that_keeps_failing_is_logged_and_the_next_ones_still_go_o
 
 async def test_closing_publishes_what_is_pending_first(recorder: Recorder) -> None:
     """At shutdown every event handed over before is published before the publisher stops."""
-    publisher = Publisher(recorder.render, recorder.broker)
+    publisher = Publisher(recorder.render, recorder.broker, EventSink())
     publisher.start()
     for seq in range(1, 101):
         await publisher.publish(commit(seq))
@@ -118,7 +119,7 @@ async def test_a_commit_is_never_split_across_batches_and_batches_stay_bounded(
            for seq in range(2, MAX_BATCH + 502)]
     small = [commit(seq) for seq in range(MAX_BATCH + 502, 2 * MAX_BATCH + 503)]
     recorder.release.clear()
-    publisher = Publisher(recorder.render, recorder.broker)
+    publisher = Publisher(recorder.render, recorder.broker, EventSink())
     publisher.start()
     await publisher.publish(commit(1))
     await eventually(lambda: recorder.batches == [[1]], "the first batch to be out")

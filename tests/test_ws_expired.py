@@ -10,7 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from realtime.hub import Connection, Hub, Replayed
+from realtime.broker.memory import MemoryBroker
+from realtime.live.connection import Connection, Replayed
+from realtime.live.hub import Hub
 from realtime.protocol import Published
 from tests.conftest import LoggedInUser, MakeUser
 from tests.live_server import LiveServer
@@ -70,7 +72,10 @@ async def _alive(session_id: uuid.UUID) -> bool:
 
 async def test_a_frame_queued_before_its_message_expired_is_not_written_after() -> None:
     """A message.new or receipt waiting in a socket's queue past its expiry is dropped."""
-    hub = Hub(replay=_nothing_to_replay, session_alive=_alive, max_sockets_per_user=20)
+    hub = Hub(
+        broker=MemoryBroker, replay=_nothing_to_replay, session_alive=_alive,
+        max_sockets_per_user=20,
+    )
     user = uuid.uuid4()
     received: list[str] = []
 

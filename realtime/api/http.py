@@ -16,10 +16,10 @@ from starlette.responses import Response
 
 from realtime import codec, crypto
 from realtime.accounts import Accounts
+from realtime.api.health import Health
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusal, Refusals
 from realtime.attachments import Attachments
-from realtime.broker.base import Broker
 from realtime.budgets import Budgets
 from realtime.config import Settings
 from realtime.db import DATABASE_FAULTS, Database
@@ -48,14 +48,14 @@ ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
 @dataclass(frozen=True)
 class Services:
-    """The domain objects the handlers call, built once by the app's lifespan."""
+    """The domain objects the handlers call, built once by the app's lifespan, and what the
+    edge keeps beside them: the limits on requests, the refusals held, the node's health."""
 
     settings: Settings
     db: Database
     accounts: Accounts
     groups: Groups
     messaging: Messaging
-    broker: Broker
     vault: Vault
     files: Files
     attachments: Attachments
@@ -63,6 +63,7 @@ class Services:
     in_flight: InFlight
     request_rate: RequestRate
     refusals: Refusals
+    health: Health
 
 
 @dataclass(frozen=True)

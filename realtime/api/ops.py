@@ -7,8 +7,7 @@ from starlette.responses import Response
 
 from realtime.api import schemas
 from realtime.api.http import Call, Operation, json_response
-from realtime.expiry import measure_backlog
-from realtime.metrics import REGISTRY, broker_connected
+from realtime.metrics import REGISTRY
 
 
 async def healthz(call: Call) -> Response:
@@ -17,7 +16,7 @@ async def healthz(call: Call) -> Response:
 
 async def readyz(call: Call) -> Response:
     """Ready when the database answers (and, once there is one, the broker)."""
-    checks = {"database": await call.services.db.ping(), "broker": call.services.broker.healthy}
+    checks = await call.services.health.checks()
     ready = all(checks.values())
     return json_response(
         schemas.Health(status="ok" if ready else "unavailable", checks=checks),
@@ -27,8 +26,7 @@ async def readyz(call: Call) -> Response:
 
 async def metrics(call: Call) -> Response:
     """Prometheus text; the broker's state and the expiry backlog are measured at the scrape."""
-    broker_connected.set(1 if call.services.broker.healthy else 0)
-    await measure_backlog(call.services.db)
+    await call.services.health.measure()
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,11 +1,12 @@
 """Committed events published in batches: one render and one pipelined publish per batch.
 
-A change hands its events over once committed and goes on at once: the request that made it does
-not wait for the broker. The events of every commit that came meanwhile are rendered together
-(one query for the new messages, one for their expiries) and published in one pipeline, in
-the order they were handed over. A batch that fails (the database busy a moment) is tried again;
-one that keeps failing is not lost: the events are in the log, and a socket repairs its gap
-from there at its next event or resume.
+The publisher consumes the domain's event sink. A change hands its events over once committed
+and goes on at once: the request that made it does not wait for the broker. The events of every
+commit that came meanwhile are rendered together (one query for the new messages, one for their
+expiries) and published in one pipeline, in the order they were handed over. A batch that fails
+(the database busy a moment) is tried again; one that keeps failing is not lost: the events are
+in the log, and a socket repairs its gap from there at its next event or resume. Ended sessions
+are published at once, for every node to close their sockets.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
 from realtime import metrics
 from realtime.broker.base import Broker
+from realtime.events import EventSink
 from realtime.models import Event
-from realtime.protocol import time_frames
+from realtime.protocol import EndSessions, time_frames
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +32,14 @@ ATTEMPTS = 3  # a batch whose render or publish fails is tried again, after 0.1 
 RETRY_DELAY = 0.1
 
 # Events to broker payloads, each for a user or (None) for every node.
-Renderer = Callable[[list[Event]], Awaitable[list[tuple[UUID | None, bytes]]]]
+Render = Callable[[list[Event]], Awaitable[list[tuple[UUID | None, bytes]]]]
 
 
 class Publisher:
     """Collects committed events and publishes them from one task, batch after batch."""
 
-    def __init__(self, render: Renderer, broker: Broker) -> None:
+    def __init__(self, render: Render, broker: Broker, sink: EventSink) -> None:
+        """Publish through `broker` what `sink` is handed from now on."""
         self._render = render
         self._broker = broker
         # Each pending commit's events with the wall-clock time it committed (for the latency
@@ -45,6 +48,7 @@ class Publisher:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        sink.attach(self)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="publisher")
@@ -54,6 +58,11 @@ class Publisher:
         if events:
             self._pending.append((events, time.time()))
             self._ready.set()
+
+    async def end_sessions(self, user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
+        """Close the sockets of the ended sessions (None: of all the user's) on every node."""
+        ended = EndSessions(user_id, tuple(session_ids or ()))
+        await self._broker.publish([(None, ended.pack())])
 
     async def close(self) -> None:
         """Publish what is pending (bounded), then stop."""

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from realtime import protocol
 from realtime.events import EventLog
-from realtime.hub import Replayed
+from realtime.live.connection import Replayed
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, User
 from realtime.protocol import NewToMany, Published, Recipient
@@ -15,7 +15,7 @@ from realtime.protocol import NewToMany, Published, Recipient
 REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released in between
 
 
-class Frames:
+class Renderer:
     """Render events as frames for sockets: what to publish after a commit, or to replay."""
 
     def __init__(self, messaging: Messaging, log: EventLog) -> None:

@@ -1,0 +1,30 @@
+"""What /readyz and /metrics look at besides the registry: the database, the broker, and the
+expiry backlog measured at the scrape."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from realtime.broker.base import Broker
+from realtime.metrics import broker_connected
+
+
+class Health:
+    """This node's dependencies as the operations endpoints report them."""
+
+    def __init__(
+        self, *, database_answers: Callable[[], Awaitable[bool]], broker: Broker,
+        measure_backlog: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._database_answers = database_answers
+        self._broker = broker
+        self._measure_backlog = measure_backlog
+
+    async def checks(self) -> dict[str, bool]:
+        """Whether the database answers now, and whether the broker carries messages."""
+        return {"database": await self._database_answers(), "broker": self._broker.healthy}
+
+    async def measure(self) -> None:
+        """Set the gauges measured at the scrape: the broker's state and the expiry backlog."""
+        broker_connected.set(1 if self._broker.healthy else 0)
+        await self._measure_backlog()
