@@ -367,9 +367,9 @@ class Recipient:
     unread: int
 
 
-def pack_recipient(recipient: Recipient) -> bytes:
-    """One recipient's record in `NewToMany.records`."""
-    return _RECIPIENT.pack(recipient.user_id.bytes, recipient.seq, recipient.unread)
+def recipient_record(user_id: UUID, seq: int, unread: int) -> bytes:
+    """One recipient's record in `NewToMany.records`: their id, seq and unread count."""
+    return _RECIPIENT.pack(user_id.bytes, seq, unread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +391,7 @@ class NewToMany:
         cls, message: bytes, recipients: Sequence[Recipient], expires_at: float = 0.0,
         committed_at: float = 0.0,
     ) -> NewToMany:
-        records = b"".join(pack_recipient(recipient) for recipient in recipients)
+        records = b"".join(recipient_record(r.user_id, r.seq, r.unread) for r in recipients)
         return cls(message, records, expires_at, committed_at)
 
     def addressed(self) -> Iterator[tuple[bytes, int, int]]:
@@ -437,8 +437,13 @@ def unpack(payload: bytes) -> Published | NewToMany | EndSessions | None:
     return None
 
 
+def event_key(user_id: UUID, seq: int) -> tuple[int, int]:
+    """An event's key in the commit times `time_frames` reads: cheaper to hash than the id."""
+    return user_id.int, seq
+
+
 def time_frames(
-    payloads: list[tuple[UUID | None, bytes]], committed_at: Mapping[tuple[UUID, int], float]
+    payloads: list[tuple[UUID | None, bytes]], committed_at: Mapping[tuple[int, int], float]
 ) -> int:
     """Give each frame payload (in place) the time its event committed, found by user and seq
     (a send to many: by its first recipient's), for the latency metric; return how many frames
@@ -448,7 +453,7 @@ def time_frames(
         kind = payload[:1]
         if kind == _FRAME and audience is not None:
             frames += 1
-            at = committed_at.get((audience, _HEAD.unpack_from(payload, 1)[0]))
+            at = committed_at.get((audience.int, _HEAD.unpack_from(payload, 1)[0]))
             if at is not None:
                 payloads[index] = (audience, _TIMED_FRAME + _TIME.pack(at) + payload[1:])
         elif kind == _NEW_TO_MANY:
@@ -456,7 +461,9 @@ def time_frames(
             assert isinstance(many, NewToMany)
             first = next(many.addressed(), None)
             frames += len(many.records) // _RECIPIENT.size
-            at = None if first is None else committed_at.get((UUID(bytes=first[0]), first[1]))
+            at = None if first is None else committed_at.get(
+                (int.from_bytes(first[0], "big"), first[1])
+            )
             if at is not None:
                 timed = NewToMany(many.message, many.records, many.expires_at, at)
                 payloads[index] = (audience, timed.pack())

@@ -27,7 +27,7 @@ from realtime.db import Database, create_pool
 from realtime.expiry import measure_backlog
 from realtime.live.connection import Connection, Replayed
 from realtime.live.hub import Hub
-from realtime.protocol import Published, time_frames
+from realtime.protocol import Published, event_key, time_frames
 from tests.conftest import MakeUser, unique_name
 from tests.live_server import LiveServer, live_server
 from tests.redis_support import (
@@ -180,7 +180,7 @@ async def test_latency_is_measured_from_the_commit_time_the_payload_carries() ->
     hub.start(conn)
     before = parse(generate_latest(metrics.REGISTRY).decode())
     payloads = [(user, Published(1, b'{"seq":1}').pack())]
-    assert time_frames(payloads, {(user, 1): time.time() - 1.5}) == 1
+    assert time_frames(payloads, {event_key(user, 1): time.time() - 1.5}) == 1
     hub.deliver(user, payloads[0][1])
     hub.send_soon(conn, '{"type":"pong"}')
     assert [await written.get(), await written.get()] == ['{"seq":1}', '{"type":"pong"}']

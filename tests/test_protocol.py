@@ -254,7 +254,7 @@ def test_frames_are_timed_by_user_and_seq_and_others_left_alone() -> None:
     payloads = [
         (user, Published(1, b"a", 9.0).pack()), (other, Published(1, b"b").pack()), (user, end),
     ]
-    assert protocol.time_frames(payloads, {(user, 1): 5.5}) == 2
+    assert protocol.time_frames(payloads, {protocol.event_key(user, 1): 5.5}) == 2
     assert [protocol.unpack(payload) for _, payload in payloads] == [
         Published(1, b"a", 9.0, committed_at=5.5), Published(1, b"b"), EndSessions(user),
     ]
@@ -267,7 +267,7 @@ def test_a_send_to_many_is_timed_by_its_first_recipient_and_counts_every_frame()
     payloads: list[tuple[uuid.UUID | None, bytes]] = [
         (None, NewToMany.of(b"{}", [first, second], 9.0).pack())
     ]
-    assert protocol.time_frames(payloads, {(first.user_id, 3): 5.5}) == 2
+    assert protocol.time_frames(payloads, {protocol.event_key(first.user_id, 3): 5.5}) == 2
     assert protocol.unpack(payloads[0][1]) == NewToMany.of(b"{}", [first, second], 9.0, 5.5)
 
 

@@ -22,7 +22,7 @@ from realtime import metrics
 from realtime.broker.base import Broker
 from realtime.events import EventSink
 from realtime.models import Event
-from realtime.protocol import EndSessions, time_frames
+from realtime.protocol import EndSessions, event_key, time_frames
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ class Publisher:
 
     async def _publish_batch(self, commits: list[tuple[list[Event], float]]) -> None:
         batch = [event for events, _ in commits for event in events]
-        times = {(event.user_id, event.seq): at for events, at in commits for event in events}
+        times = {
+            event_key(event.user_id, event.seq): at for events, at in commits for event in events
+        }
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 payloads = await self._render(batch)

@@ -10,7 +10,7 @@ from realtime.events import EventLog
 from realtime.live.connection import Replayed
 from realtime.messaging import Messaging
 from realtime.models import Event, EventType, User
-from realtime.protocol import NewToMany, Published, Recipient
+from realtime.protocol import NewToMany, Published
 
 REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released in between
 
@@ -94,7 +94,7 @@ def _sent_to_many(
             message_id = protocol.message_of(event)
             if message_id in summaries:
                 recipients.setdefault(message_id, []).append(
-                    protocol.pack_recipient(Recipient(event.user_id, event.seq, unread))
+                    protocol.recipient_record(event.user_id, event.seq, unread)
                 )
     return {message_id: found for message_id, found in recipients.items()
             if len(found) >= TO_EVERY_NODE_FROM}
