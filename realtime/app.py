@@ -49,7 +49,7 @@ from realtime.migrate import apply_migrations
 from realtime.rotation import load_fingerprint_key
 from realtime.vault import Vault
 from realtime.vault_limits import VaultLimits
-from realtime.ws import Live, websocket_endpoint
+from realtime.ws import SERVER_SEND, Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,10 @@ class ResponseHeaders:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            await self.app(scope, receive, send)  # a refused handshake's headers: see ws.py
+            # A refused handshake's headers: see ws.py. The server's own send, for the socket's
+            # frames to skip the wrappers the framework puts around it.
+            scope[SERVER_SEND] = send
+            await self.app(scope, receive, send)
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)

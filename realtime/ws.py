@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -35,6 +37,8 @@ FLOOD_BURST = 50
 FLOOD_RATE = 20.0
 PONG = protocol.encode(protocol.Pong()).decode()
 HANDSHAKES = "websocket handshakes"  # the budget's name in its refusal
+# The scope's key of the server's own send, which the app puts there for the socket's frames.
+SERVER_SEND = "realtime.server_send"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     conn = Connection(
         user_id=auth.user.id,
         session_id=auth.session_id,
-        send=websocket.send_text,
+        send=_frame_writer(websocket),
         close=lambda code, reason: websocket.close(code=code, reason=reason),
         authenticated_at=authenticated_at,
     )
@@ -123,6 +127,20 @@ async def _deny(websocket: WebSocket, error: RealtimeError) -> None:
     for name, value in security_headers(websocket.scope["scheme"]):
         response.headers.setdefault(name.decode(), value.decode())
     await websocket.send_denial_response(response)
+
+
+def _frame_writer(websocket: WebSocket) -> Callable[[str], Coroutine[Any, Any, None]]:
+    """How the socket's frames are written once it is open: straight to the server's send
+    when the app put it in the scope (the fan-out's cost per socket is then the server's
+    own), else through the framework's."""
+    server_send = websocket.scope.get(SERVER_SEND)
+    if server_send is None:
+        return websocket.send_text
+
+    def write(text: str) -> Coroutine[Any, Any, None]:
+        return server_send({"type": "websocket.send", "text": text})  # type: ignore[no-any-return]
+
+    return write
 
 
 def _by_cookie(websocket: WebSocket) -> bool:
