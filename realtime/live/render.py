@@ -31,8 +31,13 @@ class Renderer:
         new_ids = {protocol.message_of(e) for e in events if e.type is EventType.MESSAGE_NEW}
         arrivals = await self._messaging.arrivals(list(new_ids)) if new_ids else {}
         summaries = {message_id: protocol.summary_json(m) for message_id, m in arrivals.items()}
-        about = {protocol.message_of(e) for e in events if e.type in _EXPIRING}
-        expiries = await self._log.expiries(list(about))
+        expiries = {  # a new message's expiry is in its summary; a receipt's, looked up
+            message_id: m.header.expires_at.timestamp()
+            for message_id, m in arrivals.items() if m.header.expires_at is not None
+        }
+        read = {protocol.message_of(e) for e in events if e.type is EventType.MESSAGE_READ}
+        if read - arrivals.keys():
+            expiries |= await self._log.expiries(list(read - arrivals.keys()))
         to_many = _sent_to_many(events, summaries)
         payloads: list[tuple[UUID | None, bytes]] = []
         for event in events:
