@@ -38,6 +38,7 @@ CONNECT_TIMEOUT = 2.0
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 2.0
 CHUNK = 1000  # publishes per round trip, channels per SUBSCRIBE
+SUBSCRIBE_INTERVAL = 0.002  # seconds between two writes of subscription changes
 MAX_CONNECTIONS = 64  # publishing connections; more publishes at once wait for one
 
 _PUBLISHED_TO_USER = metrics.broker_payloads_published.labels("user")
@@ -264,11 +265,14 @@ class RedisBroker(Broker):
         await link.close()
 
     async def _run_sync(self, link: _Link) -> None:
-        """Send the (un)subscriptions as they come, many in one write."""
+        """Send the (un)subscriptions as they come, many in one write: the first after a quiet
+        spell at once, those of a burst (sockets opening by the thousand) gathered, at most
+        one write every SUBSCRIBE_INTERVAL."""
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             await self._flush(link)
+            await asyncio.sleep(SUBSCRIBE_INTERVAL)
 
     async def _flush(self, link: _Link) -> None:
         """Send the subscription changes, then a PING whose answer releases the waiters."""
