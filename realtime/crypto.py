@@ -1,4 +1,5 @@
-"""Envelope encryption, password hashing, session tokens and the password generator; no I/O."""
+"""Envelope encryption, password hashing, tokens, shareable links' keys and the password
+generator; no I/O."""
 
 from __future__ import annotations
 
@@ -25,12 +26,15 @@ from realtime.models import SealedKey
 DATA_KEY_BYTES = 32
 NONCE_BYTES = 12
 TOKEN_BYTES = 32
+_TOKEN_CHARS = math.ceil(TOKEN_BYTES * 4 / 3)  # URL-safe base64, unpadded
 _KEY_AAD = b"realtime/v1/data-key/"
 _FIELD_AAD = b"realtime/v1/field/"
 _CHUNK_AAD = b"realtime/v1/chunk/"
 _BROKER_INFO = b"realtime/v1/broker-payload-key"
 _BROKER_AAD = b"realtime/v1/broker/"
 _BROKER_VERSION = b"\x01"
+_LINK_KEY_INFO = b"realtime/v1/link-key"
+_LINK_SALT_INFO = b"realtime/v1/link-passphrase-salt"
 _KEY_ID_BYTES = 8  # a master key id, 16 hex digits, as bytes
 
 # Argon2id at the OWASP baseline: 19 MiB, two passes, one lane.
@@ -244,13 +248,57 @@ DECOY_PASSWORD_HASH = hash_password(secrets.token_urlsafe(16))
 
 
 def new_token() -> str:
-    """A session token: 32 random bytes, URL-safe."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(TOKEN_BYTES)).decode().rstrip("=")
+    """A token (a session's, a link's): 32 random bytes, URL-safe."""
+    return _url_safe(secrets.token_bytes(TOKEN_BYTES))
 
 
 def token_digest(token: str) -> bytes:
     """The only form of a token that is ever stored."""
     return hashlib.sha256(token.encode()).digest()
+
+
+def link_envelope(row: str, token: str, passphrase: str | None = None) -> Envelope:
+    """The envelope of a shareable link's content: its data key is derived from the link's
+    token (HKDF-SHA256), and, with a passphrase, from the token and the passphrase together
+    (Argon2id, salted by the token), so that neither the database nor the master key opens it,
+    and a passphrase is needed to decrypt, not just checked. Only `token_digest(token)` is
+    ever stored: a different function of the token, from which the key cannot be had.
+
+    A token that is not one of ours (32 bytes, URL-safe base64) is a CryptoError.
+    """
+    secret = _token_bytes(token)
+    key = _hkdf(secret, _LINK_KEY_INFO, DATA_KEY_BYTES)
+    if passphrase is not None:
+        kdf = Argon2id(
+            salt=_hkdf(secret, _LINK_SALT_INFO, 16),
+            length=DATA_KEY_BYTES,
+            iterations=_ARGON2_ITERATIONS,
+            lanes=_ARGON2_LANES,
+            memory_cost=_ARGON2_MEMORY_KIB,
+        )
+        key = kdf.derive(key + passphrase.encode())
+    return Envelope(row, key)
+
+
+def _token_bytes(token: str) -> bytes:
+    """The 32 random bytes a token (as `new_token` makes it) stands for."""
+    if len(token) != _TOKEN_CHARS:
+        raise CryptoError("not a token")
+    try:
+        secret = base64.urlsafe_b64decode(token + "=")
+    except (ValueError, TypeError):
+        raise CryptoError("not a token") from None
+    if len(secret) != TOKEN_BYTES or _url_safe(secret) != token:
+        raise CryptoError("not a token")
+    return secret
+
+
+def _url_safe(secret: bytes) -> str:
+    return base64.urlsafe_b64encode(secret).decode().rstrip("=")
+
+
+def _hkdf(secret: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
 def same_secret(a: str | bytes, b: str | bytes) -> bool:

@@ -15,6 +15,7 @@ from realtime.crypto import (
     Keyring,
     generate_master_key,
     hash_password,
+    link_envelope,
     master_key_id,
     new_token,
     row_name,
@@ -350,3 +351,46 @@ def test_the_fingerprint_key_is_needed_and_decides_the_fingerprint() -> None:
     assert first.fingerprint(b"request") != first.fingerprint(b"other request")
     second.set_fingerprint_key(bytes(32))
     assert first.fingerprint(b"request") != second.fingerprint(b"request")
+
+
+def test_a_links_content_opens_with_its_token_and_nothing_else() -> None:
+    """A link's content opens with its token, and not with another token, the token's stored
+    digest, or any key the server holds."""
+    token, other = new_token(), new_token()
+    sealed = link_envelope("links/1", token).seal("body", "the secret")
+    assert link_envelope("links/1", token).open_text("body", sealed) == "the secret"
+    with pytest.raises(CryptoError):
+        link_envelope("links/1", other).open("body", sealed)
+    with pytest.raises(CryptoError):
+        link_envelope("links/2", token).open("body", sealed)  # bound to its row
+    digest = token_digest(token)
+    with pytest.raises(CryptoError):
+        Envelope("links/1", digest).open("body", sealed)
+    keyring = Keyring([generate_master_key()])
+    envelope, _ = keyring.new_envelope("links/1")
+    with pytest.raises(CryptoError):
+        envelope.open("body", sealed)
+
+
+def test_a_passphrase_is_needed_to_open_a_link_not_just_checked() -> None:
+    """With a passphrase, the content opens only with the token and that passphrase: the token
+    alone, or with another passphrase, does not decrypt it."""
+    token = new_token()
+    sealed = link_envelope("links/1", token, "correct horse").seal("body", "the secret")
+    assert link_envelope("links/1", token, "correct horse").open_text("body", sealed) == (
+        "the secret"
+    )
+    for passphrase in (None, "correct horsE", ""):
+        with pytest.raises(CryptoError):
+            link_envelope("links/1", token, passphrase).open("body", sealed)
+
+
+@pytest.mark.parametrize("token", [
+    "", "short", new_token()[:-1], new_token() + "A", "+" * 43, "=" * 43,
+    new_token()[:-1] + "!",
+])
+def test_only_a_token_of_ours_derives_a_link_key(token: str) -> None:
+    """A link token that is not 32 URL-safe base64 bytes (too short, too long, foreign
+    characters, padding) is refused, never stretched into a key."""
+    with pytest.raises(CryptoError):
+        link_envelope("links/1", token)
