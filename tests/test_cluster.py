@@ -216,6 +216,36 @@ async def test_redis_killed_while_messages_are_sent_loses_nothing(
             await inbox.stop()
 
 
+async def test_a_send_to_many_while_redis_is_down_reaches_every_socket_once_after(
+    start_nodes: StartNodes, make_user: MakeUser, redis_server: RedisServer
+) -> None:
+    """A send to many made while Redis is down (its one payload for every node lost) reaches
+    every recipient's socket, on either node, from the log once the link is back: each socket
+    has every message once, in order, with the sends before and after it."""
+    node_a, node_b = start_nodes(redis_server.url, 2)
+    nodes = [node_a, node_b]
+    alice = await make_user(on=node_a)
+    recipients = [await make_user(on=nodes[i % 2]) for i in range(TO_EVERY_NODE_FROM)]
+    async with AsyncExitStack() as stack:
+        inboxes = []
+        for i, user in enumerate(recipients):
+            ws = await stack.enter_async_context(await open_socket(nodes[i % 2], user))
+            assert (await next_frame(ws))["type"] == "hello"
+            inbox = Inbox(ws)
+            stack.push_async_callback(inbox.stop)
+            inboxes.append(inbox)
+        sent = [await send(alice, *recipients, subject="before the outage")]
+        redis_server.stop()
+        await eventually(lambda: _all_down(nodes), "every node to notice", within=RECOVERY)
+        sent.append(await send(alice, *recipients, subject="during the outage"))
+        await redis_server.start()
+        await eventually(lambda: _all_up(nodes), "every node to reconnect", within=RECOVERY)
+        sent.append(await send(alice, *recipients, subject="after the outage"))
+        for inbox in inboxes:
+            await assert_every_message_arrives_once_in_order(inbox, sent)
+            assert inbox.unread() == len(sent)
+
+
 async def test_redis_frozen_half_open_while_messages_are_sent_loses_nothing(
     start_nodes: StartNodes, make_user: MakeUser, proxy: FreezableProxy
 ) -> None:
