@@ -278,3 +278,48 @@ class AttachmentInfo:
     kind: AttachmentKind
     name: str
     size: int | None
+
+
+class LinkEnd(StrEnum):
+    """Why a shareable link opens no more (besides its expiry)."""
+
+    USED = "used"  # its last view was taken
+    REVOKED = "revoked"  # its creator revoked it
+    BURNED = "burned"  # the fifth wrong passphrase
+
+
+@dataclass(frozen=True)
+class SealedLink:
+    """A live shareable link as stored: its content sealed under its token's key."""
+
+    id: UUID
+    creator_id: UUID
+    expires_at: datetime
+    max_views: int
+    views: int
+    has_passphrase: bool
+    subject: bytes = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TakenView:
+    """A view given: how many are left, and whether it was the last."""
+
+    views_left: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class ListedLink:
+    """A live link in its creator's list, its subject sealed for the creator."""
+
+    id: UUID
+    created_at: datetime
+    expires_at: datetime
+    max_views: int
+    views: int
+    last_viewed_at: datetime | None
+    has_passphrase: bool
+    key: SealedKey
+    listed_subject: bytes = field(repr=False)

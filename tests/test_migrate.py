@@ -237,7 +237,8 @@ async def test_upgrading_keeps_each_users_unread_count_as_their_inbox_had_it(
                from messages m where m.id = $1""",
             message_id, recipient, read, deleted,
         )
-    assert await apply_migrations(conn, folder_with(tmp_path / "after", shipped)) == [
+    through = {name: sql for name, sql in shipped.items() if name <= unread_counts}
+    assert await apply_migrations(conn, folder_with(tmp_path / "after", through)) == [
         unread_counts
     ]
     counts = dict(await conn.fetch("select user_id, unread from event_counters"))
