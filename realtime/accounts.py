@@ -149,7 +149,7 @@ class Accounts:
             )
         if found is None:
             raise Unauthenticated("the session has ended, log in again")
-        session_id, user, deadline = found
+        session_id, user, deadline, _ = found
         return AuthContext(user, session_id, deadline)
 
     async def authenticate_socket(
@@ -159,9 +159,9 @@ class Accounts:
         handshakes a minute (a budget shared by every node): with the seconds to wait when
         none is left, the handshake to be refused then."""
         async with self._db.connection() as conn:
-            found = await session_store.find_live_session_spending(
+            found = await session_store.find_live_session(
                 conn, crypto.token_digest(token), self._settings.session_idle_timeout,
-                budget_prefix=HANDSHAKE_BUDGET, per_minute=handshakes_per_minute,
+                session_store.Spending(HANDSHAKE_BUDGET, handshakes_per_minute),
             )
         if found is None:
             raise Unauthenticated("the session has ended, log in again")

@@ -77,11 +77,11 @@ broker_payloads_received = Counter(
     ["audience"],
     registry=REGISTRY,
 )
-# The two audiences, bound once: a payload for a user, or for every node.
-PAYLOAD_AUDIENCES = ("user", "every_node")
-for _audience in PAYLOAD_AUDIENCES:  # present at zero before the first payload
-    broker_payloads_published.labels(_audience)
-    broker_payloads_received.labels(_audience)
+# The two audiences, bound once (and so present at zero before the first payload).
+payloads_published_to_user = broker_payloads_published.labels("user")
+payloads_published_to_every_node = broker_payloads_published.labels("every_node")
+payloads_received_by_user = broker_payloads_received.labels("user")
+payloads_received_by_every_node = broker_payloads_received.labels("every_node")
 broker_dropped = Counter(
     "realtime_broker_dropped_payloads",
     "Payloads the Redis broker could not send (disconnected, or the publish failed); the "

@@ -304,10 +304,14 @@ class SealedLink:
 
 @dataclass(frozen=True)
 class TakenView:
-    """A view given: how many are left, and whether it was the last."""
+    """A view given, and how many are left."""
 
     views_left: int
-    last: bool
+
+    @property
+    def last(self) -> bool:
+        """Whether it was the link's last view (which ended it)."""
+        return self.views_left == 0
 
 
 @dataclass(frozen=True)

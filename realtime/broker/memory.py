@@ -30,16 +30,19 @@ class MemoryBroker(Broker):
         self._subscribed.discard(user_id)
 
     async def publish(self, messages: Sequence[tuple[Audience, bytes]]) -> None:
-        to_everyone = sum(1 for audience, _ in messages if audience is None)
-        metrics.broker_payloads_published.labels("every_node").inc(to_everyone)
-        metrics.broker_payloads_published.labels("user").inc(len(messages) - to_everyone)
-        received = 0
+        to_everyone = received = 0
         for audience, payload in messages:
-            if audience is None or audience in self._subscribed:
-                received += audience is not None
-                self._deliver(audience, payload)
-        metrics.broker_payloads_received.labels("every_node").inc(to_everyone)
-        metrics.broker_payloads_received.labels("user").inc(received)
+            if audience is None:
+                to_everyone += 1
+            elif audience in self._subscribed:
+                received += 1
+            else:
+                continue
+            self._deliver(audience, payload)
+        metrics.payloads_published_to_every_node.inc(to_everyone)
+        metrics.payloads_published_to_user.inc(len(messages) - to_everyone)
+        metrics.payloads_received_by_every_node.inc(to_everyone)
+        metrics.payloads_received_by_user.inc(received)
 
     @property
     def healthy(self) -> bool:

@@ -41,11 +41,6 @@ CHUNK = 1000  # publishes per round trip, channels per SUBSCRIBE
 SUBSCRIBE_INTERVAL = 0.002  # seconds between two writes of subscription changes
 MAX_CONNECTIONS = 64  # publishing connections; more publishes at once wait for one
 
-_PUBLISHED_TO_USER = metrics.broker_payloads_published.labels("user")
-_PUBLISHED_TO_EVERY_NODE = metrics.broker_payloads_published.labels("every_node")
-_RECEIVED_BY_USER = metrics.broker_payloads_received.labels("user")
-_RECEIVED_BY_EVERY_NODE = metrics.broker_payloads_received.labels("every_node")
-
 # What a lost, refused or frozen link raises: redis wraps most socket errors, not all.
 LINK_ERRORS = (RedisError, OSError, TimeoutError)
 
@@ -221,8 +216,8 @@ class RedisBroker(Broker):
                     pipe.publish(channel, seal(channel, payload))
                 async with asyncio.timeout(self._timeout):
                     await pipe.execute()
-        _PUBLISHED_TO_EVERY_NODE.inc(to_everyone)
-        _PUBLISHED_TO_USER.inc(len(messages) - to_everyone)
+        metrics.payloads_published_to_every_node.inc(to_everyone)
+        metrics.payloads_published_to_user.inc(len(messages) - to_everyone)
 
     async def _run(self) -> None:
         """Keep a link up for as long as the broker runs, reconnecting with backoff."""
@@ -344,7 +339,10 @@ class RedisBroker(Broker):
                 log.debug("Dropped a payload on %s: %s", channel.decode(errors="replace"), error)
                 return
             if user_id is not None or to_everyone:
-                (_RECEIVED_BY_EVERY_NODE if to_everyone else _RECEIVED_BY_USER).inc()
+                if to_everyone:
+                    metrics.payloads_received_by_every_node.inc()
+                else:
+                    metrics.payloads_received_by_user.inc()
                 self._deliver(user_id, payload)
             else:
                 self._beat(link)

@@ -124,8 +124,7 @@ class Connection:
         seq, frame, committed_at, expires_at = item
         if seq > self.last_seq + 1:
             return False
-        if (seq and seq <= self.last_seq) or _expired(expires_at):
-            self.last_seq = max(self.last_seq, seq)
+        if self._passed(seq, expires_at):
             return True
         try:
             rest = run_eagerly(self.send(frame))
@@ -133,32 +132,43 @@ class Connection:
             log.debug("a socket's write failed: %r", exc)
             writers.drop(self, CloseCode.TRY_AGAIN_LATER, "try again")
             return True
-        self.last_seq = max(self.last_seq, seq)
         if rest is None:
-            if seq:
-                writers.tally.written(committed_at)
-            return True
-        self.writer = asyncio.create_task(
-            self._write(writers, rest, committed_at if seq else None)
-        )
+            self._sent(seq, committed_at, writers)
+        else:
+            self.last_seq = max(self.last_seq, seq)  # what comes next queues behind it
+            self.writer = asyncio.create_task(self._write(writers, rest, seq, committed_at))
         return True
+
+    def _passed(self, seq: int, expires_at: float) -> bool:
+        """Whether a frame is not to be written: its seq was sent already, or its message has
+        expired (then its seq counts as sent)."""
+        if (seq and seq <= self.last_seq) or _expired(expires_at):
+            self.last_seq = max(self.last_seq, seq)
+            return True
+        return False
+
+    def _sent(self, seq: int, committed_at: float, writers: Writers) -> None:
+        """A frame was written: its seq is the last sent, and a live event's is counted."""
+        if seq:
+            writers.tally.written(committed_at)
+        self.last_seq = max(self.last_seq, seq)
 
     def _wake(self, writers: Writers) -> None:
         if self.writer is None and self.started and self.queued and not self.closing:
             self.writer = asyncio.create_task(self._write(writers))
 
     async def _write(
-        self, writers: Writers, unfinished: Awaitable[None] | None = None,
-        committed_at: float | None = None,
+        self, writers: Writers, unfinished: Awaitable[None] | None = None, seq: int = 0,
+        committed_at: float = 0.0,
     ) -> None:
-        """Finish a write begun at once (`unfinished`, of a frame committed at `committed_at`),
-        then send the queue in order, and end: each seq once, gaps repaired from the log.
-        A write that fails closes the socket with 1013: its client reconnects and resumes."""
+        """Finish a write begun at once (`unfinished`, of the frame of `seq` committed at
+        `committed_at`), then send the queue in order, and end: each seq once, gaps repaired
+        from the log. A write that fails closes the socket with 1013: its client reconnects
+        and resumes."""
         try:
             if unfinished is not None:
                 await unfinished
-                if committed_at is not None:
-                    writers.tally.written(committed_at)
+                self._sent(seq, committed_at, writers)
             while self.queued:
                 await self._send_item(self.queued.pop(0), writers)
         except Exception as exc:
@@ -173,19 +183,12 @@ class Connection:
             await self._resume(item, writers)
             return
         seq, frame, committed_at, expires_at = item
-        if seq and seq <= self.last_seq:
-            return
-        if seq > self.last_seq + 1:
+        if seq > self.last_seq + 1:  # a gap: what the socket missed goes first, from the log
             await self._resume(_Resume(self.last_seq, answer=False), writers)
-            if seq <= self.last_seq:
-                return
-        if _expired(expires_at):  # queued before its message expired, due after: gone
-            self.last_seq = max(self.last_seq, seq)
+        if self._passed(seq, expires_at):  # queued before its message expired, due after: gone
             return
         await self.send(frame)
-        if seq:
-            writers.tally.written(committed_at)
-        self.last_seq = max(self.last_seq, seq)
+        self._sent(seq, committed_at, writers)
 
     async def _resume(self, request: _Resume, writers: Writers) -> None:
         """Replay page by page (no pooled connection held while writing), then answer."""

@@ -84,8 +84,7 @@ class Hub:
         if len(sockets) == 1:
             await self._broker.subscribe(conn.user_id)
         while len(sockets) > self._max_sockets:
-            self._close_soon(sockets[0], CloseCode.POLICY, "too many open sockets for this user")
-            self._forget(sockets[0])
+            self._drop(sockets[0], CloseCode.POLICY, "too many open sockets for this user")
 
     def watch_session(self, conn: Connection, deadline: float) -> None:
         """Close the socket 4401 if its session ended since it was authenticated (as this node
@@ -143,8 +142,7 @@ class Hub:
         sockets = self._session_sockets(user_id, session_id)
         if deadline is None:
             for conn in sockets:
-                self._close_soon(conn, CloseCode.SESSION_ENDED, "the session has ended")
-                self._forget(conn)
+                self._drop(conn, CloseCode.SESSION_ENDED, "the session has ended")
             return
         if sockets and session_id not in self._deadlines:
             self._check_at(user_id, session_id, deadline)

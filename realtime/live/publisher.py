@@ -2,11 +2,12 @@
 
 The publisher consumes the domain's event sink. A change hands its events over once committed
 and goes on at once: the request that made it does not wait for the broker. The events of every
-commit that came meanwhile are rendered together (one query for the new messages, one for their
-expiries) and published in one pipeline, in the order they were handed over. A batch that fails
-(the database busy a moment) is tried again; one that keeps failing is not lost: the events are
-in the log, and a socket repairs its gap from there at its next event or resume. Ended sessions
-are published at once, for every node to close their sockets.
+commit that came meanwhile are rendered together (one query for the new messages, one for the
+expiries of receipts about other messages) and published in one pipeline, in the order they
+were handed over. A batch that fails (the database busy a moment) is tried again; one that keeps
+failing is not lost: the events are in the log, and a socket repairs its gap from there at its
+next event or resume. Ended sessions are published at once, for every node to close their
+sockets.
 """
 
 from __future__ import annotations

@@ -64,8 +64,7 @@ async def take_view(conn: asyncpg.Connection, link_id: UUID) -> TakenView | None
     )
     if row is None:
         return None
-    views_left = int(row["views_left"])
-    return TakenView(views_left=views_left, last=views_left == 0)
+    return TakenView(views_left=int(row["views_left"]))
 
 
 async def count_wrong_passphrase(conn: asyncpg.Connection, link_id: UUID) -> int | None:

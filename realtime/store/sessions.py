@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -59,37 +60,34 @@ _DEADLINE = """extract(epoch from least(live.expires_at, coalesce(
                    (select last_seen_at from touched), live.last_seen_at) + $2::interval))"""
 
 
+@dataclass(frozen=True)
+class Spending:
+    """One token to take, in the same statement, from the user's bucket `{prefix}{user id}`
+    (holding `per_minute`, refilled over a minute)."""
+
+    prefix: str
+    per_minute: int
+
+
 async def find_live_session(
-    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta
-) -> tuple[UUID, User, float] | None:
-    """Return the session id and enabled user of a session neither expired nor idle too long,
-    and when it ends at the latest unless seen again (seconds since the epoch). Seeing the
-    session counts as activity."""
-    row = await conn.fetchrow(
-        f"""with {_LIVE_SESSION}
-            select live.session_id, {USER_COLUMNS}, {_DEADLINE} as deadline
-            from live join users on users.id = live.user_id where not users.disabled""",
-        token_hash, idle_timeout, TOUCH_INTERVAL,
-    )
-    if row is None:
-        return None
-    return row["session_id"], user_from_row(row), float(row["deadline"])
-
-
-async def find_live_session_spending(
-    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta, *,
-    budget_prefix: str, per_minute: int,
+    conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta,
+    spending: Spending | None = None,
 ) -> tuple[UUID, User, float, float] | None:
-    """As `find_live_session`, and in the same statement take one token from the user's
-    bucket `{budget_prefix}{user id}` (holding `per_minute`, refilled over a minute): with the
-    seconds to wait for it (0: taken)."""
-    tables, wait = taking("($4::text || (select user_id from live)::text)", "$5::float8",
-                          "($5::float8 / 60)", "1::float8")
+    """Return the session id and enabled user of a session neither expired nor idle too long,
+    when it ends at the latest unless seen again (seconds since the epoch), and, `spending` a
+    token, the seconds to wait for it (0: taken, or none asked). Seeing the session counts as
+    activity."""
+    tables, wait = "", "0::float8"
+    budget: tuple[str, float] | tuple[()] = ()
+    if spending is not None:
+        cte, wait = taking("($4::text || (select user_id from live)::text)", "$5::float8",
+                           "($5::float8 / 60)", "1::float8")
+        tables, budget = f", {cte}", (spending.prefix, float(spending.per_minute))
     row = await conn.fetchrow(
-        f"""with {_LIVE_SESSION}, {tables}
+        f"""with {_LIVE_SESSION}{tables}
             select live.session_id, {USER_COLUMNS}, {_DEADLINE} as deadline, {wait} as wait
             from live join users on users.id = live.user_id where not users.disabled""",
-        token_hash, idle_timeout, TOUCH_INTERVAL, budget_prefix, float(per_minute),
+        token_hash, idle_timeout, TOUCH_INTERVAL, *budget,
     )
     if row is None:
         return None
