@@ -10,6 +10,7 @@ import { inbox, sent, refreshReadCount } from "./views/inbox.js";
 import { initMessage, openMessage, messageGone, messageRead } from "./views/message.js";
 import { initPopup, popUp, popupGone, resetPopups } from "./views/popup.js";
 import { initCompose, openComposer, resetComposer } from "./views/compose.js";
+import { initLinks, reloadLinks, resetLinks, linkViewed, linkGone } from "./views/links.js";
 import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
 
@@ -37,6 +38,7 @@ async function enter(me) {
   setMe(me);
   setText($("whoami"), me.display_name);
   $("nav-admin").hidden = !me.is_admin;
+  $("nav-links").hidden = !me.can_share_links;
   $("login-view").hidden = true;
   $("app-header").hidden = false;
   $("main").hidden = false;
@@ -55,6 +57,7 @@ function leave(message = "") {
   sent.reset();
   resetPopups();
   resetComposer();
+  resetLinks();
   resetVault();
   resetAdmin();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
@@ -147,9 +150,13 @@ function initLive() {
     countFrom(frame);
     bus.emit("message-gone", { id: frame.message_id, reason: frame.reason });
   });
+  bus.on("live:link.viewed", linkViewed);
+  bus.on("live:link.deleted", (frame) => linkGone(frame.link_id, frame.reason));
+  bus.on("link-created", () => reloadLinks());
   bus.on("live:resync", () => {
     inbox.reload();
     sent.reload();
+    if (!$("nav-links").hidden) reloadLinks();
     loadUnread();
   });
   bus.on("message-gone", ({ id, reason, byMe }) => {
@@ -187,6 +194,7 @@ function initNavigation() {
   bus.on("notice", notice);
   bus.on("view", ({ name, previous }) => {
     if (name === "sent" && previous !== "message-view") sent.reload();
+    if (name === "links") reloadLinks();
     if (name === "vault") loadVault();
     if (name === "admin") loadAdmin();
   });
@@ -201,6 +209,7 @@ async function boot() {
   initCompose();
   initVault();
   initAdmin();
+  initLinks({ newLink: () => openComposer() });
   try {
     await enter(await get("/api/me", { quiet401: true }));
   } catch (error) {

@@ -2,7 +2,7 @@
 
 import { bus } from "./bus.js";
 
-const VIEWS = ["inbox", "sent", "message-view", "compose", "vault", "admin"];
+const VIEWS = ["inbox", "sent", "links", "message-view", "compose", "vault", "admin"];
 let current = null;
 
 export function showView(name, { focus = true } = {}) {
