@@ -24,7 +24,9 @@ function errorFrom(status, data, retryAfter) {
   const error = data && data.error ? data.error : {};
   let message = error.message;
   if (status === 429 && retryAfter) message = `${message || "Too many attempts"} (try again in ${retryAfter} s)`;
-  return new ApiError(status, error.code, message, error.fields);
+  const failure = new ApiError(status, error.code, message, error.fields);
+  failure.retryAfter = Number.parseInt(retryAfter, 10) || null; // seconds, from a 429
+  return failure;
 }
 
 export async function api(method, path, body, { quiet401 = false, headers = {} } = {}) {

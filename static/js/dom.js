@@ -51,6 +51,13 @@ export function formatTime(iso) {
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
 }
 
+// A date as a datetime-local input takes it, in the browser's time zone.
+export function localInputValue(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`
+    + `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
 export function formatSize(bytes) {
   if (bytes === null || bytes === undefined) return "";
   if (bytes < 1024) return `${bytes} B`;

@@ -10,6 +10,7 @@ import { inbox, sent, refreshReadCount } from "./views/inbox.js";
 import { initMessage, openMessage, messageGone, messageRead } from "./views/message.js";
 import { initPopup, popUp, popupGone, resetPopups } from "./views/popup.js";
 import { initCompose, openComposer, resetComposer } from "./views/compose.js";
+import { LINK } from "./views/compose-mode.js";
 import { initLinks, reloadLinks, resetLinks, linkViewed, linkGone } from "./views/links.js";
 import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
@@ -209,7 +210,7 @@ async function boot() {
   initCompose();
   initVault();
   initAdmin();
-  initLinks({ newLink: () => openComposer() });
+  initLinks({ newLink: () => openComposer({ mode: LINK }) });
   try {
     await enter(await get("/api/me", { quiet401: true }));
   } catch (error) {

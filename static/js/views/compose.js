@@ -1,27 +1,30 @@
-// The composer: recipients, subject, message, expiry, priority, attachments, and sending.
+// The composer: a message in-app (recipients, subject, message, expiry, priority, attachments),
+// or, in the link modes, the same content as a shareable link or a link sent by email.
 
-import { h, $, clear, report, formatSize, randomKey } from "../dom.js";
-import { post, upload, errorText, ApiError, MAX_UPLOAD } from "../api.js";
+import { h, $, clear, report, randomKey, localInputValue } from "../dom.js";
+import { post, errorText, ApiError } from "../api.js";
 import { bus } from "../bus.js";
 import { showView } from "../nav.js";
 import { recipients, recipientNames, setRecipients, clearRecipients, initRecipients } from "./recipients.js";
-import { initGenerator, openGenerator } from "./generator.js";
+import { initGenerator } from "./generator.js";
 import { initPicker, openPicker } from "./picker.js";
 import { initMoreMenu, closeMoreMenu } from "./more-menu.js";
+import {
+  attach, attached, attachmentsPayload, clearAttachments, forgetUploads, initFiles, uploadFiles,
+} from "./compose-attachments.js";
+import { hideCredentialForm, initCredentials, openCredentialForm } from "./credential-form.js";
+import { IN_APP, EMAIL, composeMode, isLinkMode, setMode, applyModeRights, initModes } from "./compose-mode.js";
+import { clearFieldErrors, initLinkOptions, resetLinkOptions } from "./link-options.js";
+import { hideLinkResult, initLinkResult } from "./link-result.js";
+import { createLink } from "./link-create.js";
 
-let attachments = []; // {kind, label, ...what the server takes; a file keeps its File}
 let replyTo = null;
 let sending = false;
+let rights = null; // the latest /api/me
 
 const errorBox = $("compose-error");
 const statusBox = $("compose-status");
 const progress = $("compose-progress");
-
-function localInputValue(date) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`
-    + `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
 
 function showError(lines) {
   clear(errorBox);
@@ -30,47 +33,8 @@ function showError(lines) {
   errorBox.hidden = errorBox.childNodes.length === 0;
 }
 
-function renderAttachments() {
-  const list = clear($("compose-attachments"));
-  $("compose-attachments-title").hidden = attachments.length === 0;
-  const kinds = { credential: "Credentials", entry: "Entry", folder: "Folder", file: "File" };
-  attachments.forEach((a, index) => {
-    const remove = h("button", { type: "button", class: "remove small", "aria-label": `Remove ${a.label}` }, "Remove");
-    remove.addEventListener("click", () => {
-      attachments.splice(index, 1);
-      renderAttachments();
-      $("more").focus();
-    });
-    list.appendChild(h("li", { dataset: { kind: a.kind } },
-      h("span", { class: "kind" }, kinds[a.kind]), " ",
-      h("span", { class: "name" }, a.label),
-      a.file ? h("span", { class: "size" }, ` (${formatSize(a.file.size)})`) : null,
-      " ", remove));
-  });
-}
-
-export function attach(item) {
-  const same = (a) => a.kind === item.kind && (
-    (item.kind === "entry" && a.entry_id === item.entry_id) ||
-    (item.kind === "folder" && a.folder_id === item.folder_id));
-  if (attachments.some(same)) return;
-  attachments.push(item);
-  renderAttachments();
-}
-
-function addFiles(files) {
-  const refused = [];
-  for (const file of files) {
-    if (file.size > MAX_UPLOAD) {
-      refused.push(`“${file.name}” is too large to send: a file may be at most 25 MiB (${MAX_UPLOAD.toLocaleString()} bytes).`);
-      continue;
-    }
-    attach({ kind: "file", label: file.name, file });
-  }
-  showError(refused);
-}
-
-export function resetComposer() {
+// Empties the draft; the mode stays where `keepMode`, else it goes back to in-app.
+export function resetComposer({ keepMode = false } = {}) {
   clearRecipients();
   $("subject").value = "";
   $("body").value = "";
@@ -78,25 +42,38 @@ export function resetComposer() {
   $("expires-at").value = "";
   $("expires-at").disabled = true;
   $("high-priority").checked = false;
-  attachments = [];
+  clearAttachments();
   replyTo = null;
-  renderAttachments();
   hideCredentialForm();
   $("file-panel").hidden = true;
   showError([]);
   progress.hidden = true;
+  resetLinkOptions();
+  hideLinkResult();
+  if (!keepMode) setMode(IN_APP);
 }
 
-export function openComposer({ to = null, subject = null, reply = null, attachment = null } = {}) {
+function focusFirstField() {
+  if (!isLinkMode() && recipients().length === 0) $("to-input").focus();
+  else if (composeMode() === EMAIL && !$("email-to").value) $("email-to").focus();
+  else if (!$("subject").value) $("subject").focus();
+  else $("body").focus();
+}
+
+// Recipients, a reply or a vault attachment make an in-app message; `mode` picks one.
+export function openComposer({ to = null, subject = null, reply = null, attachment = null, mode = null } = {}) {
+  if (to || reply !== null || attachment || mode) {
+    hideLinkResult();
+    setMode(mode || IN_APP);
+  }
   if (to) setRecipients(to);
   if (subject !== null) $("subject").value = subject;
   if (reply !== null) replyTo = reply;
   if (attachment) attach(attachment);
   report(statusBox, "");
   showView("compose", { focus: false });
-  if (recipients().length === 0) $("to-input").focus();
-  else if (!$("subject").value) $("subject").focus();
-  else $("body").focus();
+  if ($("link-result").hidden) focusFirstField();
+  else $("link-url").focus();
 }
 
 function replyTo_(message) {
@@ -109,16 +86,7 @@ function replyTo_(message) {
   });
 }
 
-function hideCredentialForm() {
-  const form = $("credential-form");
-  form.reset();
-  form.hidden = true;
-  openGenerator(false);
-  $("cred-password").type = "password";
-  $("cred-show").textContent = "Show";
-}
-
-function describeField(path) {
+export function describeField(path) {
   const names = { to: "To", subject: "Subject", body: "Message", expires_at: "Expires", reply_to: "Reply", attachments: "Attachments" };
   const parts = path.split(".");
   if (parts[0] === "to" && parts.length > 1) {
@@ -126,7 +94,7 @@ function describeField(path) {
     return name ? `To (${name})` : "To";
   }
   if (parts[0] === "attachments" && parts.length > 1) {
-    const a = attachments[Number(parts[1])];
+    const a = attached()[Number(parts[1])];
     const rest = parts.slice(2).join(" ");
     return a ? `Attachment “${a.label}”${rest ? ` (${rest})` : ""}` : "Attachments";
   }
@@ -145,24 +113,6 @@ function validate() {
   return problems;
 }
 
-async function uploadFiles() {
-  const files = attachments.filter((a) => a.kind === "file" && !a.upload_id);
-  if (files.length === 0) return;
-  const total = files.reduce((sum, a) => sum + a.file.size, 0) || 1;
-  let done = 0;
-  progress.hidden = false;
-  progress.value = 0;
-  for (const a of files) {
-    report(statusBox, `Uploading ${a.label}…`);
-    const answer = await upload(a.file, (loaded) => {
-      progress.value = Math.min(1, (done + loaded) / total);
-    });
-    a.upload_id = answer.upload_id;
-    done += a.file.size;
-    progress.value = Math.min(1, done / total);
-  }
-}
-
 function payload() {
   const expires = $("expires-toggle").checked ? new Date($("expires-at").value).toISOString() : null;
   return {
@@ -172,42 +122,45 @@ function payload() {
     expires_at: expires,
     high_priority: $("high-priority").checked,
     reply_to: replyTo,
-    attachments: attachments.map((a) => {
-      if (a.kind === "credential") {
-        return { kind: "credential", title: a.title, username: a.username, password: a.password, url: "", notes: "" };
-      }
-      if (a.kind === "entry") return { kind: "entry", entry_id: a.entry_id };
-      if (a.kind === "folder") return { kind: "folder", folder_id: a.folder_id };
-      return { kind: "file", upload_id: a.upload_id };
-    }),
+    attachments: attachmentsPayload(),
   };
 }
 
-async function send() {
-  if (sending) return;
-  showError([]);
-  report(statusBox, "");
+async function sendInApp() {
   const problems = validate();
   if (problems.length) {
     showError(problems);
     return;
   }
-  sending = true;
-  $("send").disabled = true;
   try {
-    await uploadFiles();
+    await uploadFiles(progress, statusBox);
     report(statusBox, "Sending…");
     const answer = await post("/api/messages", payload(), { headers: { "Idempotency-Key": randomKey() } });
-    resetComposer();
+    resetComposer({ keepMode: true });
     const n = answer.recipients;
     report(statusBox, `Sent to ${n} ${n === 1 ? "recipient" : "recipients"}.`);
     bus.emit("sent", answer);
   } catch (error) {
     report(statusBox, "");
     showError(error instanceof ApiError ? error.lines(describeField) : [errorText(error)]);
-    if (error.status === 404) {
-      // An upload older than an hour is gone: upload again next time.
-      for (const a of attachments) delete a.upload_id;
+    if (error.status === 404) forgetUploads();
+  }
+}
+
+async function send() {
+  if (sending) return;
+  showError([]);
+  clearFieldErrors();
+  report(statusBox, "");
+  sending = true;
+  $("send").disabled = true;
+  try {
+    if (isLinkMode()) {
+      await createLink(composeMode(), {
+        showError, statusBox, progress, describeField, resetDraft: () => resetComposer({ keepMode: true }),
+      });
+    } else {
+      await sendInApp();
     }
   } finally {
     sending = false;
@@ -222,63 +175,15 @@ function setExpiryMin() {
   input.min = localInputValue(now);
 }
 
-function initCredentials() {
-  const form = $("credential-form");
-  $("cred-show").addEventListener("click", () => {
-    const field = $("cred-password");
-    const reveal = field.type === "password";
-    field.type = reveal ? "text" : "password";
-    $("cred-show").textContent = reveal ? "Hide" : "Show";
-    $("cred-show").setAttribute("aria-pressed", String(reveal));
-  });
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const title = $("cred-title").value.trim();
-    if (!title) {
-      showError("Credentials need a title.");
-      $("cred-title").focus();
-      return;
-    }
-    attach({
-      kind: "credential", label: title, title,
-      username: $("cred-username").value, password: $("cred-password").value,
-    });
-    showError([]);
-    hideCredentialForm();
-    $("more").focus();
-  });
-  $("cred-cancel").addEventListener("click", () => {
-    hideCredentialForm();
-    $("more").focus();
-  });
-  form.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !event.defaultPrevented) {
-      hideCredentialForm();
-      $("more").focus();
-    }
-  });
-}
-
-function initFiles() {
-  const zone = $("drop-zone");
-  $("file-input").addEventListener("change", () => {
-    addFiles([...$("file-input").files]);
-    $("file-input").value = "";
-  });
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("over");
-    addFiles([...(event.dataTransfer?.files || [])]);
-  });
-}
-
-function applyRights(me) {
+function showNotice() {
   const notice = $("compose-notice");
+  const me = rights;
+  if (!me) return;
+  if (isLinkMode()) {
+    notice.textContent = "Your account may create links without attachments.";
+    notice.hidden = me.can_attach;
+    return;
+  }
   if (!me.can_send) {
     notice.textContent = "Your account may not send messages.";
   } else if (!me.can_attach) {
@@ -289,17 +194,32 @@ function applyRights(me) {
   notice.hidden = me.can_send && me.can_attach;
 }
 
+function applyRights(me) {
+  rights = me;
+  applyModeRights(me);
+  showNotice();
+}
+
+function modeChanged() {
+  hideLinkResult();
+  showError([]);
+  clearFieldErrors();
+  report(statusBox, "");
+  closeMoreMenu();
+  showNotice();
+}
+
 export function initCompose() {
   initRecipients();
   initGenerator();
   initPicker();
-  initCredentials();
-  initFiles();
+  initCredentials(showError);
+  initFiles(showError);
+  initLinkOptions();
+  initModes(modeChanged);
+  initLinkResult({ done: focusFirstField, showLinks: () => showView("links") });
   initMoreMenu({
-    credentials: () => {
-      $("credential-form").hidden = false;
-      $("cred-title").focus();
-    },
+    credentials: openCredentialForm,
     entries: async () => {
       const failure = await openPicker((picked) => {
         for (const p of picked) {
@@ -326,10 +246,10 @@ export function initCompose() {
   $("expires-at").addEventListener("focus", setExpiryMin);
   $("send").addEventListener("click", send);
   $("compose-clear").addEventListener("click", () => {
-    resetComposer();
+    resetComposer({ keepMode: true });
     report(statusBox, "Draft discarded.");
     closeMoreMenu();
-    $("to-input").focus();
+    focusFirstField();
   });
   bus.on("reply", replyTo_);
   bus.on("me", applyRights);

@@ -5,8 +5,9 @@ import { $ } from "../dom.js";
 const button = $("more");
 const menu = $("more-menu");
 
+// The items the composer's mode shows (a link takes no vault entries).
 function items() {
-  return [...menu.querySelectorAll("[role=menuitem]")];
+  return [...menu.querySelectorAll("[role=menuitem]")].filter((item) => item.getClientRects().length > 0);
 }
 
 export function closeMoreMenu(focusButton = false) {
