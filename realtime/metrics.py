@@ -134,6 +134,20 @@ oldest_overdue = Gauge(
     registry=REGISTRY,
 )
 
+# Links sent by email, one message per recipient.
+mail_sent = Counter(
+    "realtime_mail_sent",
+    "Messages of links sent by email, one per recipient, by outcome: 'sent' (the relay took "
+    "it), 'refused' (the relay refused it, or another message of the same link, for good), "
+    "'unavailable' (the relay did not answer, answered 'try later', or failed TLS or login)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+# The three outcomes, bound once (and so present at zero before the first mail).
+mails_sent = mail_sent.labels("sent")
+mails_refused = mail_sent.labels("refused")
+mails_unavailable = mail_sent.labels("unavailable")
+
 
 class DeliveryTally:
     """One hub's frames written to sockets and their latencies, in plain fields: only the

