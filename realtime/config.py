@@ -72,6 +72,8 @@ class Settings:
     vault_max_folders: int = 1_000
     vault_max_depth: int = 20
     folder_copy_max_bytes: int = 4 * 1024 * 1024
+    links_per_hour: int = 100
+    link_opens_per_minute: int = 60
 
     @property
     def embedded_database(self) -> bool:
@@ -160,6 +162,9 @@ def _budgets(reader: _Reader) -> dict[str, Any]:
         "folder_copy_max_bytes": reader.integer(
             "REALTIME_FOLDER_COPY_MAX_BYTES", 4 * 1024 * 1024, low=1024
         ),
+        "links_per_hour": reader.integer("REALTIME_LINKS_PER_HOUR", 100, low=1),
+        # Opens and downloads of shareable links, per client address (they need no account).
+        "link_opens_per_minute": reader.integer("REALTIME_LINK_OPENS_PER_MINUTE", 60, low=1),
     }
 
 

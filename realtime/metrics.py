@@ -113,6 +113,22 @@ http_request_seconds = Histogram(
 )
 
 # Expiry.
+links_created = Counter(
+    "realtime_links_created", "Shareable links created (emailed ones included)", registry=REGISTRY
+)
+link_views = Counter(
+    "realtime_link_views", "Views of shareable links given (each counted against its link)",
+    registry=REGISTRY,
+)
+links_burned = Counter(
+    "realtime_links_burned", "Shareable links destroyed by their fifth wrong passphrase",
+    registry=REGISTRY,
+)
+links_deleted = Counter(
+    "realtime_links_deleted",
+    "Shareable links deleted by the expirer: expired, or at the end of a download window",
+    registry=REGISTRY,
+)
 messages_expired = Counter(
     "realtime_messages_expired", "Messages deleted by the expirer", registry=REGISTRY
 )

@@ -18,10 +18,11 @@ LAYERS = {
     2: {"db", "migrate", "keyfile", "store", "broker", "mail"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
-        "files", "attachments", "budgets", "vault_limits", "turns", "expiry",
+        "files", "attachments", "budgets", "vault_limits", "turns", "expiry", "hashing",
+        "links", "link_content",
     },
     4: {"api", "ws"},
-    5: {"app", "cli", "loadtest", "__main__", "__init__"},
+    5: {"app", "cli", "loadtest", "share", "__main__", "__init__"},
 }
 
 
@@ -56,7 +57,7 @@ OWNERS = {
     "aiosmtplib": ("mail",),
     # The load tester is a client of the deployment: the only module speaking HTTP and
     # websockets from the outside.
-    "httpx": ("loadtest",),
+    "httpx": ("loadtest", "share"),
     "websockets": ("loadtest",),
 }
 
