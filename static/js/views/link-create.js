@@ -17,9 +17,10 @@ function waitText(seconds) {
 // The lines that say why the server refused the link; field errors go beside their fields.
 function refusal(error, describeField) {
   if (!(error instanceof ApiError)) return [errorText(error)];
-  if (error.status === 400 && Object.keys(error.fields).length) {
+  if (Object.keys(error.fields).length) {
     const elsewhere = showFieldErrors(error.fields);
-    return ["Some fields need attention.", ...elsewhere.map(([path, what]) => `${describeField(path)}: ${what}`)];
+    const summary = error.status === 400 ? "Some fields need attention." : error.message;
+    return [summary, ...elsewhere.map(([path, what]) => `${describeField(path)}: ${what}`)];
   }
   if (error.status === 403) {
     return [attached().length
