@@ -480,8 +480,11 @@ class Server:
 
 
 @asynccontextmanager
-async def realtime_server(workdir: Path, *, redis: bool, ws: str) -> AsyncIterator[Server]:
-    """`realtime serve` on the embedded defaults in a fresh data dir, ready to serve.
+async def realtime_server(
+    workdir: Path, *, redis: bool, ws: str, settings: Mapping[str, str] | None = None
+) -> AsyncIterator[Server]:
+    """`realtime serve` on the embedded defaults in a fresh data dir, ready to serve, with
+    `settings` (REALTIME_* variables) besides.
 
     With a websocket implementation other than the server's own (`SERVER_WS`), the server is
     started through this module's `serve` program, which only changes uvicorn's `ws` option.
@@ -494,6 +497,7 @@ async def realtime_server(workdir: Path, *, redis: bool, ws: str) -> AsyncIterat
                if not name.startswith("REALTIME_")}
         env.update(REALTIME_DATA_DIR=str(data_dir), REALTIME_ADMIN_PASSWORD=ADMIN_PASSWORD,
                    REALTIME_LOG_LEVEL="WARNING")
+        env.update(settings or {})
         watched_redis: list[Watched] = []
         if redis:
             redis_url, redis_process = await stack.enter_async_context(redis_server(workdir))

@@ -1,4 +1,4 @@
-// Administration: users (send setting, admin flag, disabling, password) and groups.
+// Administration: users (send setting, shareable links, admin flag, disabling, password) and groups.
 
 import { h, $, clear, report, wireDialog, openDialog, confirmTwice } from "../dom.js";
 import { get, post, patch, put, del, errorText } from "../api.js";
@@ -52,6 +52,13 @@ function userRow(user) {
     const label = SETTINGS.find(([v]) => v === value)[1];
     change(user, flagsOf(value), `sending is now ${label}`, () => { select.value = settingOf(user); });
   });
+  const share = h("input", { type: "checkbox", class: "share-links", checked: user.can_share_links, "aria-label": `${user.display_name} may create shareable links` });
+  share.addEventListener("change", () => {
+    const on = share.checked;
+    change(user, { can_share_links: on },
+      on ? "may now create shareable links" : "may no longer create shareable links",
+      () => { share.checked = user.can_share_links; });
+  });
   const admin = h("input", { type: "checkbox", class: "is-admin", checked: user.is_admin, "aria-label": `${user.display_name} is an administrator` });
   admin.addEventListener("change", () => {
     const on = admin.checked;
@@ -70,6 +77,7 @@ function userRow(user) {
     h("td", {}, h("span", { class: "display-name" }, user.display_name), " ",
       h("span", { class: "extra" }, `@${user.username}`)),
     h("td", {}, select),
+    h("td", {}, share),
     h("td", {}, admin),
     h("td", {}, disabled),
     h("td", {}, reset));
