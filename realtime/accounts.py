@@ -18,6 +18,7 @@ from realtime.errors import (
     NotFound,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 from realtime.events import EventSink
 from realtime.hashing import hashing
@@ -138,13 +139,15 @@ class Accounts:
         none is left, the handshake to be refused then."""
         spending = session_store.Spending(HANDSHAKE_BUDGET, handshakes_per_minute)
         async with self._db.connection() as conn:
-            while True:
+            for _ in range(budget_store.RACES_ALLOWED):
                 found = await session_store.find_live_session(
                     conn, crypto.token_digest(token), self._settings.session_idle_timeout,
                     spending,
                 )
                 if found is None or found[3] != budget_store.RACED:
                     break  # else the user's bucket was made meanwhile: take from it
+            else:
+                raise Unavailable(1, "the handshakes budget could not be read: try again")
         if found is None:
             raise Unauthenticated("the session has ended, log in again")
         session_id, user, deadline, wait = found

@@ -110,6 +110,11 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 copies_per_minute=settings.copies_per_minute,
                 expiry_scheduled=expirer.expiry_scheduled if expirer is not None else None,
             )
+            if settings.smtp_url and not settings.public_url:
+                log.warning(
+                    "links sent by email are made of the Host each request names: set "
+                    "REALTIME_PUBLIC_URL to the address people reach this server at"
+                )
             links = Links(
                 db, keyring, LinkContent(db, keyring, files), sink=sink, budgets=budgets,
                 limits=link_limits(settings), mailer=Mailer.from_settings(settings),

@@ -38,6 +38,7 @@ class Settings:
     master_key_file: Path | None = None
     admin_password: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
+    public_url: str | None = None  # where people reach the server: what links are made of
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     session_idle_timeout: timedelta = timedelta(hours=12)
     session_lifetime: timedelta = timedelta(days=7)
@@ -101,6 +102,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         master_key_file=reader.path("REALTIME_MASTER_KEY_FILE"),
         admin_password=reader.optional("REALTIME_ADMIN_PASSWORD"),
         allowed_origins=reader.origins("REALTIME_ALLOWED_ORIGINS"),
+        public_url=reader.public_url("REALTIME_PUBLIC_URL"),
         trusted_proxies=reader.proxies("REALTIME_TRUSTED_PROXIES", "127.0.0.1,::1"),
         session_idle_timeout=reader.duration("REALTIME_SESSION_IDLE_TIMEOUT", "12h"),
         session_lifetime=reader.duration("REALTIME_SESSION_LIFETIME", "7d"),
@@ -383,6 +385,17 @@ class _Reader:
                     f"{name} holds {origin!r}: each origin is scheme://host[:port], nothing more"
                 )
         return origins
+
+    def public_url(self, name: str) -> str | None:
+        """scheme://host[:port], with a path when the server is served under one."""
+        value = self.optional(name)
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                or parts.fragment or "@" in parts.netloc:
+            raise ConfigError(f"{name} is scheme://host[:port][/path], nothing more")
+        return value.strip().rstrip("/")
 
     def proxies(self, name: str, default: str) -> tuple[str, ...]:
         """Addresses and networks (`10.0.0.0/8`), `*` for every peer, `none` for no one."""

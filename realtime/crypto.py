@@ -10,6 +10,7 @@ import math
 import os
 import secrets
 import string
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -286,7 +287,8 @@ def link_envelope(row: str, token: str, passphrase: str | None = None) -> Envelo
             lanes=_ARGON2_LANES,
             memory_cost=_ARGON2_MEMORY_KIB,
         )
-        key = kdf.derive(key + passphrase.encode())
+        # One form of each character: a passphrase typed on another system opens it too.
+        key = kdf.derive(key + unicodedata.normalize("NFC", passphrase).encode())
     return Envelope(row, key)
 
 

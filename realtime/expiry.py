@@ -44,6 +44,7 @@ FILE_PURGE_BATCH = 100  # files purged per statement: up to 25 MiB each
 RETRY_DELAY = 0.5  # after the database failed; a lost lock race is retried at once
 IDLE_WAIT = 3600.0  # with nothing to expire, the longest sleep (a wake-up comes first)
 LATE_MARGIN = 0.001  # wake just after the expiry, never just before
+HELD_ELSEWHERE_WAIT = 0.05  # an overdue row another node is deleting: look again after this
 BUDGET_REFILL = timedelta(hours=1)  # every budget's bucket is full again well before this
 BACKLOG_TIMEOUT = 1.0  # how long a scrape of /metrics waits for the expiry backlog
 
@@ -173,15 +174,14 @@ class Expirer:
                 continue  # a reader or a recall held a row: this batch gave way; run it again
             if deleted < BATCH:
                 break
-        while await self._delete_links_batch() == BATCH:
+        while (links := await self._delete_links_batch()) == BATCH:
             pass
         async with self._db.connection() as conn:
             next_message = await expiry_store.seconds_until_next_expiry(conn)
             next_link = await link_store.seconds_until_next_due(conn)
-        known = [until for until in (next_message, next_link) if until is not None]
-        if not known:
-            return IDLE_WAIT
-        return max(0.0, min(known)) + LATE_MARGIN
+        waits = [_wait(next_message, deleted), _wait(next_link, links)]
+        known = [wait for wait in waits if wait is not None]
+        return min(known) if known else IDLE_WAIT
 
     async def _delete_links_batch(self) -> int:
         """Delete the links due now: expired (their creators told), or at the end of their
@@ -223,6 +223,16 @@ class Expirer:
             log.debug("expired %d messages", len(expired))
             await self._sink.committed(events)
         return len(expired)
+
+
+def _wait(until_next: float | None, deleted: int) -> float | None:
+    """How long to sleep for the next due row: just past its time, or, when it is overdue yet
+    this pass deleted nothing (another node holds it, deleting it), a little while."""
+    if until_next is None:
+        return None
+    if until_next <= 0 and not deleted:
+        return HELD_ELSEWHERE_WAIT
+    return max(0.0, until_next) + LATE_MARGIN
 
 
 def _told_of(message: expiry_store.Expired) -> list[UUID]:

@@ -147,13 +147,23 @@ class LinkContent:
             copies.append(_FileCopy(upload.id, attachment_id, file_envelope))
         return SealedContent(tuple(sealed), tuple(copies), total)
 
-    async def store(self, conn: Connection, link_id: UUID, content: SealedContent) -> None:
+    async def store(
+        self, conn: Connection, link_id: UUID, content: SealedContent, *, release_uploads: bool
+    ) -> None:
         """Store the sealed attachments of the link just inserted, in its transaction: each
-        file copied chunk by chunk under its own key, its upload then released."""
+        file copied chunk by chunk under its own key; with `release_uploads`, its upload then
+        released."""
         await link_store.insert_attachments(conn, link_id, content.attachments)
         for copy in content.copies:
             await self._copy_file(conn, copy.upload_id, copy.attachment_id, copy.envelope)
-        await file_store.release_files(conn, [copy.upload_id for copy in content.copies])
+        if release_uploads:
+            await file_store.release_files(conn, [copy.upload_id for copy in content.copies])
+
+    async def release_uploads(self, content: SealedContent) -> None:
+        """Release the uploads a stored link copied, where nothing else refers to them."""
+        if content.copies:
+            async with self._db.connection() as conn:
+                await file_store.release_files(conn, [c.upload_id for c in content.copies])
 
     async def _copy_file(
         self, conn: Connection, upload_id: UUID, attachment_id: UUID, envelope: Envelope

@@ -20,7 +20,7 @@ from realtime import codec, crypto, metrics
 from realtime.budgets import Budgets
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import DATABASE_FAULTS, Connection, Database
-from realtime.errors import CryptoError, EmailUnavailable, NotFound, PassphraseError
+from realtime.errors import CryptoError, EmailUnavailable, NotFound, PassphraseError, Unavailable
 from realtime.events import EventSink
 from realtime.files import over_stored
 from realtime.hashing import hashing
@@ -34,6 +34,7 @@ from realtime.store import files as file_store
 from realtime.store import links as link_store
 
 DOWNLOAD_WINDOW = timedelta(minutes=10)  # a link's files may be fetched this long after a view
+MAIL_WAIT = 60.0  # seconds Send by email may take in all, whatever the relay's own timeouts
 LinkScheduled = Callable[[datetime], None]
 
 
@@ -132,16 +133,20 @@ class Links:
                 emailed_to=listed.seal("emailed_to", codec.encode(addresses)) if addresses
                 else None,
             )
-            await self._content.store(conn, link_id, content)
+            # An emailed link's uploads stay until the mail is sent: the same request may be
+            # made again if it is not.
+            await self._content.store(conn, link_id, content, release_uploads=not addresses)
             if content.file_bytes:
                 await self._check_stored(conn, creator)
             await expiry_store.announce(conn, draft.expires_at)
         self._link_scheduled(draft.expires_at)
-        if draft.email is not None and self._mailer is not None:
+        if draft.email is not None:
             await self._send(link_id, LinkMail(
                 to=addresses, creator_name=creator.display_name, note=draft.email.note,
                 url=link_url(origin, token), expires_at=draft.expires_at,
             ))
+            with contextlib.suppress(*DATABASE_FAULTS):  # else the hourly purge takes them
+                await self._content.release_uploads(content)
         metrics.links_created.inc()
         return CreatedLink(link_id, token, draft.expires_at, draft.max_views)
 
@@ -151,12 +156,16 @@ class Links:
             raise over_stored(self._limits.stored_bytes)
 
     async def _send(self, link_id: UUID, mail: LinkMail) -> None:
+        """Mail the link, within MAIL_WAIT in all; if it is not sent, delete it."""
         assert self._mailer is not None
         try:
-            await self._mailer.send_link(mail)
-        except BaseException:
+            async with asyncio.timeout(MAIL_WAIT):
+                await self._mailer.send_link(mail)
+        except BaseException as exc:  # anything, a cancellation too: no link is left unsent
             with contextlib.suppress(*DATABASE_FAULTS):  # else it expires unknown to anyone
                 await asyncio.shield(self._forget(link_id))
+            if isinstance(exc, TimeoutError):
+                raise Unavailable(30, "the mail relay took too long: no link was sent") from None
             raise
 
     async def _forget(self, link_id: UUID) -> None:
@@ -182,10 +191,11 @@ class Links:
     async def revoke(self, creator: User, link_id: UUID) -> None:
         """Delete the creator's link at once, with its content and files."""
         async with self._db.transaction() as conn:
-            live = await link_store.revoke(conn, link_id, creator.id)
-            if live is None:
+            ended = await link_store.revoke(conn, link_id, creator.id)
+            if ended is None:
                 raise NotFound("no such link")
-            events = await _ended(conn, creator.id, link_id, LinkEnd.REVOKED) if live else []
+            told = ended is LinkEnd.USED  # at its last view
+            events = [] if told else await _ended(conn, creator.id, link_id, ended)
         await self._sink.committed(events)
 
     async def open(self, token: str, passphrase: str | None, client: str) -> OpenedLink:
@@ -235,8 +245,10 @@ class Links:
     ) -> OpenedAttachment | LinkFile:
         """One attachment of a link viewed within the download window; counts no view."""
         link, envelope = await self._unlock(token, passphrase, client, downloading=True)
-        async with self._db.connection() as conn:
-            found = await link_store.get_attachments(conn, link.id, attachment_id)
+        async with self._db.connection() as conn:  # still downloadable, after the key's time
+            found = await link_store.get_attachments(
+                conn, link.id, attachment_id, downloadable_within=DOWNLOAD_WINDOW
+            )
         if not found:
             raise NotFound("not found")
         (sealed,) = found
@@ -282,7 +294,8 @@ class Links:
             events = []
             if left == 0:
                 await link_store.delete_link(conn, link.id)
-                events = await _ended(conn, link.creator_id, link.id, LinkEnd.BURNED)
+                if link.views < link.max_views:  # else its last view told the creator
+                    events = await _ended(conn, link.creator_id, link.id, LinkEnd.BURNED)
         await self._sink.committed(events)
         if left == 0:
             metrics.links_burned.inc()

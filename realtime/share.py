@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 
 TOKEN_VARIABLE = "REALTIME_TOKEN"  # noqa: S105 (the name of the variable, not a secret)
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")  # plain http only to this machine
 
 
 class ShareError(Exception):
@@ -53,6 +55,11 @@ def read_secret(stdin: TextIO, *, passphrase_first: bool) -> tuple[str, str | No
 def share(request: ShareRequest) -> str:
     """Upload the files, create the link, and return its URL."""
     base = request.url.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ShareError(f"{base!r} is not a URL such as https://chat.example.com")
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        raise ShareError("the token and the secret would cross the network in clear: use https")
     headers = {"Authorization": f"Bearer {request.token}"}
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=TIMEOUT) as http:

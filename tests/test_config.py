@@ -73,8 +73,13 @@ def test_every_variable_is_read() -> None:
         "REALTIME_EVENT_RETENTION": "30d",
         "REALTIME_REDIS_TIMEOUT": "5s",
         "REALTIME_TRUSTED_PROXIES": "10.0.0.0/8, 172.30.78.10, fd00::/8",
+        "REALTIME_PUBLIC_URL": "https://chat.example.com/secure/",
+        "REALTIME_LINKS_PER_HOUR": "7",
+        "REALTIME_LINK_OPENS_PER_MINUTE": "9",
     })
     assert (settings.host, settings.port) == ("192.0.2.10", 9000)
+    assert settings.public_url == "https://chat.example.com/secure"
+    assert (settings.links_per_hour, settings.link_opens_per_minute) == (7, 9)
     assert settings.database_url == "postgresql://app:pw@db/realtime"
     assert not settings.embedded_database
     assert settings.redis_url == "redis://cache:6379/0"
@@ -127,6 +132,11 @@ def test_the_master_key_file_is_read_as_a_path() -> None:
         ("REALTIME_ALLOWED_ORIGINS", "https://chat.example.com,https://other.example.com/"),
         ("REALTIME_ALLOWED_ORIGINS", "chat.example.com"),
         ("REALTIME_ALLOWED_ORIGINS", "ftp://chat.example.com"),
+        ("REALTIME_PUBLIC_URL", "chat.example.com"),
+        ("REALTIME_PUBLIC_URL", "https://chat.example.com/?a=b"),
+        ("REALTIME_PUBLIC_URL", "https://user@chat.example.com"),
+        ("REALTIME_LINKS_PER_HOUR", "0"),
+        ("REALTIME_LINK_OPENS_PER_MINUTE", "none"),
         ("REALTIME_MASTER_KEY", "not base64 at all!"),
         ("REALTIME_MASTER_KEY", base64.b64encode(bytes(16)).decode()),
         ("REALTIME_MASTER_KEY", base64.b64encode(bytes(33)).decode()),

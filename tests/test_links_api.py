@@ -259,3 +259,19 @@ async def test_a_malformed_open_request_is_a_clear_error(client: httpx.AsyncClie
     found."""
     assert_invalid(await client.post("/api/links/open", json={"passphrase": None}), "token")
     assert_error(await open_link(client, "not a token at all"), 404, "not_found")
+
+
+async def test_revoking_a_link_past_its_expiry_tells_its_creator_it_expired(
+    make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    """A link whose expiry passed a moment before its creator revoked it (the expirer not
+    there yet) is deleted, and the creator hears it ended, as expired."""
+    alice = await make_user()
+    created = await create(alice)
+    await raw_db.execute(
+        "update links set expires_at = now() - interval '1 second' where id = $1::uuid",
+        created["id"],
+    )
+    assert (await alice.http.delete(f"/api/links/{created['id']}")).status_code == 204
+    assert [(kind, payload["reason"]) for kind, payload in await creator_events(raw_db, alice)
+            ] == [("link.deleted", "expired")]

@@ -96,3 +96,48 @@ async def test_a_relay_that_does_not_answer_is_503_and_keeps_nothing(
             email={"to": ["not an address"]}))
         assert "email.to.0" in assert_error(malformed, 400, "invalid")["fields"]
     assert await links_of(raw_db, alice.user.id) == 0
+
+
+async def test_an_upload_outlives_a_refused_mail_so_the_same_request_works_again(
+    settings: Settings, make_user: MakeUser, smtp_server: SmtpServer,
+    raw_db: asyncpg.Connection,
+) -> None:
+    """A link with a file whose mail is refused keeps nothing but leaves the upload, so that
+    the same request, its address corrected, creates and mails the link; the upload is then
+    gone into the link."""
+    smtp_server.refuse("typo@example.com")
+    with live_server(smtp_server.configure(settings)) as live:
+        alice = await make_user(on=live)
+        uploaded = await alice.http.post("/api/uploads", params={"name": "a.txt"},
+                                         content=b"words", headers={"content-type": "text/plain"})
+        files = [{"kind": "file", "upload_id": uploaded.json()["upload_id"]}]
+        refused = await alice.http.post("/api/links", json=link_body(
+            attachments=files, email={"to": ["typo@example.com"]}))
+        assert_error(refused, 400, "invalid")
+        answer = await alice.http.post("/api/links", json=link_body(
+            attachments=files, email={"to": ["bob@example.com"]}))
+        assert answer.status_code == 201, answer.text
+    assert await links_of(raw_db, alice.user.id) == 1
+    assert await raw_db.fetchval("select count(*) from files where owner_id = $1",
+                                 alice.user.id) == 0
+
+
+async def test_links_are_made_of_the_public_url_when_one_is_set(
+    settings: Settings, make_user: MakeUser, smtp_server: SmtpServer
+) -> None:
+    """With REALTIME_PUBLIC_URL set, the link answered and mailed starts with it, whatever
+    Host the request named."""
+    configured = smtp_server.configure(settings).with_overrides(
+        public_url="https://chat.example.com/secure"
+    )
+    with live_server(configured) as live:
+        alice = await make_user(on=live)
+        answer = await alice.http.post(
+            "/api/links", json=link_body(email={"to": ["bob@example.com"]}),
+            headers={"Host": "evil.example"},
+        )
+        assert answer.status_code == 201, answer.text
+    url = answer.json()["url"]
+    assert url.startswith("https://chat.example.com/secure/s/#")
+    (received,) = smtp_server.messages
+    assert url in received.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]

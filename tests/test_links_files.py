@@ -173,3 +173,34 @@ async def test_nothing_kept_of_a_link_opens_without_its_token(
     for secret in (b"the file's secret words", b"the credential's secret", b"office network"):
         assert secret not in stored
     assert len(chunks) == 1
+
+
+async def test_wrong_passphrases_on_downloads_after_the_last_view_count_and_burn(
+    make_user: MakeUser, client: httpx.AsyncClient, raw_db: asyncpg.Connection
+) -> None:
+    """In the download window after a link's last view, wrong passphrases still count: the
+    fifth destroys the link, and the right one then fetches nothing."""
+    alice = await make_user()
+    uploaded = await upload(alice, b"plain words", name="a.txt")
+    created = await create(alice, passphrase="a long passphrase",
+                           attachments=[{"kind": "file", "upload_id": uploaded["upload_id"]}])
+    token = token_of(created)
+    opened = (await open_link(client, token, "a long passphrase")).json()
+    file_id = opened["attachments"][0]["id"]
+    left = [assert_error(await fetch(client, token, file_id, "a guess, wrong"), 401,
+                         "passphrase_wrong")["attempts_left"] for _ in range(5)]
+    assert left == [4, 3, 2, 1, 0]
+    assert_error(await fetch(client, token, file_id, "a long passphrase"), 404, "not_found")
+    assert await raw_db.fetchval("select count(*) from links where id = $1::uuid",
+                                 created["id"]) == 0
+
+
+async def test_a_passphrase_opens_whichever_form_of_its_characters_is_typed(
+    make_user: MakeUser, client: httpx.AsyncClient
+) -> None:
+    """A passphrase with an accented letter set composed opens when typed decomposed, as
+    another keyboard or system sends it."""
+    alice = await make_user()
+    created = await create(alice, passphrase="caf\u00e9 au lait")
+    answer = await open_link(client, token_of(created), "cafe\u0301 au lait")
+    assert answer.status_code == 200, answer.text

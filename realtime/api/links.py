@@ -25,7 +25,7 @@ async def create(call: Call) -> Response:
         attachments=tuple(attachment_request(a) for a in body.attachments),
         email=None if body.email is None else LinkEmail(tuple(body.email.to), body.email.note),
     )
-    origin = str(call.request.base_url)
+    origin = call.services.settings.public_url or str(call.request.base_url)
     created = await call.services.links.create(call.user, draft, origin)
     return json_response(
         schemas.CreatedLinkOut(

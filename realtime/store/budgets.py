@@ -7,7 +7,10 @@ from uuid import UUID
 
 import asyncpg
 
+from realtime.errors import Unavailable
+
 RACED = -1  # the wait of a taker that found no bucket and lost the race to create it
+RACES_ALLOWED = 3  # a lost race finds the bucket the next time, unless it was purged meanwhile
 
 
 def taking(key: str, capacity: str, per_second: str, units: str) -> tuple[str, str]:
@@ -44,13 +47,14 @@ async def take_token(
     when taken, else the seconds until they are there (nothing is taken then). One statement,
     run on its own."""
     tables, wait = taking("$1::text", "$2", "$3", "$4::float8")
-    while True:
+    for _ in range(RACES_ALLOWED):
         seconds: float = await conn.fetchval(
             f"with {tables} select {wait}",
             key, float(capacity), float(per_second), float(min(units, capacity)),
         )
         if seconds != RACED:  # else the bucket exists now: take from it
             return float(seconds)
+    raise Unavailable(1, "a budget could not be read: try again")
 
 
 async def purge_full_buckets(conn: asyncpg.Connection, refill: timedelta) -> int:

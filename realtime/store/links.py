@@ -26,11 +26,18 @@ WRONG_PASSPHRASES_ALLOWED = 5  # the fifth wrong passphrase ends the link
 
 # A link that may still be opened: not ended, not expired, a view left.
 _OPENABLE = """ended_at is null and expires_at > statement_timestamp() and views < max_views"""
-# A link whose files may be downloaded: viewed within the window ($2), not expired, and not
-# ended but by its last view.
-_DOWNLOADABLE = """(ended_at is null or end_reason = 'used')
-                   and expires_at > statement_timestamp()
-                   and last_viewed_at > statement_timestamp() - $2::interval"""
+# A link ended by its last view, not expired: its files may still be fetched for a while.
+_ENDED_BY_LAST_VIEW = """(end_reason = 'used' and expires_at > statement_timestamp())"""
+
+
+def _downloadable(window: str) -> str:
+    """A link whose files may be downloaded: viewed within `window` (an SQL parameter), not
+    expired, and not ended but by its last view."""
+    return f"""(ended_at is null or end_reason = 'used')
+               and expires_at > statement_timestamp()
+               and last_viewed_at > statement_timestamp() - {window}::interval"""
+
+
 _LINK_COLUMNS = "id, creator_id, expires_at, max_views, views, has_passphrase, subject, body"
 
 
@@ -82,15 +89,20 @@ async def read_chunk(conn: asyncpg.Connection, attachment_id: UUID, n: int) -> b
 
 
 async def get_attachments(
-    conn: asyncpg.Connection, link_id: UUID, attachment_id: UUID | None = None
+    conn: asyncpg.Connection, link_id: UUID, attachment_id: UUID | None = None,
+    *, downloadable_within: timedelta | None = None,
 ) -> list[SealedLinkAttachment]:
-    """A link's attachments in order, or just the one named (none when it is not the link's)."""
+    """A link's attachments in order, or just the one named (none when it is not the link's);
+    with `downloadable_within`, only while the link's files may be downloaded."""
+    window = "true" if downloadable_within is None else (
+        f"exists (select 1 from links where id = $1 and {_downloadable('$3')})"
+    )
     rows = await conn.fetch(
-        """select id, kind, name, content, size, content_type, chunk_count, file_key
-           from link_attachments
-           where link_id = $1 and ($2::uuid is null or id = $2)
-           order by position""",
-        link_id, attachment_id,
+        f"""select id, kind, name, content, size, content_type, chunk_count, file_key
+            from link_attachments
+            where link_id = $1 and ($2::uuid is null or id = $2) and {window}
+            order by position""",
+        link_id, attachment_id, *([] if downloadable_within is None else [downloadable_within]),
     )
     return [
         SealedLinkAttachment(
@@ -118,7 +130,7 @@ async def find_downloadable(
     """The link of a token's hash, if it was viewed within `window` and has not ended since
     but by that view."""
     row = await conn.fetchrow(
-        f"select {_LINK_COLUMNS} from links where token_hash = $1 and {_DOWNLOADABLE}",
+        f"select {_LINK_COLUMNS} from links where token_hash = $1 and {_downloadable('$2')}",
         token_hash, window,
     )
     return None if row is None else _sealed_link(row)
@@ -159,30 +171,35 @@ async def take_view(
 
 
 async def count_wrong_passphrase(conn: asyncpg.Connection, link_id: UUID) -> int | None:
-    """Count a wrong passphrase against a link that may still be opened; return the attempts
-    left (0: this one ended it, burned), or None when the link opens no more."""
+    """Count a wrong passphrase against a link that may still be opened, or whose files may
+    still be fetched after its last view; return the attempts left (0: this one ended it,
+    burned), or None when there is no such link."""
     left = await conn.fetchval(
         f"""update links set wrong_passphrases = wrong_passphrases + 1,
                    ended_at = case when wrong_passphrases + 1 >= $2
-                                   then statement_timestamp() end,
-                   end_reason = case when wrong_passphrases + 1 >= $2 then $3 end
-            where id = $1 and {_OPENABLE}
+                                   then statement_timestamp() else ended_at end,
+                   end_reason = case when wrong_passphrases + 1 >= $2 then $3
+                                     else end_reason end
+            where id = $1 and ({_OPENABLE} or {_ENDED_BY_LAST_VIEW})
             returning $2 - wrong_passphrases""",
         link_id, WRONG_PASSPHRASES_ALLOWED, LinkEnd.BURNED.value,
     )
     return None if left is None else int(left)
 
 
-async def revoke(conn: asyncpg.Connection, link_id: UUID, creator_id: UUID) -> bool | None:
+async def revoke(conn: asyncpg.Connection, link_id: UUID, creator_id: UUID) -> LinkEnd | None:
     """Delete a link of this creator's at once, with everything it holds (a link in its last
-    view's download window too); return whether it was still live (its creator not told of its
-    end yet), None when there is no such link."""
-    live: bool | None = await conn.fetchval(
-        f"""delete from links where id = $1 and creator_id = $2
-            returning ({_OPENABLE}) as live""",
-        link_id, creator_id,
+    view's download window too); return why it ended for its creator, who has not been told
+    yet (revoked, or expired if its expiry had passed), or `USED` when its last view told them
+    already; None when there is no such link."""
+    ended: str | None = await conn.fetchval(
+        """delete from links where id = $1 and creator_id = $2
+           returning case when ended_at is not null then $3
+                          when expires_at <= statement_timestamp() then $4
+                          else $5 end""",
+        link_id, creator_id, LinkEnd.USED.value, LinkEnd.EXPIRED.value, LinkEnd.REVOKED.value,
     )
-    return live
+    return None if ended is None else LinkEnd(ended)
 
 
 async def delete_link(conn: asyncpg.Connection, link_id: UUID) -> None:
