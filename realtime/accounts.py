@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from realtime import crypto
@@ -22,10 +18,11 @@ from realtime.errors import (
     NotFound,
     RateLimited,
     Unauthenticated,
-    Unavailable,
 )
 from realtime.events import EventSink
+from realtime.hashing import hashing
 from realtime.models import AuthContext, NewSession, User
+from realtime.store import budgets as budget_store
 from realtime.store import sessions as session_store
 from realtime.store import throttle
 from realtime.store import users as user_store
@@ -74,25 +71,6 @@ def login_name(typed: str) -> str | None:
     return name.lower() if re.fullmatch(USERNAME_PATTERN, name) else None
 
 
-# Passwords are hashed in threads of their own, this many at once: each Argon2id takes its
-# memory (19 MiB) while it runs, so a burst of logins costs the node a bounded amount of it.
-HASHING_AT_ONCE = 2
-HASHING_WAIT = 10.0  # seconds a login may wait for a turn; past it, 503
-_HASHERS = ThreadPoolExecutor(max_workers=HASHING_AT_ONCE, thread_name_prefix="realtime-hash")
-T = TypeVar("T")
-
-
-async def _hashing(work: Callable[..., T], *args: Any) -> T:
-    """Hash or verify a password in a hashing thread, waiting at most HASHING_WAIT for one."""
-    try:
-        async with asyncio.timeout(HASHING_WAIT):
-            return await asyncio.get_running_loop().run_in_executor(
-                _HASHERS, partial(work, *args)
-            )
-    except TimeoutError:
-        raise Unavailable(1, "too many logins at once, try again") from None
-
-
 # The budget of a user's websocket handshakes: its bucket's key is this and the user's id.
 HANDSHAKE_BUDGET = "handshake:"
 
@@ -123,7 +101,7 @@ class Accounts:
                 raise RateLimited(wait, "too many failed logins, try again later")
             found = await user_store.get_credentials(conn, name) if name else None
         password_hash = found.password_hash if found else crypto.DECOY_PASSWORD_HASH
-        matches = await _hashing(crypto.verify_password, password, password_hash)
+        matches = await hashing(crypto.verify_password, password, password_hash)
         if found is None or not matches or found.user.disabled:
             raise Unauthenticated(_WRONG_PAIR)
         async with self._db.transaction() as conn:
@@ -158,11 +136,15 @@ class Accounts:
         """As `authenticate`, spending in the same statement one of the user's websocket
         handshakes a minute (a budget shared by every node): with the seconds to wait when
         none is left, the handshake to be refused then."""
+        spending = session_store.Spending(HANDSHAKE_BUDGET, handshakes_per_minute)
         async with self._db.connection() as conn:
-            found = await session_store.find_live_session(
-                conn, crypto.token_digest(token), self._settings.session_idle_timeout,
-                session_store.Spending(HANDSHAKE_BUDGET, handshakes_per_minute),
-            )
+            while True:
+                found = await session_store.find_live_session(
+                    conn, crypto.token_digest(token), self._settings.session_idle_timeout,
+                    spending,
+                )
+                if found is None or found[3] != budget_store.RACED:
+                    break  # else the user's bucket was made meanwhile: take from it
         if found is None:
             raise Unauthenticated("the session has ended, log in again")
         session_id, user, deadline, wait = found
@@ -199,9 +181,10 @@ class Accounts:
         is_admin: bool = False,
         can_send: bool = True,
         can_attach: bool = True,
+        can_share_links: bool = True,
     ) -> User:
         check_account(username=username, password=password)
-        password_hash = await _hashing(crypto.hash_password, password)
+        password_hash = await hashing(crypto.hash_password, password)
         async with self._db.connection() as conn:
             return await user_store.insert_user(
                 conn,
@@ -212,6 +195,7 @@ class Accounts:
                 is_admin=is_admin,
                 can_send=can_send,
                 can_attach=can_attach,
+                can_share_links=can_share_links,
             )
 
     async def update_user(self, user_id: UUID, changes: dict[str, Any]) -> User:
@@ -222,7 +206,7 @@ class Accounts:
         columns = {k: v for k, v in changes.items() if k != "password"}
         if changes.get("password") is not None:
             check_account(password=changes["password"])
-            columns["password_hash"] = await _hashing(crypto.hash_password, changes["password"])
+            columns["password_hash"] = await hashing(crypto.hash_password, changes["password"])
         async with self._db.transaction() as conn:
             admins = await user_store.lock_admins(conn)
             demoted = columns.get("is_admin") is False or columns.get("disabled") is True
@@ -250,7 +234,7 @@ class Accounts:
                 user_id=uuid.uuid4(),
                 username=FIRST_ADMIN,
                 display_name="Administrator",
-                password_hash=await _hashing(crypto.hash_password, chosen),
+                password_hash=await hashing(crypto.hash_password, chosen),
                 is_admin=True,
                 can_send=True,
                 can_attach=True,

@@ -41,9 +41,12 @@ from realtime.expiry import Expirer, measure_backlog
 from realtime.files import Files, UploadLimits
 from realtime.groups import Groups
 from realtime.keyfile import load_keyring, run_key_watch
+from realtime.link_content import LinkContent
+from realtime.links import LinkLimits, Links
 from realtime.live.hub import Hub
 from realtime.live.publisher import Publisher
 from realtime.live.render import Renderer
+from realtime.mail import Mailer
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.rotation import load_fingerprint_key
@@ -118,6 +121,11 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 copies_per_minute=settings.copies_per_minute,
                 expiry_scheduled=expirer.expiry_scheduled if expirer is not None else None,
             )
+            links = Links(
+                db, keyring, LinkContent(db, keyring, files), sink=sink, budgets=budgets,
+                limits=link_limits(settings), mailer=Mailer.from_settings(settings),
+                link_scheduled=expirer.expiry_scheduled if expirer is not None else None,
+            )
             app.state.live = await start_live_delivery(
                 stack, settings, db, accounts, messaging, sink, keyring
             )
@@ -132,6 +140,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 vault=vault,
                 files=files,
                 attachments=attachments,
+                links=links,
                 budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
                 request_rate=RequestRate(settings.requests_per_minute),
@@ -169,6 +178,14 @@ def upload_limits(settings: Settings) -> UploadLimits:
         stored_bytes=settings.stored_bytes_per_user,
         idle_timeout=settings.upload_idle_timeout.total_seconds(),
         bytes_per_minute=settings.upload_bytes_per_minute,
+    )
+
+
+def link_limits(settings: Settings) -> LinkLimits:
+    return LinkLimits(
+        per_hour=settings.links_per_hour,
+        opens_per_minute=settings.link_opens_per_minute,
+        stored_bytes=settings.stored_bytes_per_user,
     )
 
 

@@ -1,4 +1,4 @@
-"""Per-user budgets that hold across nodes: token buckets refilled over a minute."""
+"""Per-user budgets that hold across nodes: token buckets refilled over a minute or an hour."""
 
 from __future__ import annotations
 
@@ -18,14 +18,24 @@ class Budgets:
     async def spend(self, key: str, *, per_minute: int, what: str, units: int = 1) -> None:
         """Take `units` (one, or at most all) from the bucket `key` (holding `per_minute`,
         refilled at that rate a minute); RateLimited naming `what` when it holds fewer."""
+        await self._take(key, per_minute, 60, units, what, "a minute")
+
+    async def spend_hourly(self, key: str, *, per_hour: int, what: str, units: int = 1) -> None:
+        """As `spend`, for a bucket holding `per_hour`, refilled at that rate an hour."""
+        await self._take(key, per_hour, 3600, units, what, "an hour")
+
+    async def _take(
+        self, key: str, capacity: int, seconds: int, units: int, what: str, period: str
+    ) -> None:
         async with self._db.connection() as conn:
             wait = await budget_store.take_token(
-                conn, key, capacity=per_minute, per_second=per_minute / 60, units=units
+                conn, key, capacity=capacity, per_second=capacity / seconds, units=units
             )
         if wait > 0:
-            raise refusal(wait, per_minute=per_minute, what=what)
+            raise refusal(wait, limit=capacity, what=what, period=period)
 
 
-def refusal(wait: float, *, per_minute: int, what: str) -> RateLimited:
-    """The answer to a spend the budget of `what` (`per_minute`) cannot cover for `wait` s."""
-    return RateLimited(math.ceil(wait), f"too many {what}: at most {per_minute} a minute")
+def refusal(wait: float, *, limit: int, what: str, period: str = "a minute") -> RateLimited:
+    """The answer to a spend the budget of `what` (`limit` a `period`) cannot cover for
+    `wait` s."""
+    return RateLimited(math.ceil(wait), f"too many {what}: at most {limit} {period}")

@@ -1,4 +1,4 @@
-"""The `realtime` command: serve, migrate, create-user, demo, rotate-key, loadtest."""
+"""The `realtime` command: serve, migrate, create-user, demo, rotate-key, loadtest, share."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from realtime.accounts import (
     generate_account_password,
 )
 from realtime.app import create_app
-from realtime.config import Settings, load_settings
+from realtime.config import Settings, load_settings, parse_duration
 from realtime.crypto import Keyring, generate_master_key
 from realtime.db import Database, open_database
 from realtime.errors import ConfigError, Conflict, InvalidInput
@@ -43,6 +44,7 @@ from realtime.loadtest import Options, run_loadtest
 from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
+from realtime.share import TOKEN_VARIABLE, ShareError, ShareRequest, read_secret, share
 
 T = TypeVar("T")
 DEMO_USERS = (("alice", "Alice Archer"), ("bob", "Bob Baker"), ("carol", "Carol Carter"))
@@ -102,7 +104,57 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate.set_defaults(command=cmd_rotate_key)
     _add_loadtest(commands)
+    _add_share(commands)
     return parser
+
+
+def _add_share(commands: Any) -> None:
+    share = commands.add_parser(
+        "share", help="make a shareable link of standard input and print it",
+        description="Read a secret from standard input, make a shareable link of it on the "
+        f"deployment at URL as the user whose session token is in {TOKEN_VARIABLE}, and print "
+        "the link. Example: realtime share https://chat.example.com --expires-in 1h < secret.txt",
+    )
+    share.add_argument("url", metavar="URL", help="the deployment")
+    share.add_argument("--expires-in", required=True, type=_duration, metavar="DURATION",
+                       help="how long the link opens: 90s, 15m, 1h, 7d (at most 30d)")
+    share.add_argument("--views", type=int, default=1, help="how many times it opens (1)")
+    share.add_argument("--subject", default="A shared secret",
+                       help="what the recipient sees first (A shared secret)")
+    share.add_argument("--passphrase-stdin", action="store_true",
+                       help="the first line of standard input is the link's passphrase")
+    share.add_argument("--file", type=Path, action="append", default=[], dest="files",
+                       help="attach this file (again for more)")
+    share.add_argument("--email", action="append", default=[], metavar="ADDRESS",
+                       help="also send the link to this address (again for more)")
+    share.add_argument("--note", default="", help="a note for the email")
+    share.set_defaults(command=cmd_share)
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 1h") from None
+
+
+def cmd_share(settings: Settings, args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # standard error says only what failed
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    try:
+        if not token:
+            raise ShareError(f"set {TOKEN_VARIABLE} to a session token (POST /api/auth/login)")
+        secret, passphrase = read_secret(sys.stdin, passphrase_first=args.passphrase_stdin)
+        url = share(ShareRequest(
+            url=args.url, token=token, secret=secret, subject=args.subject,
+            expires_in=args.expires_in, views=args.views, passphrase=passphrase,
+            files=tuple(args.files), email=tuple(args.email), note=args.note,
+        ))
+    except ShareError as exc:
+        print(f"realtime share: {exc}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
 
 
 def _add_loadtest(commands: Any) -> None:

@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from realtime.errors import ConfigError
 
@@ -57,6 +58,9 @@ class Settings:
     event_retention: timedelta = timedelta(days=7)
     ws_compression: bool = False
     log_level: str = "INFO"
+    # The mail relay for links sent by email (`mail_relay` reads both); unset: no email.
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str | None = None
     # Budgets of every user (docs/api.md, Budgets).
     sends_per_minute: int = 60
     copies_per_minute: int = 2_000
@@ -68,6 +72,8 @@ class Settings:
     vault_max_folders: int = 1_000
     vault_max_depth: int = 20
     folder_copy_max_bytes: int = 4 * 1024 * 1024
+    links_per_hour: int = 100
+    link_opens_per_minute: int = 60
 
     @property
     def embedded_database(self) -> bool:
@@ -127,6 +133,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=reader.choice(
             "REALTIME_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
         ),
+        **_mail(reader),
         **_budgets(reader),
     )
 
@@ -155,7 +162,108 @@ def _budgets(reader: _Reader) -> dict[str, Any]:
         "folder_copy_max_bytes": reader.integer(
             "REALTIME_FOLDER_COPY_MAX_BYTES", 4 * 1024 * 1024, low=1024
         ),
+        "links_per_hour": reader.integer("REALTIME_LINKS_PER_HOUR", 100, low=1),
+        # Opens and downloads of shareable links, per client address (they need no account).
+        "link_opens_per_minute": reader.integer("REALTIME_LINK_OPENS_PER_MINUTE", 60, low=1),
     }
+
+
+# The mail relay (README, Settings): smtp:// upgrades with STARTTLS when the relay offers it, and
+# must when it carries credentials; smtps:// is TLS from the start.
+_SMTP_PORTS = {"smtp": 587, "smtps": 465}
+_SMTP_FORM = "smtp://[user:password@]host[:port][?timeout=10s&cafile=/path] or smtps://..."
+_MAIL_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)"
+)
+
+
+@dataclass(frozen=True)
+class MailRelay:
+    """The SMTP relay of REALTIME_SMTP_URL and the sender of REALTIME_MAIL_FROM."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    sender: str  # the From header: an address, or `Name <address>`
+    sender_address: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: timedelta = timedelta(seconds=10)
+    ca_file: Path | None = None  # trusted instead of the system's certificate authorities
+
+
+def mail_relay(smtp_url: str | None, mail_from: str | None) -> MailRelay | None:
+    """Parse the mail settings (None: no relay); a ConfigError names the variable at fault."""
+    if smtp_url is None:
+        return None
+    if mail_from is None:
+        raise ConfigError("REALTIME_MAIL_FROM is required with REALTIME_SMTP_URL: the From address")
+    name, address = parseaddr(mail_from)
+    if (
+        not _MAIL_ADDRESS.fullmatch(address)
+        or mail_from.count("@") != 1
+        or ("<" in mail_from) != mail_from.rstrip().endswith(">")
+        or any(c < " " or c == "\x7f" for c in mail_from)
+    ):
+        raise ConfigError(
+            f"REALTIME_MAIL_FROM must be one address or Name <address>, got {mail_from!r}"
+        )
+    try:
+        relay = _smtp_url(smtp_url)
+    except ValueError as exc:  # the message never repeats the URL: it may hold a password
+        raise ConfigError(f"REALTIME_SMTP_URL {exc}; expected {_SMTP_FORM}") from None
+    sender = formataddr((name, address)) if name else address
+    return MailRelay(**relay, sender=sender, sender_address=address)
+
+
+def _smtp_url(url: str) -> dict[str, Any]:
+    """The relay's fields from its URL; a ValueError says what is wrong, never the URL."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if parts.scheme not in _SMTP_PORTS or not parts.hostname or port == 0:
+        raise ValueError("must be smtp:// or smtps:// followed by a host and an optional port")
+    if parts.path not in ("", "/") or parts.fragment or set(query) - {"timeout", "cafile"}:
+        raise ValueError("may hold only timeout and cafile after the host")
+    if any(len(values) > 1 for values in query.values()):
+        raise ValueError("gives a query parameter twice")
+    if (parts.username is None) != (parts.password is None) or parts.username == "":
+        raise ValueError("holds credentials as user:password, both or neither")
+    ca_file = Path(query["cafile"][0]) if "cafile" in query else None
+    if ca_file is not None and not ca_file.is_file():
+        raise ValueError("names a cafile that is not a file")
+    return {
+        "host": parts.hostname,
+        "port": port or _SMTP_PORTS[parts.scheme],
+        "implicit_tls": parts.scheme == "smtps",
+        "username": None if parts.username is None else unquote(parts.username),
+        "password": None if parts.password is None else unquote(parts.password),
+        "timeout": _smtp_timeout(query.get("timeout", ["10s"])[0]),
+        "ca_file": ca_file,
+    }
+
+
+def _smtp_timeout(text: str) -> timedelta:
+    try:
+        timeout = parse_duration(text)
+    except ValueError:
+        raise ValueError("has a timeout that is not a duration such as 10s") from None
+    if not timedelta(seconds=1) <= timeout <= timedelta(minutes=5):
+        raise ValueError("has a timeout outside 1s to 5m")
+    return timeout
+
+
+def _mail(reader: _Reader) -> dict[str, Any]:
+    """The mail relay's two settings, checked together."""
+    mail = {
+        "smtp_url": reader.optional("REALTIME_SMTP_URL"),
+        "mail_from": reader.optional("REALTIME_MAIL_FROM"),
+    }
+    mail_relay(**mail)
+    return mail
 
 
 def parse_duration(text: str) -> timedelta:

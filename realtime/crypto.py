@@ -92,6 +92,16 @@ class Envelope:
         except (InvalidTag, ValueError):
             raise CryptoError(f"chunk {index} of {self.row} does not open") from None
 
+    def new_inner(self, row: str, field_name: str) -> tuple[Envelope, bytes]:
+        """A fresh data key for `row`, returned open and sealed under this envelope as this
+        row's field `field_name` (a link's file: its key opens only with the link's)."""
+        data_key = AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
+        return Envelope(row, data_key), self.seal(field_name, data_key)
+
+    def open_inner(self, row: str, field_name: str, sealed: bytes) -> Envelope:
+        """The envelope of `row` whose data key `new_inner` sealed as `field_name`."""
+        return Envelope(row, self.open(field_name, sealed))
+
     def _aad(self, field_name: str) -> bytes:
         return _FIELD_AAD + self.row.encode() + b"/" + field_name.encode()
 

@@ -6,9 +6,11 @@ maps them to websocket close codes).
     ├── CryptoError        500 internal     a ciphertext or wrapped key that does not open
     ├── InvalidInput       400 invalid      with `fields` where a field is at fault
     ├── Unauthenticated    401 unauthenticated, close 4401
+    ├── PassphraseError    401 passphrase_required | passphrase_wrong, with `attempts_left`
     ├── Forbidden          403 forbidden
     ├── NotFound           404 not_found    also for what the caller may not see
     ├── Conflict           409 conflict
+    │   └── EmailUnavailable  409 email_unavailable: no mail relay is configured
     ├── TooLarge           413 too_large    with `fields` where a field is at fault
     ├── RateLimited        429 rate_limited with `retry_after` seconds
     └── Unavailable        503 unavailable  with `retry_after` seconds, close 1013: a pool,
@@ -58,6 +60,18 @@ class Unauthenticated(RealtimeError):
     default_message = "authentication required"
 
 
+class PassphraseError(RealtimeError):
+    """A shareable link's passphrase is missing (`passphrase_required`) or wrong
+    (`passphrase_wrong`, with the attempts left before the link is destroyed)."""
+
+    status = 401
+
+    def __init__(self, code: str, message: str, attempts_left: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.attempts_left = attempts_left
+
+
 class Forbidden(RealtimeError):
     code = "forbidden"
     status = 403
@@ -74,6 +88,11 @@ class Conflict(RealtimeError):
     code = "conflict"
     status = 409
     default_message = "conflicts with the current state"
+
+
+class EmailUnavailable(Conflict):
+    code = "email_unavailable"
+    default_message = "Send by email is not set up on this server"
 
 
 class TooLarge(RealtimeError):

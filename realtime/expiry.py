@@ -1,6 +1,7 @@
-"""Expiry on time: the expirer deletes each message when its expiry passes, on every node, and
-purges what the server no longer needs (ended sessions, old events, idempotency keys, ended
-login windows, uploads never attached, refilled budgets), each on its own schedule.
+"""Expiry on time: the expirer deletes each message when its expiry passes and each shareable
+link when it falls due, on every node, and purges what the server no longer needs (ended
+sessions, old events, idempotency keys, ended login windows, uploads never attached, refilled
+budgets), each on its own schedule.
 
 The expirer sleeps until the earliest pending expiry (never a fixed poll). A send with a sooner
 expiry wakes it early: in process directly, on other nodes through PostgreSQL NOTIFY. Due
@@ -23,12 +24,13 @@ from realtime import metrics
 from realtime.config import Settings
 from realtime.db import CONTENDED, DATABASE_FAULTS, Connection, Database
 from realtime.events import EventSink
-from realtime.models import DeleteReason, EventType
+from realtime.models import DeleteReason, EventType, LinkEnd
 from realtime.store import budgets as budget_store
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
 from realtime.store import files as file_store
 from realtime.store import idempotency, throttle
+from realtime.store import links as link_store
 from realtime.store import sessions as session_store
 from realtime.store import uploads as upload_store
 
@@ -162,7 +164,8 @@ class Expirer:
             listener.cancel()
 
     async def expire_due(self) -> float:
-        """Delete every message due now, batch after batch; return the seconds until the next."""
+        """Delete every message and link due now, batch after batch; return the seconds until
+        the next."""
         while True:
             try:
                 deleted = await self._expire_batch()
@@ -170,11 +173,31 @@ class Expirer:
                 continue  # a reader or a recall held a row: this batch gave way; run it again
             if deleted < BATCH:
                 break
+        while await self._delete_links_batch() == BATCH:
+            pass
         async with self._db.connection() as conn:
-            until_next = await expiry_store.seconds_until_next_expiry(conn)
-        if until_next is None:
+            next_message = await expiry_store.seconds_until_next_expiry(conn)
+            next_link = await link_store.seconds_until_next_due(conn)
+        known = [until for until in (next_message, next_link) if until is not None]
+        if not known:
             return IDLE_WAIT
-        return max(0.0, until_next) + LATE_MARGIN
+        return max(0.0, min(known)) + LATE_MARGIN
+
+    async def _delete_links_batch(self) -> int:
+        """Delete the links due now: expired (their creators told), or at the end of their
+        last view's download window (told at that view)."""
+        async with self._db.transaction() as conn:
+            due = await link_store.delete_due(conn, BATCH)
+            expired = [link for link in due if not link.ended]
+            events = await event_store.append_each(conn, [
+                (link.creator_id, EventType.LINK_DELETED,
+                 {"link_id": str(link.id), "reason": LinkEnd.EXPIRED.value})
+                for link in expired
+            ]) if expired else []
+        if due:
+            metrics.links_deleted.inc(len(due))
+            await self._sink.committed(events)
+        return len(due)
 
     async def _expire_batch(self) -> int:
         async with self._db.transaction() as conn:

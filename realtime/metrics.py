@@ -113,6 +113,22 @@ http_request_seconds = Histogram(
 )
 
 # Expiry.
+links_created = Counter(
+    "realtime_links_created", "Shareable links created (emailed ones included)", registry=REGISTRY
+)
+link_views = Counter(
+    "realtime_link_views", "Views of shareable links given (each counted against its link)",
+    registry=REGISTRY,
+)
+links_burned = Counter(
+    "realtime_links_burned", "Shareable links destroyed by their fifth wrong passphrase",
+    registry=REGISTRY,
+)
+links_deleted = Counter(
+    "realtime_links_deleted",
+    "Shareable links deleted by the expirer: expired, or at the end of a download window",
+    registry=REGISTRY,
+)
 messages_expired = Counter(
     "realtime_messages_expired", "Messages deleted by the expirer", registry=REGISTRY
 )
@@ -133,6 +149,20 @@ oldest_overdue = Gauge(
     "overdue; NaN when the database did not answer in time)",
     registry=REGISTRY,
 )
+
+# Links sent by email, one message per recipient.
+mail_sent = Counter(
+    "realtime_mail_sent",
+    "Messages of links sent by email, one per recipient, by outcome: 'sent' (the relay took "
+    "it), 'refused' (the relay refused it, or another message of the same link, for good), "
+    "'unavailable' (the relay did not answer, answered 'try later', or failed TLS or login)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+# The three outcomes, bound once (and so present at zero before the first mail).
+mails_sent = mail_sent.labels("sent")
+mails_refused = mail_sent.labels("refused")
+mails_unavailable = mail_sent.labels("unavailable")
 
 
 class DeliveryTally:

@@ -13,6 +13,8 @@ class EventType(StrEnum):
     MESSAGE_NEW = "message.new"
     MESSAGE_READ = "message.read"
     MESSAGE_DELETED = "message.deleted"
+    LINK_VIEWED = "link.viewed"
+    LINK_DELETED = "link.deleted"
 
 
 class DeleteReason(StrEnum):
@@ -41,6 +43,7 @@ class User:
     can_attach: bool
     disabled: bool
     created_at: datetime
+    can_share_links: bool = True
 
 
 @dataclass(frozen=True)
@@ -281,8 +284,9 @@ class AttachmentInfo:
 
 
 class LinkEnd(StrEnum):
-    """Why a shareable link opens no more (besides its expiry)."""
+    """Why a shareable link opens no more."""
 
+    EXPIRED = "expired"  # its expiry passed (never stored: its expiry says it)
     USED = "used"  # its last view was taken
     REVOKED = "revoked"  # its creator revoked it
     BURNED = "burned"  # the fifth wrong passphrase
@@ -303,10 +307,37 @@ class SealedLink:
 
 
 @dataclass(frozen=True)
+class SealedLinkAttachment:
+    """A link's credential or file as stored: sealed under the link's key (a file's chunks
+    under a data key of its own, which is sealed under the link's key)."""
+
+    id: UUID
+    kind: AttachmentKind
+    name: bytes = field(repr=False)
+    content: bytes | None = field(repr=False)  # a credential's fields
+    size: int | None = None
+    content_type: str | None = None
+    chunk_count: int | None = None
+    file_key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DueLink:
+    """A link whose rows were deleted: expired, or at the end of its last view's download
+    window; `ended` when its creator was told already (its last view)."""
+
+    id: UUID
+    creator_id: UUID
+    ended: bool
+
+
+@dataclass(frozen=True)
 class TakenView:
-    """A view given, and how many are left."""
+    """A view given: how many are left, when it was taken, when the link is due for deletion."""
 
     views_left: int
+    viewed_at: datetime
+    due_at: datetime
 
     @property
     def last(self) -> bool:
@@ -327,3 +358,4 @@ class ListedLink:
     has_passphrase: bool
     key: SealedKey
     listed_subject: bytes = field(repr=False)
+    emailed_to: bytes | None = field(default=None, repr=False)

@@ -24,7 +24,7 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from realtime.models import DeleteReason, Event, EventType, Message, User
+from realtime.models import DeleteReason, Event, EventType, LinkEnd, Message, User
 
 MAX_SEQ = 2**63 - 1  # a seq is a bigint
 
@@ -103,6 +103,7 @@ def me(user: User) -> dict[str, Any]:
         "is_admin": user.is_admin,
         "can_send": user.can_send,
         "can_attach": user.can_attach,
+        "can_share_links": user.can_share_links,
     }
 
 
@@ -148,6 +149,21 @@ class MessageDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkViewed:
+    seq: int
+    link_id: UUID
+    views_left: int
+    viewed_at: str  # RFC 3339
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDeleted:
+    seq: int
+    link_id: UUID
+    reason: LinkEnd
+
+
+@dataclass(frozen=True, slots=True)
 class Resumed:
     seq: int
 
@@ -162,8 +178,8 @@ class Pong:
     pass
 
 
-ServerFrame = Hello | MessageNew | MessageRead | MessageDeleted | Resumed | Resync | Pong
-EventFrame = MessageNew | MessageRead | MessageDeleted
+EventFrame = MessageNew | MessageRead | MessageDeleted | LinkViewed | LinkDeleted
+ServerFrame = Hello | EventFrame | Resumed | Resync | Pong
 
 
 _MESSAGE_NEW = '{"type":"message.new","seq":%d,"unread":%d,"message":%s}'
@@ -194,6 +210,16 @@ def encode(frame: ServerFrame) -> bytes:
             return codec.encode({
                 "type": EventType.MESSAGE_DELETED.value, "seq": seq, **_unread(unread),
                 "message_id": message_id, "reason": reason.value,
+            })
+        case LinkViewed(seq, link_id, views_left, viewed_at):
+            return codec.encode({
+                "type": EventType.LINK_VIEWED.value, "seq": seq, "link_id": link_id,
+                "views_left": views_left, "viewed_at": viewed_at,
+            })
+        case LinkDeleted(seq, link_id, reason):
+            return codec.encode({
+                "type": EventType.LINK_DELETED.value, "seq": seq, "link_id": link_id,
+                "reason": reason.value,
             })
         case Hello(user, seq, unread, high_priority):
             return codec.encode({
@@ -231,6 +257,11 @@ def decode(data: bytes | str) -> ServerFrame:
                 frame["seq"], frame.get("unread"), UUID(frame["message_id"]),
                 DeleteReason(frame["reason"]),
             )
+        if kind == EventType.LINK_VIEWED:
+            return LinkViewed(frame["seq"], UUID(frame["link_id"]), frame["views_left"],
+                              frame["viewed_at"])
+        if kind == EventType.LINK_DELETED:
+            return LinkDeleted(frame["seq"], UUID(frame["link_id"]), LinkEnd(frame["reason"]))
         if kind == "hello":
             return Hello(frame["user"], frame["seq"], frame["unread"],
                          tuple(frame["high_priority"]))
@@ -249,6 +280,11 @@ def event_frame(event: Event, summaries: Mapping[UUID, bytes]) -> EventFrame | N
     """The frame of a logged event; None for a new message that is gone already (its summary
     is not among `summaries`)."""
     payload = event.payload
+    if event.type is EventType.LINK_VIEWED:
+        return LinkViewed(event.seq, UUID(payload["link_id"]), payload["views_left"],
+                          payload["viewed_at"])
+    if event.type is EventType.LINK_DELETED:
+        return LinkDeleted(event.seq, UUID(payload["link_id"]), LinkEnd(payload["reason"]))
     unread = payload.get("unread")
     message_id = message_of(event)
     if event.type is EventType.MESSAGE_NEW:

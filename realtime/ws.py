@@ -65,7 +65,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if wait > 0:  # the contract's 429 and `Retry-After`, slowly to a retry loop
         await services.refusals.hold(auth.user.id)
         per_minute = services.settings.handshakes_per_minute
-        await _deny(websocket, refusal(wait, per_minute=per_minute, what=HANDSHAKES))
+        await _deny(websocket, refusal(wait, limit=per_minute, what=HANDSHAKES))
         return
     await websocket.accept()
     conn = Connection(

@@ -6,6 +6,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -79,11 +80,19 @@ async def owners_world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     [copied] = opened.json()["folder"]["entries"]
     group = await created(await admin.http.post("/api/admin/groups", json={
         "name": unique_name("group"), "member_ids": [alice.id, carol.id]}))
+    link = await created(await alice.http.post("/api/links", json={
+        "subject": "alice's link", "max_views": 100,
+        "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "attachments": [{"kind": "credential", "title": "alice's", "password": "secret"}]}))
+    token = link["url"].split("#", 1)[1]
+    shown = await alice.http.post("/api/links/open", json={"token": token, "passphrase": None})
+    assert shown.status_code == 200, shown.text
     ids = {
         "message": sent["id"], "attachment": credential["id"],
         "folder_attachment": folder_copy["id"], "copied_entry": copied["id"],
         "folder": folder, "entry": entry["id"], "upload": loose["upload_id"],
         "user": alice.id, "group": group["id"],
+        "link": link["id"], "link_attachment": shown.json()["attachments"][0]["id"],
     }
     return OwnersWorld(alice, carol, ids)
 

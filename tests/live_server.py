@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -23,8 +24,10 @@ class LiveServer:
     """One uvicorn in a thread of its own, with its own event loop and database pool."""
 
     def __init__(
-        self, settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+        self, settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+        **uvicorn_options: Any,
     ) -> None:
+        """`uvicorn_options` change how it serves (quiet, no access log, by default)."""
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -35,6 +38,7 @@ class LiveServer:
         for served_by_the_socket in ("host", "port"):
             options.pop(served_by_the_socket)
         options.update(log_level="warning", access_log=False, lifespan="on")
+        options.update(uvicorn_options)
         self.app = create_app(settings)
         served = self.app if wrap is None else wrap(self.app)
         config = uvicorn.Config(served, **options)
@@ -68,10 +72,11 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+    settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    **uvicorn_options: Any,
 ) -> Iterator[LiveServer]:
     """Serve a fresh app (inside `wrap`, if given) on 127.0.0.1 and a free port until the end."""
-    server = LiveServer(settings, wrap)
+    server = LiveServer(settings, wrap, **uvicorn_options)
     server.start()
     try:
         yield server

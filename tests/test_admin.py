@@ -11,8 +11,8 @@ from realtime.api.http import Services
 from tests.conftest import PASSWORD, LoggedInUser, MakeUser, unique_name
 
 ADMIN_USER_FIELDS = {
-    "id", "username", "display_name", "is_admin", "can_send", "can_attach", "disabled",
-    "created_at",
+    "id", "username", "display_name", "is_admin", "can_send", "can_attach", "can_share_links",
+    "disabled", "created_at",
 }
 
 
@@ -125,13 +125,15 @@ async def test_a_created_user_keeps_the_rights_given(
     answer = await admin.http.post(
         "/api/admin/users",
         json={"username": name, "password": PASSWORD, "display_name": "Monica Reyes",
-              "is_admin": True, "can_send": False, "can_attach": False},
+              "is_admin": True, "can_send": False, "can_attach": False,
+              "can_share_links": False},
     )
     assert answer.status_code == 201, answer.text
     logged_in = await login(client, name, PASSWORD)
     assert logged_in.json()["user"] == {
         "id": answer.json()["id"], "username": name, "display_name": "Monica Reyes",
-        "is_admin": True, "can_send": False, "can_attach": False,
+        "is_admin": True, "can_send": False, "can_attach": False, "can_share_links": False,
+        "can_email_links": False,
     }
 
 

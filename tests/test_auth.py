@@ -7,7 +7,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -107,7 +107,8 @@ async def test_login_answers_token_and_user_and_sets_a_strict_cookie(
     assert set(body) == {"token", "user"}
     assert body["user"] == {
         "id": str(user.id), "username": name, "display_name": "Dana Scully",
-        "is_admin": False, "can_send": True, "can_attach": True,
+        "is_admin": False, "can_send": True, "can_attach": True, "can_share_links": True,
+        "can_email_links": False,  # the test server has no mail relay
     }
     cookie = cookie_attributes(answer)
     assert cookie["session"] == body["token"]
@@ -217,12 +218,14 @@ async def test_me_shows_the_account_and_its_rights(
     make_user: MakeUser
 ) -> None:
     """/api/me answers exactly the contract's fields for the caller."""
-    person = await make_user(display_name="Fox Mulder", can_send=False, can_attach=False)
+    person = await make_user(display_name="Fox Mulder", can_send=False, can_attach=False,
+                             can_share_links=False)
     me = await person.http.get("/api/me")
     assert me.status_code == 200, me.text
     assert me.json() == {
         "id": person.id, "username": person.user.username, "display_name": "Fox Mulder",
-        "is_admin": False, "can_send": False, "can_attach": False,
+        "is_admin": False, "can_send": False, "can_attach": False, "can_share_links": False,
+        "can_email_links": False,
     }
 
 
@@ -585,16 +588,25 @@ async def test_a_login_from_a_foreign_origin_is_refused(
 
 def test_request_and_answer_models_keep_secrets_out_of_repr() -> None:
     """Passwords and tokens never show in the repr of the models that carry them."""
-    from realtime.api import schemas
+    from realtime.api import link_schemas, schemas
 
     login = schemas.LoginRequest.model_validate_json(
         b'{"username": "someone", "password": "hunter2-secret"}', strict=True
     )
     answer = schemas.LoginResponse(
         token="a-token-secret",
-        user=schemas.Me(id=uuid.uuid4(), username="someone", display_name="S", is_admin=False,
-                        can_send=True, can_attach=True),
+        user=schemas.MyAccount(id=uuid.uuid4(), username="someone", display_name="S",
+                               is_admin=False, can_send=True, can_attach=True,
+                               can_share_links=True, can_email_links=False),
     )
     generated = schemas.PasswordResponse(password="generated-secret", entropy_bits=80.0)
-    for model, secret in ((login, "hunter2"), (answer, "a-token"), (generated, "generated")):
+    opening = link_schemas.OpenLinkRequest(token="link-token-secret",
+                                           passphrase="link-passphrase-secret")
+    created = link_schemas.CreatedLinkOut(id=uuid.uuid4(), url="https://x/s/#url-secret",
+                                          expires_at=datetime.now(UTC), max_views=1)
+    models = (
+        (login, "hunter2"), (answer, "a-token"), (generated, "generated"),
+        (opening, "link-token"), (opening, "link-passphrase"), (created, "url-secret"),
+    )
+    for model, secret in models:
         assert secret not in repr(model) and secret not in str(model)

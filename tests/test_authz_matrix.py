@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -36,6 +37,9 @@ PUBLIC = {
     "GET /readyz": 200,
     "GET /metrics": 200,
     "GET /api/openapi.json": 200,
+    # A link's holder needs no account: BODIES holds a token of no link.
+    "POST /api/links/open": 404,
+    "POST /api/links/open/attachments/{attachment_id}": 404,
 }
 
 # For each path, which object of the owner's world (`OwnersWorld.ids`) fills each parameter.
@@ -53,8 +57,11 @@ PATH_IDS: dict[str, dict[str, str]] = {
     "/api/admin/users/{id}": {"id": "user"},
     "/api/admin/groups/{id}": {"id": "group"},
     "/api/admin/groups/{id}/members": {"id": "group"},
+    "/api/links/{id}": {"id": "link"},
+    "/api/links/open/attachments/{attachment_id}": {"attachment_id": "link_attachment"},
 }
 
+LINK_EXPIRY = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 # A body each operation with a body would accept, so that only the caller's rights are at stake.
 BODIES: dict[str, Any] = {
     "POST /api/auth/login": {"username": "nobody-at-all", "password": "not a password"},
@@ -67,6 +74,9 @@ BODIES: dict[str, Any] = {
     "PATCH /api/admin/users/{id}": {"display_name": "Taken Over", "is_admin": True},
     "POST /api/admin/groups": {"name": "intruders", "member_ids": []},
     "PUT /api/admin/groups/{id}/members": {"member_ids": []},
+    "POST /api/links": {"subject": "s", "expires_at": LINK_EXPIRY},
+    "POST /api/links/open": {"token": "A" * 43, "passphrase": None},
+    "POST /api/links/open/attachments/{attachment_id}": {"token": "A" * 43, "passphrase": None},
 }
 
 
@@ -276,6 +286,7 @@ BODY_REFERENCES: list[tuple[str, str, dict[str, Any], str]] = [
     ("PATCH", "/api/vault/entries/{id}", {"folder_id": "{folder}"}, "entry"),
     ("PATCH", "/api/vault/entries/{id}", {"upload_id": "{upload}"}, "entry"),
     ("POST", "/api/messages/{id}/save", {"folder_id": "{folder}"}, "message"),
+    ("POST", "/api/links", {"attachments": [{"kind": "file", "upload_id": "{upload}"}]}, ""),
 ]
 
 
@@ -299,6 +310,8 @@ async def test_another_users_object_named_in_a_body_is_404_like_an_unknown_one(
     url = path.format(id=intruder.ids[own]) if own else path
     if path == "/api/messages":
         body = {"to": [{"kind": "user", "id": intruder.recipient.id}], "subject": "s", **body}
+    if path == "/api/links":
+        body = {"subject": "s", "expires_at": LINK_EXPIRY, **body}
     before = await snapshot(raw_db)
     unknown = await http.request(method, url, json=naming(body, None))
     assert_error(unknown, 404, "not_found")

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from realtime.config import Settings, load_settings, parse_duration, redact_url
+from realtime.config import (
+    MailRelay,
+    Settings,
+    load_settings,
+    mail_relay,
+    parse_duration,
+    redact_url,
+)
 from realtime.errors import ConfigError
 
 KEY = bytes(range(32))
@@ -201,6 +208,121 @@ def test_redact_url_hides_the_password(url: str, redacted: str) -> None:
 def test_redact_url_hides_a_password_holding_an_at_sign() -> None:
     """Even an unescaped @ in the password does not leak part of it."""
     assert redact_url("postgresql://app:pa@ss@db/realtime") == "postgresql://app:***@db/realtime"
+
+
+MAIL_ENV = {
+    "REALTIME_SMTP_URL": "smtp://mailer:s%40cret%2Fpw@relay.example.com",
+    "REALTIME_MAIL_FROM": "Realtime <noreply@example.com>",
+}
+
+
+def test_the_mail_relay_is_read() -> None:
+    """REALTIME_SMTP_URL and REALTIME_MAIL_FROM give the relay, its login and the sender."""
+    settings = load_settings(MAIL_ENV)
+    assert (settings.smtp_url, settings.mail_from) == tuple(MAIL_ENV.values())
+    assert mail_relay(settings.smtp_url, settings.mail_from) == MailRelay(
+        host="relay.example.com", port=587, implicit_tls=False,
+        sender="Realtime <noreply@example.com>", sender_address="noreply@example.com",
+        username="mailer", password="s@cret/pw", timeout=timedelta(seconds=10), ca_file=None,
+    )
+
+
+def test_without_a_relay_there_is_no_mail() -> None:
+    """By default no relay is configured, and a sender alone changes nothing."""
+    assert load_settings({}).smtp_url is None
+    settings = load_settings({"REALTIME_MAIL_FROM": "noreply@example.com"})
+    assert mail_relay(settings.smtp_url, settings.mail_from) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "implicit_tls", "timeout"),
+    [
+        ("smtps://relay.example.com", "relay.example.com", 465, True, 10),
+        ("smtp://Relay.Example.com:25/?timeout=30s", "relay.example.com", 25, False, 30),
+        ("SMTP://[::1]:2525?timeout=1", "::1", 2525, False, 1),
+        ("smtps://u:p@relay.example.com:2465?timeout=5m", "relay.example.com", 2465, True, 300),
+    ],
+)
+def test_smtp_url_forms(url: str, host: str, port: int, implicit_tls: bool, timeout: int) -> None:
+    """smtp:// defaults to port 587 and smtps:// (TLS at once) to 465; `timeout` bounds waits."""
+    relay = mail_relay(url, "noreply@example.com")
+    assert relay is not None
+    assert (relay.host, relay.port, relay.implicit_tls) == (host, port, implicit_tls)
+    assert relay.timeout == timedelta(seconds=timeout)
+
+
+def test_the_relay_may_name_the_authority_it_trusts(tmp_path: Path) -> None:
+    """`?cafile=` names the certificate authorities the relay's certificate is checked against."""
+    ca_file = tmp_path / "relay ca.pem"
+    ca_file.write_text("not read until the mailer starts")
+    relay = mail_relay(f"smtp://relay.example.com?cafile={tmp_path}/relay%20ca.pem", "a@b.example")
+    assert relay is not None and relay.ca_file == ca_file
+
+
+def test_a_relay_needs_a_sender() -> None:
+    """REALTIME_SMTP_URL without REALTIME_MAIL_FROM stops the start, naming the missing one."""
+    with pytest.raises(ConfigError, match="REALTIME_MAIL_FROM"):
+        load_settings({"REALTIME_SMTP_URL": "smtp://relay.example.com"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://u:hunter2@relay.example.com",
+        "relay.example.com:587",
+        "smtp://",
+        "smtp://u:hunter2@",
+        "smtp://u:hunter2@relay.example.com:99999",
+        "smtp://u:hunter2@relay.example.com:port",
+        "smtp://u:hunter2@relay.example.com:0",
+        "smtp://u:hunter2@relay.example.com/inbox",
+        "smtp://u:hunter2@relay.example.com#hunter2",
+        "smtp://u:hunter2@relay.example.com?timeout=0",
+        "smtp://u:hunter2@relay.example.com?timeout=soon",
+        "smtp://u:hunter2@relay.example.com?timeout=1h",
+        "smtp://u:hunter2@relay.example.com?timeout=1s&timeout=2s",
+        "smtp://u:hunter2@relay.example.com?verify=off",
+        "smtp://u:hunter2@relay.example.com?starttls",
+        "smtp://u:hunter2@relay.example.com?cafile=/nonexistent/hunter2.pem",
+        "smtp://u@relay.example.com",
+        "smtp://:hunter2@relay.example.com",
+    ],
+)
+def test_a_bad_smtp_url_is_named_and_not_echoed(url: str) -> None:
+    """A malformed relay URL stops the start naming REALTIME_SMTP_URL, never its password."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"REALTIME_SMTP_URL": url, "REALTIME_MAIL_FROM": "noreply@example.com"})
+    assert "REALTIME_SMTP_URL" in raised.value.message
+    assert "hunter2" not in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "noreply",
+        "noreply@",
+        "noreply@example",
+        "noreply@example.com, other@example.com",
+        "Realtime <noreply@example.com",
+        "noreply@example.com\r\nBcc: other@example.com",
+    ],
+)
+def test_a_bad_sender_is_named(sender: str) -> None:
+    """REALTIME_MAIL_FROM must be one address, bare or as Name <address>."""
+    with pytest.raises(ConfigError, match="REALTIME_MAIL_FROM"):
+        load_settings({"REALTIME_SMTP_URL": "smtp://relay.example.com",
+                       "REALTIME_MAIL_FROM": sender})
+
+
+def test_the_relay_password_stays_out_of_repr() -> None:
+    """Neither the settings nor the parsed relay show the relay's password."""
+    settings = load_settings({
+        "REALTIME_SMTP_URL": "smtps://mailer:relay-secret-pw@relay.example.com",
+        "REALTIME_MAIL_FROM": "noreply@example.com",
+    })
+    relay = mail_relay(settings.smtp_url, settings.mail_from)
+    for shown in (repr(settings), str(settings), repr(relay)):
+        assert "relay-secret-pw" not in shown
 
 
 @pytest.mark.parametrize(

@@ -42,14 +42,15 @@ LEAVER_PASSWORD = "a password to log in and out with"
 # `positive_data_acceptance` takes every schema-valid request for one the server must accept.
 # These operations also refuse, with 400 and the field at fault as the contract says, what no JSON
 # Schema can express: ids that name nothing (recipients, members, attachments' entries, folders
-# and uploads), an expiry already past, a cursor this server did not issue, no character class
-# chosen, and a file entry without its upload or another entry with one. Every other status
-# stays as strict as schemathesis makes it.
+# and uploads), an expiry already past (or, for a link, more than 30 days ahead), a cursor this
+# server did not issue, no character class chosen, a file entry without its upload or another
+# entry with one, and an email address that is none. Every other status stays as strict as
+# schemathesis makes it.
 REFERENCES_AND_RULES = [
     "POST /api/messages", "GET /api/messages", "GET /api/password",
     "POST /api/admin/groups", "PUT /api/admin/groups/{id}/members",
     "POST /api/vault/entries", "PATCH /api/vault/entries/{id}", "POST /api/vault/folders",
-    "POST /api/messages/{id}/save",
+    "POST /api/messages/{id}/save", "POST /api/links",
 ]
 ACCEPTED_OR_REFUSED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 

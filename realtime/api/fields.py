@@ -92,6 +92,13 @@ Body = Annotated[str, _text(0, 65536), NulFree]
 Title = Annotated[str, _text(1, 255), NulFree]
 ShortText = Annotated[str, _text(0, 1024), NulFree]
 LongText = Annotated[str, _text(0, 4096), NulFree]
+# A link's token and passphrase: their exact rules are the domain's (a wrong one is not found,
+# a passphrase of the wrong length is a field error), these only bound what is read.
+LinkToken = Annotated[str, _text(1, 256), NulFree]
+Passphrase = Annotated[str, _text(1, 1024), NulFree]
+NewPassphrase = Annotated[str, _text(8, 128), NulFree]  # a new link's
+EmailAddress = Annotated[str, _text(1, 320), NulFree]
+Note = Annotated[str, _text(0, 1000), NulFree]
 
 
 class Request(BaseModel):

@@ -27,6 +27,7 @@ from realtime.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    PassphraseError,
     RateLimited,
     RealtimeError,
     TooLarge,
@@ -35,6 +36,7 @@ from realtime.errors import (
 )
 from realtime.files import Files
 from realtime.groups import Groups
+from realtime.links import Links
 from realtime.messaging import Messaging
 from realtime.models import AuthContext, User
 from realtime.vault import Vault
@@ -59,6 +61,7 @@ class Services:
     vault: Vault
     files: Files
     attachments: Attachments
+    links: Links
     budgets: Budgets
     in_flight: InFlight
     request_rate: RequestRate
@@ -150,14 +153,17 @@ def error_response(exc: Exception) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     fields = error.fields if isinstance(error, InvalidInput | TooLarge) else {}
     message = error.message if told else RealtimeError.default_message
-    return _error_json(error.code, message, error.status, headers, fields)
+    extra = {}
+    if isinstance(error, PassphraseError) and error.attempts_left is not None:
+        extra["attempts_left"] = error.attempts_left
+    return _error_json(error.code, message, error.status, headers, fields, extra)
 
 
 def _error_json(
     code: str, message: str, status: int, headers: Mapping[str, str],
-    fields: Mapping[str, str] | None = None,
+    fields: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    detail: dict[str, Any] = {"code": code, "message": message}
+    detail: dict[str, Any] = {"code": code, "message": message, **(extra or {})}
     if fields:
         detail["fields"] = fields
     return json_response({"error": detail}, status, headers)

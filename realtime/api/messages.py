@@ -58,7 +58,7 @@ async def send(call: Call) -> Response:
         expires_at=body.expires_at,
         high_priority=body.high_priority,
         reply_to=body.reply_to,
-        attachments=tuple(_attachment_request(a) for a in body.attachments),
+        attachments=tuple(attachment_request(a) for a in body.attachments),
     )
     receipt = await call.services.messaging.send(call.user, draft, _idempotency_key(call))
     return json_response(
@@ -67,7 +67,7 @@ async def send(call: Call) -> Response:
     )
 
 
-def _attachment_request(attachment: schemas.AttachmentIn) -> AttachmentRequest:
+def attachment_request(attachment: schemas.AttachmentIn) -> AttachmentRequest:
     if isinstance(attachment, schemas.CredentialIn):
         return AttachmentRequest(AttachmentKind.CREDENTIAL, credential=EntryFields(
             attachment.title, attachment.username, attachment.password, attachment.url,

@@ -55,11 +55,18 @@ class Me(Response):
     is_admin: bool
     can_send: bool
     can_attach: bool
+    can_share_links: bool
+
+
+class MyAccount(Me):
+    can_email_links: bool = Field(
+        description="Send by email is offered: can_share_links, and a mail relay is set up"
+    )
 
 
 class LoginResponse(Response):
     token: str = Field(repr=False)
-    user: Me
+    user: MyAccount
 
 
 class DirectoryUser(Response):
@@ -219,6 +226,7 @@ class CreateUserRequest(Request):
     is_admin: bool = False
     can_send: bool = True
     can_attach: bool = True
+    can_share_links: bool = True
 
 
 class UpdateUserRequest(Request):
@@ -229,6 +237,7 @@ class UpdateUserRequest(Request):
     is_admin: bool | None = None
     can_send: bool | None = None
     can_attach: bool | None = None
+    can_share_links: bool | None = None
     disabled: bool | None = None
 
 

@@ -7,13 +7,16 @@ from uuid import UUID
 
 import asyncpg
 
+RACED = -1  # the wait of a taker that found no bucket and lost the race to create it
+
 
 def taking(key: str, capacity: str, per_second: str, units: str) -> tuple[str, str]:
     """The common table expressions that take `units` tokens from the bucket `key` (SQL
     expressions, the key a text that may be null: then nothing is taken), and the expression
-    of the seconds to wait (0 when taken): for a statement of its own, whose `now()` is its
-    start. Concurrent takers queue on the row's lock, and each sees the level the one before
-    left."""
+    of the seconds to wait (0 when taken; RACED when the bucket was new to this statement and
+    another one made it first: nothing was taken, and taking again will find it): for a
+    statement of its own, whose `now()` is its start. Concurrent takers queue on the row's
+    lock, and each sees the level the one before left."""
     tables = f"""old as (
                select least({capacity}::float8, tokens + greatest(extract(epoch from
                           now() - updated_at)::float8, 0) * {per_second}::float8) as level
@@ -26,7 +29,9 @@ def taking(key: str, capacity: str, per_second: str, units: str) -> tuple[str, s
                select {key}, {capacity}::float8 - {units}, now()
                where {key} is not null and not exists (select 1 from old)
                on conflict (key) do nothing returning 1)"""
-    wait = f"""case when not exists (select 1 from old) then 0::float8
+    wait = f"""case when not exists (select 1 from old) then
+                        case when exists (select 1 from created) then 0::float8
+                             else {RACED}::float8 end
                     when (select level from old) >= {units} then 0::float8
                     else ({units} - (select level from old)) / {per_second}::float8 end"""
     return tables, wait
@@ -39,11 +44,13 @@ async def take_token(
     when taken, else the seconds until they are there (nothing is taken then). One statement,
     run on its own."""
     tables, wait = taking("$1::text", "$2", "$3", "$4::float8")
-    seconds: float = await conn.fetchval(
-        f"with {tables} select {wait}",
-        key, float(capacity), float(per_second), float(min(units, capacity)),
-    )
-    return float(seconds)
+    while True:
+        seconds: float = await conn.fetchval(
+            f"with {tables} select {wait}",
+            key, float(capacity), float(per_second), float(min(units, capacity)),
+        )
+        if seconds != RACED:  # else the bucket exists now: take from it
+            return float(seconds)
 
 
 async def purge_full_buckets(conn: asyncpg.Connection, refill: timedelta) -> int:

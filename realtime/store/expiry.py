@@ -32,6 +32,11 @@ def announcement(expires_at: datetime) -> tuple[str, str]:
     return CHANNEL, expires_at.isoformat()
 
 
+async def announce(conn: asyncpg.Connection, expires_at: datetime) -> None:
+    """Tell every node's expirer of a new expiry time, when the transaction commits."""
+    await conn.execute("select pg_notify($1, $2)", *announcement(expires_at))
+
+
 async def seconds_until_next_expiry(conn: asyncpg.Connection) -> float | None:
     """How long until the next message expires by the database's clock (negative when overdue),
     or None when none will."""

@@ -54,18 +54,26 @@ async def create_file(
 
 
 async def put_chunk(conn: asyncpg.Connection, file_id: UUID, n: int, data: bytes) -> None:
-    """Store one sealed chunk. It goes through COPY in small pieces: a bytes parameter would be
-    copied whole into the driver's buffers, about three times over."""
+    """Store one sealed chunk of a file."""
+    await copy_chunk(conn, "file_chunks", "file_id", file_id, n, data)
+
+
+async def copy_chunk(
+    conn: asyncpg.Connection, table: str, id_column: str, row_id: UUID, n: int, data: bytes
+) -> None:
+    """Store one sealed chunk as the row (`id_column`, n, data) of `table` (a name of ours,
+    never input). It goes through COPY in small pieces: a bytes parameter would be copied whole
+    into the driver's buffers, about three times over."""
 
     async def rows() -> AsyncIterator[bytes]:
-        yield _COPY_HEADER + _COPY_ROW.pack(3, 16, file_id.bytes, 4, n, len(data))
+        yield _COPY_HEADER + _COPY_ROW.pack(3, 16, row_id.bytes, 4, n, len(data))
         with memoryview(data) as view:
             for start in range(0, len(data), COPY_PIECE_BYTES):
                 yield bytes(view[start:start + COPY_PIECE_BYTES])
         yield _COPY_TRAILER
 
     await conn.copy_to_table(
-        "file_chunks", source=rows(), columns=["file_id", "n", "data"], format="binary"
+        table, source=rows(), columns=[id_column, "n", "data"], format="binary"
     )
 
 
@@ -80,9 +88,12 @@ async def finish_file(
 
 
 async def stored_bytes(conn: asyncpg.Connection, owner_id: UUID) -> int:
-    """The bytes of every complete file the user uploaded and something still keeps."""
+    """The bytes the user keeps: every complete file they uploaded that something still keeps,
+    and the files of their shareable links."""
     total: int = await conn.fetchval(
-        "select coalesce(sum(size), 0)::bigint from files where owner_id = $1 and complete",
+        """select ((select coalesce(sum(size), 0) from files where owner_id = $1 and complete)
+                   + (select coalesce(sum(file_bytes), 0) from links where creator_id = $1)
+                  )::bigint""",
         owner_id,
     )
     return total

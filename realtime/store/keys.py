@@ -9,7 +9,10 @@ import asyncpg
 from realtime.models import SealedKey
 
 # The tables whose rows carry a wrapped data key (columns id, key_id, wrapped_key).
-KEYED_TABLES = ("messages", "files", "vault_folders", "vault_entries", "server_keys")
+# A link's row holds the key of what its creator's list shows (its content's key is the token's).
+KEYED_TABLES = (
+    "messages", "files", "vault_folders", "vault_entries", "server_keys", "links",
+)
 
 
 async def keys_not_under(

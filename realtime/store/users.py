@@ -11,7 +11,10 @@ import asyncpg
 from realtime.errors import Conflict
 from realtime.models import Credentials, User
 
-USER_COLUMNS = "id, username, display_name, is_admin, can_send, can_attach, disabled, created_at"
+USER_COLUMNS = (
+    "id, username, display_name, is_admin, can_send, can_attach, can_share_links, disabled,"
+    " created_at"
+)
 
 
 def user_from_row(row: asyncpg.Record) -> User:
@@ -22,6 +25,7 @@ def user_from_row(row: asyncpg.Record) -> User:
         is_admin=row["is_admin"],
         can_send=row["can_send"],
         can_attach=row["can_attach"],
+        can_share_links=row["can_share_links"],
         disabled=row["disabled"],
         created_at=row["created_at"],
     )
@@ -37,15 +41,17 @@ async def insert_user(
     is_admin: bool,
     can_send: bool,
     can_attach: bool,
+    can_share_links: bool = True,
 ) -> User:
     """Insert a user and its event counter; a taken username (any case) is a Conflict."""
     try:
         async with conn.transaction():
             row = await conn.fetchrow(
                 f"""insert into users (id, username, display_name, password_hash,
-                                      is_admin, can_send, can_attach)
-                    values ($1, $2, $3, $4, $5, $6, $7) returning {USER_COLUMNS}""",
+                                      is_admin, can_send, can_attach, can_share_links)
+                    values ($1, $2, $3, $4, $5, $6, $7, $8) returning {USER_COLUMNS}""",
                 user_id, username, display_name, password_hash, is_admin, can_send, can_attach,
+                can_share_links,
             )
             await conn.execute("insert into event_counters (user_id) values ($1)", user_id)
     except asyncpg.UniqueViolationError:
@@ -86,7 +92,10 @@ async def update_user(
     conn: asyncpg.Connection, user_id: UUID, changes: dict[str, Any]
 ) -> User | None:
     """Set the given columns (names from a fixed list, never from input) and return the user."""
-    allowed = {"display_name", "password_hash", "is_admin", "can_send", "can_attach", "disabled"}
+    allowed = {
+        "display_name", "password_hash", "is_admin", "can_send", "can_attach", "can_share_links",
+        "disabled",
+    }
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not columns of users: {sorted(unknown)}")
