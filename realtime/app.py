@@ -11,19 +11,18 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from realtime import api, metrics
 from realtime.accounts import Accounts
+from realtime.api.client import client_routes
 from realtime.api.headers import security_headers
 from realtime.api.health import Health
 from realtime.api.http import Services, error_response, log_error
@@ -57,26 +56,6 @@ from realtime.ws import SERVER_SEND, Live, websocket_endpoint
 log = logging.getLogger(__name__)
 
 
-def static_dir() -> Path:
-    """The browser client's files: inside the package when installed, beside it in a checkout."""
-    package = Path(__file__).resolve().parent
-    inside = package / "static"
-    return inside if inside.is_dir() else package.parent / "static"
-
-
-# The browser client: plain HTML, CSS and ES modules, served at / and /static/.
-STATIC_DIR = static_dir()
-# The page that opens a shareable link, for people without an account: its own stricter policy
-# (no form is ever submitted), kept out of caches, referrers and search engines.
-SHARE_PAGE_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "cache-control": "no-store",
-    "referrer-policy": "no-referrer",
-    "x-robots-tag": "noindex",
-}
 # Methods named in the metrics; any other is counted as "other", so labels stay few.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -201,35 +180,6 @@ def vault_limits(settings: Settings) -> VaultLimits:
         max_depth=settings.vault_max_depth,
         copy_max_bytes=settings.folder_copy_max_bytes,
     )
-
-
-def client_routes() -> list[BaseRoute]:
-    """The browser client's page at /, the shareable links' page at /s/, and their files under
-    /static/, when they are there."""
-    if not (STATIC_DIR / "index.html").is_file():
-        log.warning("no browser client at %s: only the API is served", STATIC_DIR)
-        return []
-
-    async def index(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
-
-    async def share_page(request: Request) -> Response:
-        return FileResponse(
-            STATIC_DIR / "share.html", media_type="text/html; charset=utf-8",
-            headers=SHARE_PAGE_HEADERS,
-        )
-
-    async def to_share_page(request: Request) -> Response:
-        """Send `/s` to `/s/`, keeping no query (the link's token is in the fragment, which
-        never reaches the server and which the browser keeps)."""
-        return RedirectResponse("/s/", status_code=308)
-
-    return [
-        Route("/", index, methods=["GET", "HEAD"]),
-        Route("/s/", share_page, methods=["GET", "HEAD"]),
-        Route("/s", to_share_page, methods=["GET", "HEAD"]),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-    ]
 
 
 async def start_live_delivery(

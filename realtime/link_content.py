@@ -83,6 +83,50 @@ class OpenedAttachment:
 
 
 @dataclass(frozen=True)
+class CreatedLink:
+    """A new link: its token is answered once, and kept nowhere."""
+
+    id: UUID
+    token: str = field(repr=False)
+    expires_at: datetime
+    max_views: int
+
+
+@dataclass(frozen=True)
+class LinkSummary:
+    """A live link as its creator's list shows it."""
+
+    id: UUID
+    subject: str = field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+    max_views: int
+    views: int
+    last_viewed_at: datetime | None
+    has_passphrase: bool
+    emailed_to: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OpenedLink:
+    """A link's content as its holder sees it, with the views left after this one."""
+
+    subject: str = field(repr=False)
+    body: str = field(repr=False)
+    expires_at: datetime
+    views_left: int
+    attachments: tuple[OpenedAttachment, ...]
+
+
+@dataclass(frozen=True)
+class LinkFile:
+    """A link's file ready to be streamed."""
+
+    info: OpenedAttachment
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
 class _FileCopy:
     upload_id: UUID
     attachment_id: UUID

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -24,7 +24,16 @@ from realtime.errors import CryptoError, EmailUnavailable, NotFound, PassphraseE
 from realtime.events import EventSink
 from realtime.files import over_stored
 from realtime.hashing import hashing
-from realtime.link_content import LinkContent, LinkDraft, OpenedAttachment, check_link_draft
+from realtime.link_content import (
+    CreatedLink,
+    LinkContent,
+    LinkDraft,
+    LinkFile,
+    LinkSummary,
+    OpenedAttachment,
+    OpenedLink,
+    check_link_draft,
+)
 from realtime.mail import LinkMail, Mailer, check_addresses
 from realtime.models import Event, EventType, LinkEnd, SealedLink, TakenView, User
 from realtime.store import budgets as budget_store
@@ -45,44 +54,6 @@ class LinkLimits:
     per_hour: int = 100
     opens_per_minute: int = 60
     stored_bytes: int = 1024 * 1024 * 1024  # a user's files and links' files together
-
-
-@dataclass(frozen=True)
-class CreatedLink:
-    id: UUID
-    token: str = field(repr=False)
-    expires_at: datetime
-    max_views: int
-
-
-@dataclass(frozen=True)
-class ListedLink:
-    id: UUID
-    subject: str = field(repr=False)
-    created_at: datetime
-    expires_at: datetime
-    max_views: int
-    views: int
-    last_viewed_at: datetime | None
-    has_passphrase: bool
-    emailed_to: tuple[str, ...] = field(repr=False)
-
-
-@dataclass(frozen=True)
-class OpenedLink:
-    subject: str = field(repr=False)
-    body: str = field(repr=False)
-    expires_at: datetime
-    views_left: int
-    attachments: tuple[OpenedAttachment, ...]
-
-
-@dataclass(frozen=True)
-class LinkFile:
-    """A link's file ready to be streamed."""
-
-    info: OpenedAttachment
-    chunks: AsyncIterator[bytes]
 
 
 class Links:
@@ -172,7 +143,7 @@ class Links:
         async with self._db.connection() as conn:
             await link_store.delete_link(conn, link_id)
 
-    async def list_links(self, creator: User) -> list[ListedLink]:
+    async def list_links(self, creator: User) -> list[LinkSummary]:
         async with self._db.connection() as conn:
             stored = await link_store.list_live(conn, creator.id)
         listed = []
@@ -181,7 +152,7 @@ class Links:
             emailed = () if link.emailed_to is None else tuple(
                 codec.decode(envelope.open("emailed_to", link.emailed_to))
             )
-            listed.append(ListedLink(
+            listed.append(LinkSummary(
                 link.id, envelope.open_text("listed_subject", link.listed_subject),
                 link.created_at, link.expires_at, link.max_views, link.views,
                 link.last_viewed_at, link.has_passphrase, emailed,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from realtime.app import STATIC_DIR
+from realtime.api.client import STATIC_DIR
 
 SCRIPTS = sorted(STATIC_DIR.rglob("*.js"))
 

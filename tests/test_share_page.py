@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from realtime.api.client import STATIC_DIR
 from realtime.api.headers import CONTENT_SECURITY_POLICY
-from realtime.app import STATIC_DIR
 
 SHARE_PAGE = STATIC_DIR / "share.html"
 SHARE_SCRIPTS = sorted((STATIC_DIR / "js" / "share").glob("*.js"))

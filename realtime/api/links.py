@@ -9,8 +9,8 @@ from realtime.api.downloads import stream_file
 from realtime.api.http import Call, Operation, client_address, json_response, no_content, path_id
 from realtime.api.messages import attachment_request
 from realtime.files import Download
-from realtime.link_content import LinkDraft, LinkEmail, OpenedAttachment
-from realtime.links import LinkFile, link_url
+from realtime.link_content import LinkDraft, LinkEmail, LinkFile, OpenedAttachment
+from realtime.links import link_url
 
 _NOT_FOUND = {404: None}
 # What opening a link answers is for the one who opened it: never kept by a cache or proxy.
