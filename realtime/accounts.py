@@ -27,6 +27,7 @@ from realtime.store import budgets as budget_store
 from realtime.store import sessions as session_store
 from realtime.store import throttle
 from realtime.store import users as user_store
+from realtime.store.sessions import Spending
 
 FIRST_ADMIN = "admin"
 USERNAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -137,7 +138,17 @@ class Accounts:
         """As `authenticate`, spending in the same statement one of the user's websocket
         handshakes a minute (a budget shared by every node): with the seconds to wait when
         none is left, the handshake to be refused then."""
-        spending = session_store.Spending(HANDSHAKE_BUDGET, handshakes_per_minute)
+        return await self.authenticate_spending(
+            token, prefix=HANDSHAKE_BUDGET, per_minute=handshakes_per_minute
+        )
+
+    async def authenticate_spending(
+        self, token: str, *, prefix: str, per_minute: int
+    ) -> tuple[AuthContext, float]:
+        """As `authenticate`, taking in the same statement one unit of the user's budget whose
+        bucket is `{prefix}{user id}` (`per_minute`, shared by every node): with the seconds to
+        wait when none is left (nothing taken then)."""
+        spending = Spending(prefix, per_minute)
         async with self._db.connection() as conn:
             for _ in range(budget_store.RACES_ALLOWED):
                 found = await session_store.find_live_session(
@@ -147,7 +158,7 @@ class Accounts:
                 if found is None or found[3] != budget_store.RACED:
                     break  # else the user's bucket was made meanwhile: take from it
             else:
-                raise Unavailable(1, "the handshakes budget could not be read: try again")
+                raise Unavailable(1, "a budget could not be read: try again")
         if found is None:
             raise Unauthenticated("the session has ended, log in again")
         session_id, user, deadline, wait = found

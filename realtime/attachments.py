@@ -121,15 +121,19 @@ class Attachments:
 
     async def write(
         self, conn: Connection, message_id: UUID, envelope: Envelope, prepared: Sequence[Prepared]
-    ) -> None:
-        """Seal and store the attachments, inside the send's transaction; a large folder copy
-        is sealed in a worker thread."""
+    ) -> tuple[AttachmentInfo, ...]:
+        """Seal and store the attachments, inside the send's transaction (a large folder copy
+        is sealed in a worker thread); return what a summary shows of them."""
         sealed = [
             await codec.off_loop(partial(_seal, envelope, message_id, item), items=item.items)
             for item in prepared
         ]
         file_ids = [file_id for item in prepared for file_id in item.file_ids]
         await attachment_store.insert_attachments(conn, sealed, file_ids)
+        return tuple(
+            AttachmentInfo(s.id, s.kind, item.name, item.size)
+            for s, item in zip(sealed, prepared, strict=True)
+        )
 
     def describe(
         self, envelope: Envelope, sealed: Sequence[SealedAttachment]

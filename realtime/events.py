@@ -3,13 +3,13 @@ read back from (the latest seq, what came after a seq, and what is too old)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
 from realtime.db import Database
-from realtime.models import Event
+from realtime.models import Event, Message
 from realtime.store import events as event_store
 
 REPLAY_PAGE = 1000
@@ -18,8 +18,12 @@ REPLAY_PAGE = 1000
 class EventConsumer(Protocol):
     """What takes the sink's deliveries on: the live wing's publisher."""
 
-    async def publish(self, events: list[Event]) -> None:
-        """Take the events of a commit; they go out soon, after those taken before."""
+    async def publish(
+        self, events: list[Event], arrivals: Mapping[UUID, Message] | None = None
+    ) -> None:
+        """Take the events of a commit; they go out soon, after those taken before.
+        `arrivals` are the new messages of the commit as their recipients first see them, when
+        the committer knows them (else they are read back)."""
 
     async def end_sessions(self, user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
         """Close the sockets of the ended sessions (None: of all the user's) on every node."""
@@ -42,10 +46,13 @@ class EventSink:
             raise RuntimeError("this event sink has a consumer already")
         self._consumer = consumer
 
-    async def committed(self, events: list[Event]) -> None:
-        """The events of a commit, to be published."""
+    async def committed(
+        self, events: list[Event], arrivals: Mapping[UUID, Message] | None = None
+    ) -> None:
+        """The events of a commit, to be published; with the new messages it sent as their
+        recipients first see them, if the committer has them (a send does)."""
         if self._consumer is not None:
-            await self._consumer.publish(events)
+            await self._consumer.publish(events, arrivals)
 
     async def sessions_ended(self, user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
         """Sessions ended (by id, or None for all of the user's) after their commit."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from realtime.models import (
     Event,
     EventType,
     Message,
+    MessageHeader,
     MessagePage,
     SealedMessage,
     SendReceipt,
@@ -34,6 +35,9 @@ from realtime.store import idempotency
 from realtime.store import messages as message_store
 
 HIGH_PRIORITY_LIMIT = 100
+# A user's sends a minute: its bucket's key is this and the user's id.
+SEND_BUDGET = "send:"
+SENDS = "messages sent"  # what the refusal says there are too many of
 
 ExpiryScheduled = Callable[[datetime], None]
 
@@ -60,7 +64,9 @@ class Messaging:
         self._sink = sink
         self._expiry_scheduled = expiry_scheduled or _ignore
 
-    async def send(self, sender: User, draft: Draft, idempotency_key: str | None) -> SendReceipt:
+    async def send(
+        self, sender: User, draft: Draft, idempotency_key: str | None, *, spent: bool = False
+    ) -> SendReceipt:
         """Commit the message and one `message.new` per recipient, then publish them.
 
         Without an idempotency key or attachments the message is written by one statement, with
@@ -68,12 +74,12 @@ class Messaging:
         taken at this moment) and the answer commit together. Each send spends one unit of the
         sender's sends a minute, and one of their vault items copied a minute for each entry
         and folder its attachments copy, except a retry of a key already answered (it sends
-        nothing)."""
-        await self._spend(sender, draft, idempotency_key)
+        nothing). `spent`: the send's unit was taken already, with its authentication."""
+        await self._spend(sender, draft, idempotency_key, spent=spent)
         if idempotency_key is None and not draft.attachments:
             async with self._db.connection() as conn:
                 check_draft(sender, draft)
-                receipt, events = await self._insert(conn, sender, draft, [])
+                receipt, events, arrival = await self._insert(conn, sender, draft, [])
         else:
             async with self._db.transaction() as conn:
                 if idempotency_key is not None:
@@ -85,7 +91,7 @@ class Messaging:
                         return _earlier_receipt(claim, fingerprint)
                 check_draft(sender, draft)
                 prepared = await self._attachments.prepare(conn, sender, draft.attachments)
-                receipt, events = await self._insert(conn, sender, draft, prepared)
+                receipt, events, arrival = await self._insert(conn, sender, draft, prepared)
                 if idempotency_key is not None:
                     await idempotency.store_response(
                         conn, sender.id, idempotency_key,
@@ -95,20 +101,23 @@ class Messaging:
         metrics.messages_sent.inc()
         if draft.expires_at is not None:
             self._expiry_scheduled(draft.expires_at)
-        await self._committed(events)
+        await self._committed(events, {receipt.id: arrival})
         return receipt
 
-    async def _spend(self, sender: User, draft: Draft, idempotency_key: str | None) -> None:
-        """Take one unit of the sender's sends a minute, and what the copies of its attachments
-        cost of their vault items copied a minute (measured, not read: a copy too large is
-        refused here); RateLimited when there is not enough."""
+    async def _spend(
+        self, sender: User, draft: Draft, idempotency_key: str | None, *, spent: bool
+    ) -> None:
+        """Take one unit of the sender's sends a minute (unless `spent`), and what the copies
+        of its attachments cost of their vault items copied a minute (measured, not read: a
+        copy too large is refused here); RateLimited when there is not enough."""
         if idempotency_key is not None:
             async with self._db.connection() as conn:
                 if await idempotency.answered(conn, sender.id, idempotency_key):
                     return
-        await self._budgets.spend(
-            f"send:{sender.id}", per_minute=self._sends_per_minute, what="messages sent"
-        )
+        if not spent:
+            await self._budgets.spend(
+                f"{SEND_BUDGET}{sender.id}", per_minute=self._sends_per_minute, what=SENDS
+            )
         if draft.attachments:
             check_draft(sender, draft)
             items = await self._attachments.measure(sender, draft.attachments)
@@ -120,7 +129,9 @@ class Messaging:
 
     async def _insert(
         self, conn: Connection, sender: User, draft: Draft, prepared: Sequence[Prepared]
-    ) -> tuple[SendReceipt, list[Event]]:
+    ) -> tuple[SendReceipt, list[Event], Message]:
+        """Write the message; return the answer, its events, and the message as its recipients
+        first see it (what `message.new` shows, without reading it back)."""
         addressing = await address(conn, sender, draft.to)
         if draft.reply_to is not None and not await message_store.get_message(
             conn, message_id=draft.reply_to, viewer_id=sender.id
@@ -148,14 +159,25 @@ class Messaging:
                 None if draft.expires_at is None else expiry_store.announcement(draft.expires_at)
             ),
         )
-        await self._attachments.write(conn, message_id, envelope, prepared)
+        attachments = await self._attachments.write(conn, message_id, envelope, prepared)
         events = [
             Event(
                 user_id, seq, EventType.MESSAGE_NEW, {**payload, "unread": inserted.unread[user_id]}
             )
             for user_id, seq in inserted.seqs.items()
         ]
-        return SendReceipt(message_id, inserted.sent_at, len(recipients)), events
+        arrival = Message(
+            MessageHeader(
+                id=message_id, sender_id=sender.id, sender_display_name=sender.display_name,
+                sent_at=inserted.sent_at,
+                expires_at=None if draft.expires_at is None else draft.expires_at.astimezone(UTC),
+                high_priority=draft.high_priority, reply_to=draft.reply_to, read_at=None,
+                is_sender=False, is_recipient=True, recipient_count=len(recipients),
+                read_count=0,
+            ),
+            subject=draft.subject, attachments=attachments,
+        )
+        return SendReceipt(message_id, inserted.sent_at, len(recipients)), events, arrival
 
     async def list_messages(
         self, user: User, box: Box, limit: int, before: str | None
@@ -265,10 +287,13 @@ class Messaging:
             sealed = await message_store.list_for_recipient(conn, user_id, message_ids)
             return {m.header.id: m for m in await self._open_all(conn, sealed)}
 
-    async def _committed(self, events: list[Event]) -> None:
-        """Count the events a transaction wrote, then hand them to the sink."""
+    async def _committed(
+        self, events: list[Event], arrivals: Mapping[UUID, Message] | None = None
+    ) -> None:
+        """Count the events a transaction wrote, then hand them to the sink (with the new
+        messages it sent, as their recipients first see them)."""
         metrics.events_appended.inc(len(events))
-        await self._sink.committed(events)
+        await self._sink.committed(events, arrivals)
 
     async def _open_all(self, conn: Connection, sealed: Sequence[SealedMessage]) -> list[Message]:
         """Decrypt subjects (and bodies) and attachments' names, adding the To field for the

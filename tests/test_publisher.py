@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from realtime.broker.memory import MemoryBroker
 from realtime.events import EventSink
 from realtime.live.publisher import ATTEMPTS, MAX_BATCH, Publisher
-from realtime.models import Event, EventType
+from realtime.models import Event, EventType, Message, MessageHeader
 from tests.timing import eventually
 
 USER = uuid.uuid4()
@@ -30,6 +32,7 @@ class Recorder:
         self.release = asyncio.Event()
         self.release.set()
         self.failures = 0
+        self.arrivals: list[dict[UUID, Message]] = []
         self.broker = MemoryBroker(deliver=self.deliver, recovered=self.recovered)
 
     def deliver(self, user_id: UUID | None, payload: bytes) -> None:
@@ -38,8 +41,11 @@ class Recorder:
     async def recovered(self) -> None:
         return None
 
-    async def render(self, events: list[Event]) -> list[tuple[UUID | None, bytes]]:
+    async def render(
+        self, events: list[Event], arrivals: Mapping[UUID, Message]
+    ) -> list[tuple[UUID | None, bytes]]:
         self.batches.append([event.seq for event in events])
+        self.arrivals.append(dict(arrivals))
         await self.release.wait()
         if self.failures:
             self.failures -= 1
@@ -132,3 +138,28 @@ async def test_a_commit_is_never_split_across_batches_and_batches_stay_bounded(
     assert sizes == [1, len(big), MAX_BATCH, 1]
     assert recorder.batches[1] == [event.seq for event in big]
     assert recorder.delivered == [b"%d" % seq for seq in range(1, 2 * MAX_BATCH + 503)]
+
+
+def arrival(message_id: UUID) -> Message:
+    header = MessageHeader(message_id, USER, "Sender", datetime.now(UTC), None, False, None, None,
+                           False, True, 1, 0)
+    return Message(header, subject="hello")
+
+
+async def test_the_new_messages_of_a_commit_go_with_the_batch_that_holds_it(
+    recorder: Recorder,
+) -> None:
+    """A send hands over its message with its events: the render of the batch holding that
+    commit gets it (and no other batch does), so that the message is not read back."""
+    publisher = Publisher(recorder.render, recorder.broker, EventSink())
+    publisher.start()
+    recorder.release.clear()
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await publisher.publish(commit(1), {first: arrival(first)})
+    await eventually(lambda: recorder.batches == [[1]], "the first batch")
+    await publisher.publish(commit(2), {second: arrival(second)})
+    await publisher.publish(commit(3))
+    recorder.release.set()
+    await eventually(lambda: len(recorder.delivered) == 3, "every event")
+    assert [set(known) for known in recorder.arrivals] == [{first}, {second}]
+    await publisher.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -65,6 +66,30 @@ async def test_a_new_message_reaches_every_tab_once_with_the_unread_count(
             assert new[0]["message"]["high_priority"] is True
             assert new[0]["message"]["subject"] == "hello"
             assert await no_more_frames(tab) == []
+
+
+async def test_the_live_summary_is_the_one_the_inbox_lists(
+    live: LiveServer, make_user: MakeUser
+) -> None:
+    """The message a socket gets live (expiry in another time zone, a reply, attachments) is,
+    field for field, the one the recipient's inbox then lists."""
+    alice, bob = await make_user(on=live), await make_user(on=live)
+    first = await send(alice, bob, subject="first")
+    async with await open_socket(live, bob) as ws:
+        await next_frame(ws)
+        expires_at = (datetime.now(UTC) + timedelta(hours=2)).astimezone(
+            timezone(timedelta(hours=5, minutes=30))
+        ).isoformat()
+        message_id = await send(
+            alice, bob, subject="second", body="b", reply_to=first, expires_at=expires_at,
+            attachments=[{"kind": "credential", "title": "vpn", "password": "p"}],
+        )
+        frames = await frames_until(ws, "message.new")
+    live_summary = of_type(frames, "message.new")[0]["message"]
+    inbox = (await bob.http.get("/api/messages")).json()["messages"]
+    listed = next(m for m in inbox if m["id"] == message_id)
+    assert live_summary == listed
+    assert live_summary["reply_to"] == first and live_summary["attachments"]
 
 
 async def test_closing_a_message_tells_the_readers_tabs_and_the_sender(

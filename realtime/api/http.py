@@ -20,7 +20,7 @@ from realtime.api.health import Health
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusal, Refusals
 from realtime.attachments import Attachments
-from realtime.budgets import Budgets
+from realtime.budgets import Budgets, refusal
 from realtime.config import Settings
 from realtime.db import DATABASE_FAULTS, Database
 from realtime.errors import (
@@ -71,12 +71,14 @@ class Services:
 
 @dataclass(frozen=True)
 class Call:
-    """One request, authenticated and parsed as its operation declares."""
+    """One request, authenticated and parsed as its operation declares; `spent` when its
+    operation's budget was taken with the authentication."""
 
     request: Request
     services: Services
     auth: AuthContext | None
     body: Any = field(repr=False)
+    spent: bool = False
 
     @property
     def user(self) -> User:
@@ -85,6 +87,20 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A budget of the user's an operation spends one unit of in the statement that
+    authenticates it: its bucket's key prefix, its size a minute, what it counts."""
+
+    prefix: str
+    per_minute: int
+    what: str
+
+
+# Which budget a request spends as it is authenticated (None: none, or the handler spends).
+Spends = Callable[[Request, Settings], Budget | None]
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,7 @@ class Operation:
     responses: Mapping[int, type[pydantic.BaseModel] | None] = field(default_factory=dict)
     headers: tuple[Query, ...] = ()
     database: bool = True  # whether it asks the database: then it may answer 503
+    spends: Spends | None = None
 
 
 def json_response(
@@ -190,12 +207,16 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
         auth = None
         try:
             with ExitStack() as held:  # the caller's places among the requests in flight
+                budget = None
                 if operation.auth:
-                    auth = await authenticate(request, services, held)
+                    budget = operation.spends(request, services.settings) \
+                        if operation.spends else None
+                    auth = await authenticate(request, services, held, budget)
                     if operation.admin and not auth.user.is_admin:
                         raise Forbidden("administrators only")
                 body = await read_model(request, operation.body) if operation.body else None
-                return await operation.handler(Call(request, services, auth, body))
+                call = Call(request, services, auth, body, spent=budget is not None)
+                return await operation.handler(call)
         except (RealtimeError, *DATABASE_FAULTS) as exc:
             log_error(request, exc)
             response = error_response(exc)
@@ -225,8 +246,12 @@ def _large_body(request: Request) -> bool:
     )
 
 
-async def authenticate(request: Request, services: Services, held: ExitStack) -> AuthContext:
+async def authenticate(
+    request: Request, services: Services, held: ExitStack, budget: Budget | None = None
+) -> AuthContext:
     """The session behind the bearer header or the cookie; cookie writes need an allowed Origin.
+    With `budget`, one unit of it is taken by the same statement (RateLimited when none is
+    left).
 
     The request takes a place among its token's requests in flight before the session is looked
     up (a flood on one token never reaches the database), then one among its user's."""
@@ -236,7 +261,14 @@ async def authenticate(request: Request, services: Services, held: ExitStack) ->
     if by_cookie and request.method not in SAFE_METHODS:
         check_origin(request, services.settings, required=True)
     held.enter_context(services.in_flight.hold(crypto.token_digest(token)))
-    auth = await services.accounts.authenticate(token)
+    if budget is None:
+        auth = await services.accounts.authenticate(token)
+    else:
+        auth, wait = await services.accounts.authenticate_spending(
+            token, prefix=budget.prefix, per_minute=budget.per_minute
+        )
+        if wait > 0:
+            raise refusal(wait, limit=budget.per_minute, what=budget.what)
     services.request_rate.take(auth.user.id)
     held.enter_context(services.in_flight.hold(auth.user.id))
     return auth

@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
 from realtime import metrics
 from realtime.broker.base import Broker
 from realtime.events import EventSink
-from realtime.models import Event
+from realtime.models import Event, Message
 from realtime.protocol import EndSessions, event_key, time_frames
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,18 @@ CLOSE_TIMEOUT = 5.0  # at shutdown, how long the last batches may take
 ATTEMPTS = 3  # a batch whose render or publish fails is tried again, after 0.1 s, then 0.2 s
 RETRY_DELAY = 0.1
 
-# Events to broker payloads, each for a user or (None) for every node.
-Render = Callable[[list[Event]], Awaitable[list[tuple[UUID | None, bytes]]]]
+# Events (and the new messages known of them) to broker payloads, each for a user or (None) for
+# every node.
+Render = Callable[
+    [list[Event], Mapping[UUID, Message]], Awaitable[list[tuple[UUID | None, bytes]]]
+]
+
+
+@dataclass(frozen=True)
+class _Commit:
+    events: list[Event]
+    at: float  # when it committed, by the wall clock
+    arrivals: Mapping[UUID, Message]  # the new messages it sent, where known
 
 
 class Publisher:
@@ -43,9 +54,9 @@ class Publisher:
         """Publish through `broker` what `sink` is handed from now on."""
         self._render = render
         self._broker = broker
-        # Each pending commit's events with the wall-clock time it committed (for the latency
-        # metric).
-        self._pending: list[tuple[list[Event], float]] = []
+        # Each pending commit: its events, the wall-clock time it committed (for the latency
+        # metric), and the new messages it sent, where known.
+        self._pending: list[_Commit] = []
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -54,10 +65,12 @@ class Publisher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="publisher")
 
-    async def publish(self, events: list[Event]) -> None:
+    async def publish(
+        self, events: list[Event], arrivals: Mapping[UUID, Message] | None = None
+    ) -> None:
         """Take the events of a commit; they are published soon, after those taken before."""
         if events:
-            self._pending.append((events, time.time()))
+            self._pending.append(_Commit(events, time.time(), arrivals or {}))
             self._ready.set()
 
     async def end_sessions(self, user_id: UUID, session_ids: Sequence[UUID] | None) -> None:
@@ -75,7 +88,7 @@ class Publisher:
         done, _ = await asyncio.wait([task], timeout=CLOSE_TIMEOUT)
         if not done:
             log.warning("%d events were not published before shutdown",
-                        sum(len(events) for events, _ in self._pending))
+                        sum(len(commit.events) for commit in self._pending))
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -89,26 +102,28 @@ class Publisher:
             if self._closing:
                 return
 
-    def _take_batch(self) -> list[tuple[list[Event], float]]:
+    def _take_batch(self) -> list[_Commit]:
         """The oldest pending commits, whole, up to MAX_BATCH events (at least one commit: a
         send to many is rendered and published as one)."""
         taken, size = 0, 0
         while taken < len(self._pending) and (
-            taken == 0 or size + len(self._pending[taken][0]) <= MAX_BATCH
+            taken == 0 or size + len(self._pending[taken].events) <= MAX_BATCH
         ):
-            size += len(self._pending[taken][0])
+            size += len(self._pending[taken].events)
             taken += 1
         batch, self._pending = self._pending[:taken], self._pending[taken:]
         return batch
 
-    async def _publish_batch(self, commits: list[tuple[list[Event], float]]) -> None:
-        batch = [event for events, _ in commits for event in events]
+    async def _publish_batch(self, commits: list[_Commit]) -> None:
+        batch = [event for commit in commits for event in commit.events]
         times = {
-            event_key(event.user_id, event.seq): at for events, at in commits for event in events
+            event_key(event.user_id, event.seq): commit.at
+            for commit in commits for event in commit.events
         }
+        arrivals = {id_: m for commit in commits for id_, m in commit.arrivals.items()}
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                payloads = await self._render(batch)
+                payloads = await self._render(batch, arrivals)
                 frames = time_frames(payloads, times)
                 await self._broker.publish(payloads)
             except Exception:  # the top of the publishing loop: the log still holds the events

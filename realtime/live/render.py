@@ -9,7 +9,7 @@ from realtime import protocol
 from realtime.events import EventLog
 from realtime.live.connection import Replayed
 from realtime.messaging import Messaging
-from realtime.models import Event, EventType, User
+from realtime.models import Event, EventType, Message, User
 from realtime.protocol import NewToMany, Published
 
 REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released in between
@@ -22,14 +22,21 @@ class Renderer:
         self._messaging = messaging
         self._log = log
 
-    async def render(self, events: list[Event]) -> list[tuple[UUID | None, bytes]]:
+    async def render(
+        self, events: list[Event], known: Mapping[UUID, Message] | None = None
+    ) -> list[tuple[UUID | None, bytes]]:
         """After a commit: each event's frame, with its user's unread count after it, for its
         user's nodes; a new message to many users is one payload for every node instead, at
-        the place of its first recipient's event."""
+        the place of its first recipient's event. New messages among `known` (as their
+        recipients first see them, handed over by their send) are not read back."""
         if not events:
             return []
+        known = known or {}
         new_ids = {protocol.message_of(e) for e in events if e.type is EventType.MESSAGE_NEW}
-        arrivals = await self._messaging.arrivals(list(new_ids)) if new_ids else {}
+        unknown = [message_id for message_id in new_ids if message_id not in known]
+        arrivals = {message_id: known[message_id] for message_id in new_ids & known.keys()}
+        if unknown:
+            arrivals |= await self._messaging.arrivals(unknown)
         summaries = {message_id: protocol.summary_json(m) for message_id, m in arrivals.items()}
         expiries = {  # a new message's expiry is in its summary; a receipt's, looked up
             message_id: m.header.expires_at.timestamp()
