@@ -16,6 +16,7 @@ from realtime.drafts import Draft, address, check_draft
 from realtime.errors import Conflict, NotFound
 from realtime.events import EventSink
 from realtime.models import (
+    AddresseeKind,
     Box,
     DeleteReason,
     Event,
@@ -132,33 +133,36 @@ class Messaging:
     ) -> tuple[SendReceipt, list[Event], Message]:
         """Write the message; return the answer, its events, and the message as its recipients
         first see it (what `message.new` shows, without reading it back)."""
-        addressing = await address(conn, sender, draft.to)
         if draft.reply_to is not None and not await message_store.get_message(
             conn, message_id=draft.reply_to, viewer_id=sender.id
         ):
             raise NotFound("the message replied to was not found")
-        recipients = addressing.recipients
         message_id = uuid.uuid4()
         envelope, key = self._keyring.new_envelope(row_name("messages", message_id))
         payload = {"message_id": str(message_id)}
-        inserted = await message_store.insert_message(
-            conn,
-            message_id=message_id,
-            sender_id=sender.id,
-            expires_at=draft.expires_at,
-            high_priority=draft.high_priority,
-            reply_to=draft.reply_to,
-            key=key,
+        new = message_store.NewMessage(
+            message_id=message_id, sender_id=sender.id, expires_at=draft.expires_at,
+            high_priority=draft.high_priority, reply_to=draft.reply_to, key=key,
             subject=envelope.seal("subject", draft.subject),
             body=envelope.seal("body", draft.body),
-            addressees=addressing.addressees,
-            recipient_ids=recipients,
-            event_type=EventType.MESSAGE_NEW,
-            event_payload=payload,
+            event_type=EventType.MESSAGE_NEW, event_payload=payload,
             announcement=(  # to the other nodes' expirers
                 None if draft.expires_at is None else expiry_store.announcement(draft.expires_at)
             ),
         )
+        inserted = None
+        if all(target.kind is AddresseeKind.USER for target in draft.to):
+            # One statement names the users, checks them and writes the message.
+            inserted = await message_store.insert_message_to_users(
+                conn, new, list(dict.fromkeys(target.id for target in draft.to))
+            )
+        if inserted is None:  # groups, or a user unknown or disabled: found out, and said
+            addressing = await address(conn, sender, draft.to)
+            inserted = await message_store.insert_message(
+                conn, new, addressees=addressing.addressees,
+                recipient_ids=addressing.recipients,
+            )
+        recipients = len(inserted.seqs)
         attachments = await self._attachments.write(conn, message_id, envelope, prepared)
         events = [
             Event(
@@ -172,12 +176,12 @@ class Messaging:
                 sent_at=inserted.sent_at,
                 expires_at=None if draft.expires_at is None else draft.expires_at.astimezone(UTC),
                 high_priority=draft.high_priority, reply_to=draft.reply_to, read_at=None,
-                is_sender=False, is_recipient=True, recipient_count=len(recipients),
+                is_sender=False, is_recipient=True, recipient_count=recipients,
                 read_count=0,
             ),
             subject=draft.subject, attachments=attachments,
         )
-        return SendReceipt(message_id, inserted.sent_at, len(recipients)), events, arrival
+        return SendReceipt(message_id, inserted.sent_at, recipients), events, arrival
 
     async def list_messages(
         self, user: User, box: Box, limit: int, before: str | None

@@ -31,6 +31,7 @@ from tests.messages_support import (
     wait_until_past,
 )
 
+UNKNOWN = "00000000-0000-4000-8000-000000000000"  # names no user
 NOTHING_STORED = {"messages": 0, "message_recipients": 0, "message_addressees": 0, "events": 0}
 CREDENTIAL = {"kind": "credential", "title": "wifi", "username": "guest", "password": "pw"}
 
@@ -85,6 +86,39 @@ async def test_disabled_accounts_do_not_receive(
     assert answer.status_code == 201, answer.text
     assert answer.json()["recipients"] == 1
     assert await recipients_of(raw_db, answer.json()["id"]) == {bob.id}
+
+
+async def test_a_send_to_users_only_names_them_all_and_reaches_the_enabled_once(
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection
+) -> None:
+    """Named users only (one twice, one disabled): the To field keeps each once, in order, by
+    their names; only the enabled receive it, once; the answer counts them."""
+    alice, bob, carol, dave = [await make_user(display_name=f"User {n}") for n in "ABCD"]
+    await disable(admin, dave)
+    answer = await send(alice, [user(carol), user(dave), user(bob), user(carol)])
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["recipients"] == 2
+    assert await recipients_of(raw_db, answer.json()["id"]) == {bob.id, carol.id}
+    (sent,) = (await alice.http.get("/api/messages", params={"box": "sent"})).json()["messages"]
+    assert [(r["id"], r["name"]) for r in sent["recipients"]] == [
+        (carol.id, "User C"), (dave.id, "User D"), (bob.id, "User B")
+    ]
+
+
+@pytest.mark.parametrize("who", ["an unknown user", "only disabled users"])
+async def test_users_who_cannot_receive_are_refused_and_nothing_is_kept(
+    make_user: MakeUser, admin: LoggedInUser, raw_db: asyncpg.Connection, who: str
+) -> None:
+    """Naming a user who does not exist (beside one who does) is a field error naming that
+    entry; naming only disabled users is refused as reaching nobody; nothing is kept."""
+    alice, bob = await make_user(), await make_user()
+    if who == "an unknown user":
+        answer = await send(alice, [user(bob), {"kind": "user", "id": UNKNOWN}])
+        assert_invalid(answer, "to.1.id")
+    else:
+        await disable(admin, bob)
+        assert_invalid(await send(alice, [user(bob)]), "to")
+    assert await stored_counts(raw_db) == NOTHING_STORED
 
 
 async def test_sender_does_not_receive_through_own_group(

@@ -7,7 +7,7 @@ returned, whether or not the expirer has deleted it yet.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -97,58 +97,126 @@ class Inserted:
     unread: dict[UUID, int]
 
 
-async def insert_message(
-    conn: asyncpg.Connection,
-    *,
-    message_id: UUID,
-    sender_id: UUID,
-    expires_at: datetime | None,
-    high_priority: bool,
-    reply_to: UUID | None,
-    key: SealedKey,
-    subject: bytes,
-    body: bytes,
-    addressees: Sequence[Addressee],
-    recipient_ids: Sequence[UUID],
-    event_type: EventType,
-    event_payload: dict[str, Any],
-    announcement: tuple[str, str] | None,
-) -> Inserted:
-    """Insert a message with its To field, its recipients (distinct) and one event for each of
-    them (one more unread for each), and notify `announcement` (channel, payload) on commit,
-    all in one statement: atomic even outside a transaction."""
-    rows = await conn.fetch(
-        f"""with message as (
+def _inserting(
+    *, recipients: str, addressees: str, allowed: str, type_: str, payload: str,
+    channel: str, notice: str,
+) -> str:
+    """The statement that inserts a message ($1 to $9: id, sender, expiry, high priority, reply
+    to, key id, wrapped key, subject, body) with its To field (the `select` `addressees` of
+    position, kind, target id, name), its recipients (the `uuid[]` expression `recipients`,
+    distinct) and one event for each of them (one more unread for each), and notifies the
+    expirers (the parameters `channel` and `notice`; none when the channel is null), when
+    `allowed` holds: else it writes nothing and yields no row."""
+    if allowed != "true":  # else the events would be appended all the same
+        recipients = f"(case when {allowed} then {recipients} else '{{}}'::uuid[] end)"
+    return f"""with message as (
                insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
                                      key_id, wrapped_key, subject, body, recipient_count)
-               values ($1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9,
-                       cardinality($13::uuid[]))
+               select $1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9,
+                      cardinality({recipients})
+               where {allowed}
                returning sent_at),
            addressees as (
                insert into message_addressees (message_id, position, kind, target_id, name)
-               select $1, position - 1, kind, target_id, name
-               from unnest($10::text[], $11::uuid[], $12::text[])
-                    with ordinality as a(kind, target_id, name, position)),
+               select $1, a.* from ({addressees}) as a where {allowed}),
            recipients as (
                insert into message_recipients
                    (message_id, user_id, sent_at, expires_at, high_priority)
                select $1, user_id, statement_timestamp(), $3, $4
-               from unnest($13::uuid[]) as user_id),
-           {appending('$13::uuid[]', '$14', '$15', unread_change='1')},
-           announced as (select pg_notify($16, $17) where $16::text is not null)
+               from unnest({recipients}) as user_id where {allowed}),
+           {appending(recipients, type_, payload, unread_change='1')},
+           announced as (select pg_notify({channel}, {notice})
+                         where {channel}::text is not null and {allowed})
            select message.sent_at, appended.user_id, appended.seq, appended.unread,
                   (select count(*) from announced) as announced
-           from message cross join appended""",
-        message_id, sender_id, expires_at, high_priority, reply_to,
-        key.key_id, key.wrapped, subject, body,
+           from message cross join appended"""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message about to be written, sealed, with the event its recipients get and the
+    notification (channel, payload) for the expirers, if it expires."""
+
+    message_id: UUID
+    sender_id: UUID
+    expires_at: datetime | None
+    high_priority: bool
+    reply_to: UUID | None
+    key: SealedKey
+    subject: bytes = field(repr=False)
+    body: bytes = field(repr=False)
+    event_type: EventType = EventType.MESSAGE_NEW
+    event_payload: dict[str, Any] = field(default_factory=dict)
+    announcement: tuple[str, str] | None = None
+
+    def parameters(self) -> tuple[Any, ...]:
+        """$1 to $9 of `_inserting`."""
+        return (self.message_id, self.sender_id, self.expires_at, self.high_priority,
+                self.reply_to, self.key.key_id, self.key.wrapped, self.subject, self.body)
+
+    def event_parameters(self) -> tuple[Any, ...]:
+        """The event's type and payload, and the expirers' channel and notice."""
+        return (self.event_type.value, self.event_payload, *(self.announcement or (None, None)))
+
+
+async def insert_message(
+    conn: asyncpg.Connection, new: NewMessage, *, addressees: Sequence[Addressee],
+    recipient_ids: Sequence[UUID],
+) -> Inserted:
+    """Insert a message with its To field, its recipients (distinct) and one event for each of
+    them (one more unread for each), and notify the expirers on commit, all in one statement:
+    atomic even outside a transaction."""
+    rows = await conn.fetch(
+        _inserting(
+            recipients="$13::uuid[]",
+            addressees="""select position - 1, kind, target_id, name
+                          from unnest($10::text[], $11::uuid[], $12::text[])
+                               with ordinality as a(kind, target_id, name, position)""",
+            allowed="true", type_="$14", payload="$15", channel="$16", notice="$17",
+        ),
+        *new.parameters(),
         [a.kind.value for a in addressees],
         [a.id for a in addressees],
         [a.name for a in addressees],
         list(recipient_ids),
-        event_type.value, event_payload, *(announcement or (None, None)),
+        *new.event_parameters(),
     )
     if len(rows) != len(recipient_ids):
         raise RuntimeError("a user without an event counter cannot receive events")
+    return _inserted(rows)
+
+
+# The users named ($10, distinct, in order), with their names; those enabled receive.
+_NAMED = """(select t.position - 1 as position, 'user' as kind, u.id as target_id,
+                    u.display_name as name, not u.disabled as enabled
+             from unnest($10::uuid[]) with ordinality as t(id, position)
+             join users u on u.id = t.id)"""
+# An array expression, not a subquery: `= any(...)` takes it as the array it is.
+_ENABLED = f"""((select coalesce(array_agg(n.target_id order by n.target_id), '{{}}')
+                 from {_NAMED} as n where n.enabled)::uuid[])"""
+_ALL_FOUND = f"""((select count(*) from {_NAMED} as n) = cardinality($10::uuid[])
+                  and cardinality({_ENABLED}) > 0)"""
+
+
+async def insert_message_to_users(
+    conn: asyncpg.Connection, new: NewMessage, user_ids: Sequence[UUID]
+) -> Inserted | None:
+    """As `insert_message`, to the users named (distinct, in order), looked up by the same
+    statement: the To field names them as they are named now, and the enabled ones receive
+    it. None, with nothing written, when one of them does not exist or none is enabled (the
+    caller finds out which, and why)."""
+    rows = await conn.fetch(
+        _inserting(
+            recipients=_ENABLED,
+            addressees=f"select n.position, n.kind, n.target_id, n.name from {_NAMED} as n",
+            allowed=_ALL_FOUND, type_="$11", payload="$12", channel="$13", notice="$14",
+        ),
+        *new.parameters(), list(user_ids), *new.event_parameters(),
+    )
+    return _inserted(rows) if rows else None
+
+
+def _inserted(rows: Sequence[asyncpg.Record]) -> Inserted:
     return Inserted(
         rows[0]["sent_at"],
         {row["user_id"]: row["seq"] for row in rows},
