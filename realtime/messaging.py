@@ -156,7 +156,7 @@ class Messaging:
             inserted = await message_store.insert_message_to_users(
                 conn, new, list(dict.fromkeys(target.id for target in draft.to))
             )
-        if inserted is None:  # groups, or a user unknown or disabled: found out, and said
+        if inserted is None:  # groups, a user unknown, or none enabled: found out, and said
             addressing = await address(conn, sender, draft.to)
             inserted = await message_store.insert_message(
                 conn, new, addressees=addressing.addressees,
