@@ -17,6 +17,7 @@ from realtime.errors import Conflict, NotFound
 from realtime.events import EventSink
 from realtime.models import (
     AddresseeKind,
+    AttachmentInfo,
     Box,
     DeleteReason,
     Event,
@@ -170,18 +171,8 @@ class Messaging:
             )
             for user_id, seq in inserted.seqs.items()
         ]
-        arrival = Message(
-            MessageHeader(
-                id=message_id, sender_id=sender.id, sender_display_name=sender.display_name,
-                sent_at=inserted.sent_at,
-                expires_at=None if draft.expires_at is None else draft.expires_at.astimezone(UTC),
-                high_priority=draft.high_priority, reply_to=draft.reply_to, read_at=None,
-                is_sender=False, is_recipient=True, recipient_count=recipients,
-                read_count=0,
-            ),
-            subject=draft.subject, attachments=attachments,
-        )
-        return SendReceipt(message_id, inserted.sent_at, recipients), events, arrival
+        receipt = SendReceipt(message_id, inserted.sent_at, recipients)
+        return receipt, events, _arrival(sender, draft, receipt, attachments)
 
     async def list_messages(
         self, user: User, box: Box, limit: int, before: str | None
@@ -324,6 +315,20 @@ class Messaging:
                 )
             )
         return opened
+
+
+def _arrival(
+    sender: User, draft: Draft, receipt: SendReceipt, attachments: tuple[AttachmentInfo, ...]
+) -> Message:
+    """A message just sent, as its recipients first see it: unread."""
+    header = MessageHeader(
+        id=receipt.id, sender_id=sender.id, sender_display_name=sender.display_name,
+        sent_at=receipt.sent_at,
+        expires_at=None if draft.expires_at is None else draft.expires_at.astimezone(UTC),
+        high_priority=draft.high_priority, reply_to=draft.reply_to, read_at=None,
+        is_sender=False, is_recipient=True, recipient_count=receipt.recipients, read_count=0,
+    )
+    return Message(header, subject=draft.subject, attachments=attachments)
 
 
 def _earlier_receipt(claim: idempotency.Claim, fingerprint: bytes) -> SendReceipt:
