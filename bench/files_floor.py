@@ -5,7 +5,7 @@ server's embedded PostgreSQL, into `file_chunks` itself, under `files` rows of i
 (incomplete, so that the server never shows them; deleted after each size). Each file is
 sealed beforehand as the server seals an upload (`Envelope.seal_chunk`, 1 MiB chunks): only
 PostgreSQL's work and the driver's are timed. Every way is tried on the same number of files
-of the same size; the floor of a step is its fastest way.
+of the same size, the ways taking turns file by file; the floor of a step is its fastest way.
 
 Ingest:
 - `copy per file`: one binary `COPY file_chunks FROM STDIN` per file, every chunk a row, each
@@ -198,21 +198,39 @@ async def _add_files(conn: asyncpg.Connection, owner_id: uuid.UUID,
         [(file.id, owner_id) for file in files])
 
 
-async def _timed(conn: asyncpg.Connection, move: Move, files: Sequence[SealedFile],
-                 watched: Sequence[Watched], size: int, step: str, way: str) -> Way:
-    requests = []
-    window = CpuWindow(watched)
-    for file in files:
+class _Tally:
+    """One way's files as they are timed, each in a CPU window of its own."""
+
+    def __init__(self, size: int, step: str, way: str, move: Move) -> None:
+        self.way = Way(size, step, way, [], {}, 0.0)
+        self._move = move
+
+    async def time(self, conn: asyncpg.Connection, file: SealedFile,
+                   watched: Sequence[Watched]) -> None:
+        window = CpuWindow(watched)
         started = time.perf_counter()
-        await move(conn, file)
-        requests.append((file.size, time.perf_counter() - started))
-    cpu = window.stop()
-    return Way(size, step, way, requests, dict(cpu.seconds, others=cpu.others()), cpu.wall)
+        await self._move(conn, file)
+        self.way.requests.append((file.size, time.perf_counter() - started))
+        cpu = window.stop()
+        for role, seconds in dict(cpu.seconds, others=cpu.others()).items():
+            self.way.cpu[role] = self.way.cpu.get(role, 0.0) + seconds
+        self.way.window += cpu.wall
+
+
+async def _interleaved(conn: asyncpg.Connection, tallies: Sequence[_Tally],
+                       files: Sequence[Sequence[SealedFile]], watched: Sequence[Watched]) -> None:
+    """File i of every way, then file i + 1 of every way, each round starting one way later:
+    whatever drifts meanwhile (a checkpoint, other work on the machine) falls on all alike."""
+    for i in range(len(files[0])):
+        for k in range(len(tallies)):
+            turn = (i + k) % len(tallies)
+            await tallies[turn].time(conn, files[turn][i], watched)
 
 
 async def measure_floor(database_url: str, owner_id: uuid.UUID, watched: Sequence[Watched],
                         size: int, count: int, warmup: int) -> list[Way]:
-    """Every way of ingest, then every way of reading, of `count` sealed files of `size`.
+    """Every way of ingest, then every way of reading, of `count` sealed files of `size`, the
+    ways taking turns file by file.
 
     `warmup` files per way go first, not counted. Each ingest way writes files of its own; the
     reads read those of the first way. Every file of the floor is deleted at the end.
@@ -220,25 +238,21 @@ async def measure_floor(database_url: str, owner_id: uuid.UUID, watched: Sequenc
     conn = await asyncpg.connect(database_url)
     written: list[SealedFile] = []
     try:
-        ways = []
-        read_back: list[SealedFile] = []
-        for way, move in INGEST.items():
-            if warmup:
-                warm = seal_files(size, warmup)
-                await _add_files(conn, owner_id, warm)
-                written.extend(warm)
-                for file in warm:
-                    await move(conn, file)
-            files = seal_files(size, count)
-            await _add_files(conn, owner_id, files)
-            written.extend(files)
-            ways.append(await _timed(conn, move, files, watched, size, "upload", way))
-            read_back = read_back or files
-        for way, move in READ.items():
-            for file in read_back[:warmup]:
+        batches = [seal_files(size, warmup + count) for _ in INGEST]
+        for batch in batches:
+            await _add_files(conn, owner_id, batch)
+            written.extend(batch)
+        for move, batch in zip(INGEST.values(), batches, strict=True):
+            for file in batch[:warmup]:
                 await move(conn, file)
-            ways.append(await _timed(conn, move, read_back, watched, size, "download", way))
-        return ways
+        ingest = [_Tally(size, "upload", way, move) for way, move in INGEST.items()]
+        await _interleaved(conn, ingest, [batch[warmup:] for batch in batches], watched)
+        for move in READ.values():
+            for file in batches[0][:warmup]:
+                await move(conn, file)
+        read = [_Tally(size, "download", way, move) for way, move in READ.items()]
+        await _interleaved(conn, read, [batches[0][warmup:]] * len(read), watched)
+        return [tally.way for tally in [*ingest, *read]]
     finally:
         if written and not conn.is_closed():
             await conn.execute("delete from files where id = any($1::uuid[])",
