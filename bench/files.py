@@ -11,9 +11,14 @@ itself (20 files a message at most), and downloaded again with
 by SHA-256. One keep-alive HTTP/1.1 connection carries every request: the body of an upload is
 sent from memory as it is, a download is read in 1 MiB chunks and hashed as it comes.
 
+After each size, the floor (`files_floor.py`): as many files of the same size, sealed as the
+server seals them, written into and read out of the server's own PostgreSQL from this process
+with asyncpg, several ways; the fastest way of each step is PostgreSQL's own pace for those bytes.
+
 A request's time runs from its first byte sent to the last byte of its answer read. MB/s is
 10^6 bytes per second: a size's bytes over the sum of its requests' times. Uploads are held
-against raw encryption, downloads against raw decryption: the target is at least half.
+against raw encryption, downloads against raw decryption: the target is at least half. Both
+are also held against the floor: the target is at least 0.7 of PostgreSQL's own rate.
 
     .venv/bin/python bench/files.py [--sizes 1 25] [--files 20 4] [--redis] [--json]
 """
@@ -31,15 +36,19 @@ import statistics
 import sys
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import files_floor
 import harness
 import httpx
 import orjson
+import uvloop
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from files_floor import Way
 from harness import CpuWindow, Server, Watched
 
 MIB = 1024 * 1024
@@ -54,6 +63,7 @@ MIN_FILES = 4  # ... in this many files at least: 20 of 1 MiB, 4 of 25 MiB
 IDLE_REOPEN = 2.0  # seconds idle after which the connection is reopened, before any timing
 TIMEOUT = 120.0  # seconds a request may take
 TARGET_SHARE = 0.5  # of the raw AES-256-GCM figure
+FLOOR_TARGET_SHARE = 0.7  # of PostgreSQL's own rate for the same bytes (the floor)
 OTHERS_MIN_WINDOW = 0.5  # seconds: the machine's busy time counts in 10 ms ticks
 PROBLEM_LINES = 40  # of the server's log shown
 
@@ -86,6 +96,8 @@ class Step:
     window: float  # wall seconds of that window
     peak_rss: int  # the server's peak RSS (VmHWM) at the step's end, bytes
     raw: float  # MB/s of the raw figure it is held against (nan: none)
+    floor: float = float("nan")  # MB/s of PostgreSQL's fastest way for the same bytes
+    floor_way: str = ""  # which way that was
 
     @property
     def files(self) -> int:
@@ -122,6 +134,14 @@ class Step:
     @property
     def passed(self) -> bool:
         return self.share >= TARGET_SHARE
+
+    @property
+    def floor_share(self) -> float:
+        return self.mb_per_second / self.floor
+
+    @property
+    def floor_passed(self) -> bool:
+        return self.floor_share >= FLOOR_TARGET_SHARE
 
 
 # --- raw AES-256-GCM ---------------------------------------------------------------------------
@@ -369,8 +389,12 @@ def files_per_size(args: argparse.Namespace) -> list[tuple[int, int]]:
     return list(zip(sizes, counts, strict=True))
 
 
-async def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], Raw, list[Step], list[str]]:
-    """Raw AES-GCM first, on a quiet machine; then one server for every size."""
+Results = tuple[dict[str, Any], Raw, list[Step], list[Way], list[str]]
+
+
+async def run_all(args: argparse.Namespace) -> Results:
+    """Raw AES-GCM first, on a quiet machine; then one server for every size, and after each
+    size PostgreSQL's own pace for the same bytes."""
     harness.cancel_on_sigterm()
     plan = files_per_size(args)
     header = await harness.run_header(
@@ -382,6 +406,7 @@ async def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], Raw, list[S
         print(f"raw, one core, 1 MiB buffers: AES-256-GCM encrypt {raw.encrypt:,.0f} MB/s, "
               f"decrypt {raw.decrypt:,.0f} MB/s; SHA-256 {raw.sha256:,.0f} MB/s\n", flush=True)
     steps: list[Step] = []
+    ways: list[Way] = []
     async with (
         harness.work_directory() as workdir,
         harness.realtime_server(workdir, redis=args.redis, ws=args.ws) as server,
@@ -399,15 +424,30 @@ async def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], Raw, list[S
                                             args.warmup, "warmup", raw)
                 done = await asyncio.to_thread(measure_size, client, server, admin_id, size,
                                                count, "bench", raw)
+                floor = await files_floor.measure_floor(
+                    server.database_url, uuid.UUID(admin_id),
+                    [*server.watched, Watched("client", os.getpid())], size, count, args.warmup)
+                set_floors(done, floor)
                 steps.extend(done)
+                ways.extend(floor)
                 if not args.json:
                     print(f"{count} x {size_label(size)}: "
-                          + ", ".join(f"{s.step} {s.mb_per_second:,.0f} MB/s" for s in done),
-                          flush=True)
+                          + ", ".join(f"{s.step} {s.mb_per_second:,.0f} MB/s" for s in done)
+                          + "; PostgreSQL's own: "
+                          + ", ".join(f"{w.step} {w.mb_per_second:,.0f} MB/s ({w.way})"
+                                      for w in floor), flush=True)
         finally:
             client.close()
         problems = server.problems()
-    return header, raw, steps, problems
+    return header, raw, steps, ways, problems
+
+
+def set_floors(steps: Sequence[Step], ways: Sequence[Way]) -> None:
+    """Hold each upload and download against the fastest way PostgreSQL moved the same bytes."""
+    for step in steps:
+        floor = files_floor.fastest(ways, step.size, step.step)
+        if floor is not None:
+            step.floor, step.floor_way = floor.mb_per_second, floor.way
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -420,7 +460,7 @@ def size_label(size: int) -> str:
 def print_steps(steps: Sequence[Step]) -> None:
     headers = ["size", "step", "files", "MB", "MB/s", "min MB/s", "max MB/s", "p50 ms",
                "server %", "pg %", "redis %", "client %", "others %", "CPU ms/MB",
-               "peak RSS MiB", "raw MB/s", "of raw"]
+               "peak RSS MiB", "raw MB/s", "of raw", "floor MB/s", "of floor"]
     rows = [[size_label(s.size), s.step, s.files, s.moved / MB, s.mb_per_second,
              s.rates[0] if s.rates else float("nan"), s.rates[-1] if s.rates else float("nan"),
              1e3 * statistics.median(seconds for _, seconds in s.requests),
@@ -428,13 +468,37 @@ def print_steps(steps: Sequence[Step]) -> None:
                for role in ("server", "postgres", "redis", "client")),
              100 * s.cpu["others"] / s.window if s.window >= OTHERS_MIN_WINDOW else float("nan"),
              s.cpu_per_mb, s.peak_rss / MIB, s.raw,
-             f"{s.share:.1%}" if s.raw == s.raw else "-"] for s in steps]
+             f"{s.share:.1%}" if s.raw == s.raw else "-", s.floor,
+             f"{s.floor_share:.2f}" if s.floor == s.floor else "-"] for s in steps]
     harness.print_table(headers, rows)
 
 
-def print_summary(raw: Raw, steps: Sequence[Step], problems: Sequence[str]) -> None:
+def print_ways(ways: Sequence[Way]) -> None:
+    """PostgreSQL's own pace, each way; the fastest of a step (its floor) marked."""
+    headers = ["size", "step", "PostgreSQL's own way", "files", "MB/s", "min MB/s", "max MB/s",
+               "p50 ms", "pg %", "client %", "others %", "pg CPU ms/MB", "floor"]
+    rows = []
+    for w in ways:
+        share = {role: 100 * w.cpu.get(role, 0.0) / w.window if w.window else float("nan")
+                 for role in ("postgres", "client")}
+        fastest = files_floor.fastest(ways, w.size, w.step)
+        rows.append([
+            size_label(w.size), w.step, w.way, w.files, w.mb_per_second,
+            w.rates[0] if w.rates else float("nan"), w.rates[-1] if w.rates else float("nan"),
+            1e3 * statistics.median(seconds for _, seconds in w.requests),
+            share["postgres"], share["client"],
+            100 * w.cpu["others"] / w.window if w.window >= OTHERS_MIN_WINDOW else float("nan"),
+            1e3 * w.cpu.get("postgres", 0.0) / (w.moved / MB) if w.moved else float("nan"),
+            "*" if fastest is w else ""])
+    harness.print_table(headers, rows)
+
+
+def print_summary(raw: Raw, steps: Sequence[Step], ways: Sequence[Way],
+                  problems: Sequence[str]) -> None:
     print()
     print_steps(steps)
+    print()
+    print_ways(ways)
     print()
     for line in problems[:PROBLEM_LINES]:
         print(f"  server log: {line}")
@@ -446,6 +510,11 @@ def print_summary(raw: Raw, steps: Sequence[Step], problems: Sequence[str]) -> N
             print(f"  [{'met' if s.passed else 'MISSED'}] {size_label(s.size)} {s.step}s >= "
                   f"{TARGET_SHARE:.0%} of raw {against}: {s.mb_per_second:,.0f} MB/s "
                   f"({s.share:.1%} of {s.raw:,.0f})")
+    for s in steps:
+        if s.step in ("upload", "download") and s.floor == s.floor:
+            print(f"  [{'met' if s.floor_passed else 'MISSED'}] {size_label(s.size)} {s.step}s "
+                  f">= {FLOOR_TARGET_SHARE:g} of PostgreSQL's own rate: {s.mb_per_second:,.0f} "
+                  f"MB/s, {s.floor_share:.2f} of {s.floor:,.0f} MB/s ({s.floor_way})")
 
 
 def step_json(step: Step) -> dict[str, Any]:
@@ -453,7 +522,10 @@ def step_json(step: Step) -> dict[str, Any]:
             "mb_per_second": step.mb_per_second, "rates": step.rates,
             "share": step.share if step.raw == step.raw else None,
             "cpu_per_mb": step.cpu_per_mb,
-            "passed": step.passed if step.step in ("upload", "download") else None}
+            "passed": step.passed if step.step in ("upload", "download") else None,
+            "floor": step.floor if step.floor == step.floor else None,
+            "floor_share": step.floor_share if step.floor == step.floor else None,
+            "floor_passed": step.floor_passed if step.floor == step.floor else None}
 
 
 def parse_args() -> argparse.Namespace:
@@ -486,20 +558,23 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     try:
-        header, raw, steps, problems = asyncio.run(run_all(args))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # the server's loop
+            header, raw, steps, ways, problems = runner.run(run_all(args))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; every process started was stopped", file=sys.stderr)
         return 130
-    except TransferError as exc:
+    except (TransferError, files_floor.FloorError) as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(orjson.dumps({
             **header, "mb": MB, "raw": asdict(raw), "target_share": TARGET_SHARE,
+            "floor_target_share": FLOOR_TARGET_SHARE,
             "server_log": problems, "steps": [step_json(s) for s in steps],
+            "floor": [files_floor.way_json(w) for w in ways],
         }, option=orjson.OPT_INDENT_2).decode())
     else:
-        print_summary(raw, steps, problems)
+        print_summary(raw, steps, ways, problems)
     return 0
 
 

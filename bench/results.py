@@ -370,12 +370,21 @@ def files_section(step: Step, raw: Raw) -> list[str]:
         table.add(f"{size} {s['step']}s, {s['files']} files", num(s["mb_per_second"], 0, " MB/s"),
                   f"{num(s['raw'])} MB/s ({against})", share(s["mb_per_second"], s["raw"]),
                   verdict("≥ 50% of raw", bool(s["passed"])))
+        if s.get("floor") is not None:
+            table.add(f"{size} {s['step']}s, against PostgreSQL's own",
+                      num(s["mb_per_second"], 0, " MB/s"),
+                      f"{num(s['floor'])} MB/s ({s['floor_way']})",
+                      share(s["mb_per_second"], s["floor"]),
+                      verdict("≥ 70% of PostgreSQL's own", bool(s["floor_passed"])))
         notes.append(f"{others_share(s['cpu'], s['window']):.0%} ({size} {s['step']})")
     return [
         f"## Files (`files.py`, {section_note(step)})", "",
         *table.lines(), "",
         "- uploads against raw AES-256-GCM encryption, downloads against decryption, both on "
         "one core in the same run: a file is sealed (or opened) once as it streams through.",
+        "- PostgreSQL's own: the fastest way the benchmark itself wrote (COPY) or read the same "
+        "number of files of the same size, sealed as the server seals them, into and out of the "
+        "server's own PostgreSQL in the same run (`files_floor.py`).",
         f"- Other work on the machine during the steps: {', '.join(notes)} of a core.",
         *logged(step), "",
     ]
