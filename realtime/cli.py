@@ -225,13 +225,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_worker(settings: Settings, listener: socket.socket, link: WorkerLink) -> None:
-    """One of `serve --workers`: the whole app on the parent's listening socket."""
+def serve_worker(settings: Settings, listener: socket.socket, link: WorkerLink) -> bool:
+    """One of `serve --workers`: the whole app on the parent's listening socket; return whether
+    it started."""
     app = create_app(settings)
     server = GracefulServer(uvicorn.Config(app, **server_options(settings)), app)
     server.keep_heap = True
     server.link = link
     server.run(sockets=[listener])
+    return server.started
 
 
 class GracefulServer(uvicorn.Server):

@@ -39,6 +39,7 @@ POLL_INTERVAL = 0.2
 RESTARTS_ALLOWED = 5  # deaths of started workers within RESTART_WINDOW before giving up
 RESTART_WINDOW = 60.0
 READY = b"r"
+NEVER_SERVED = 3  # a worker's exit status when its app did not start
 
 
 class WorkerLink:
@@ -60,7 +61,10 @@ class WorkerLink:
         stop()
 
 
-ServeWorker = Callable[[Settings, socket.socket, WorkerLink], None]
+# Serve on the socket until told to stop; return whether the app started at all.
+ServeWorker = Callable[[Settings, socket.socket, WorkerLink], bool]
+# Why a part the workers share has stopped, or None while it runs.
+SharedFault = Callable[[], str | None]
 
 
 def serve_workers(settings: Settings, serve: ServeWorker) -> int:
@@ -69,10 +73,10 @@ def serve_workers(settings: Settings, serve: ServeWorker) -> int:
         redis_binary = find_redis_server() if settings.redis_url is None else None
         listener = bind(settings.host, settings.port)
         stack.callback(listener.close)
-        shared = stack.enter_context(shared_services(settings, redis_binary))
+        shared, fault = stack.enter_context(shared_services(settings, redis_binary))
         host, port = listener.getsockname()[:2]
         log.info("serving http://%s:%s with %d workers", host, port, settings.workers)
-        status = Supervisor(shared, listener, serve).run()
+        status = Supervisor(shared, listener, serve, fault).run()
     return status
 
 
@@ -88,11 +92,15 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextmanager
-def shared_services(settings: Settings, redis_binary: str | None) -> Iterator[Settings]:
-    """Make the key file, start PostgreSQL and Redis as needed; yield the workers' settings."""
+def shared_services(
+    settings: Settings, redis_binary: str | None
+) -> Iterator[tuple[Settings, SharedFault]]:
+    """Make the key file, start PostgreSQL and Redis as needed; yield the workers' settings and
+    what tells whether a part of ours stopped."""
     with ExitStack() as stack:
         load_keyring(settings)  # generated here, once, before any worker reads it
         changes: dict[str, Any] = {}
+        redis: PrivateRedis | None = None
         if settings.master_key is None:
             changes["master_key_file"] = key_file_path(settings)
         if settings.embedded_database:
@@ -104,7 +112,11 @@ def shared_services(settings: Settings, redis_binary: str | None) -> Iterator[Se
             redis = stack.enter_context(PrivateRedis(settings.data_dir / "redis", redis_binary))
             changes["redis_url"] = redis.url
             log.info("private redis-server started under %s", redis.directory)
-        yield replace(settings, **changes)
+
+        def fault() -> str | None:
+            return "the private redis-server stopped" if redis and redis.exited() else None
+
+        yield replace(settings, **changes), fault
 
 
 @dataclass
@@ -117,10 +129,13 @@ class Worker:
 class Supervisor:
     """Forks the workers, replaces those that die, and stops them all on a signal."""
 
-    def __init__(self, settings: Settings, listener: socket.socket, serve: ServeWorker) -> None:
+    def __init__(
+        self, settings: Settings, listener: socket.socket, serve: ServeWorker, fault: SharedFault
+    ) -> None:
         self._settings = settings
         self._listener = listener
         self._serve = serve
+        self._fault = fault
         self._workers: dict[int, Worker] = {}
         self._deaths: deque[float] = deque()
         self._stop_signal: int | None = None
@@ -149,6 +164,8 @@ class Supervisor:
         """Wait for a signal (None) or a failure the workers cannot serve past (its reason)."""
         while self._stop_signal is None:
             self._read_ready(POLL_INTERVAL)
+            if (fault := self._fault()) is not None:
+                return fault
             for worker in list(self._workers.values()):
                 status = _reap(worker.pid)
                 if status is None:
@@ -164,7 +181,7 @@ class Supervisor:
 
     def _replace(self, worker: Worker, status: str) -> str | None:
         if not worker.serving:
-            return f"worker {worker.pid} {status} before it served"
+            return f"worker {worker.pid} {status} before it served (its log says why)"
         now = time.monotonic()
         self._deaths.append(now)
         while self._deaths and self._deaths[0] < now - RESTART_WINDOW:
@@ -203,10 +220,12 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own while it serves
             for worker in self._workers.values():
                 os.close(worker.ready_fd)
-            self._serve(self._settings, self._listener, WorkerLink(ready_fd))
-            status = 0
+            served = self._serve(self._settings, self._listener, WorkerLink(ready_fd))
+            status = 0 if served else NEVER_SERVED
         except KeyboardInterrupt:
             status = 0
+        except SystemExit as exc:  # uvicorn's, when the app fails to start
+            status = exc.code if isinstance(exc.code, int) else NEVER_SERVED
         except BaseException:
             traceback.print_exc()
         finally:

@@ -5,6 +5,7 @@ that leaves nothing running."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -306,6 +307,14 @@ async def test_a_message_expiring_in_a_second_is_deleted_on_time_once(
             assert lateness < ON_TIME, f"deleted {lateness:.3f} s after its expiry"
 
 
+def gone(process: psutil.Process) -> bool:
+    """Whether the process has ended (a zombie nobody reaps has ended too)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def tree_of(served: Served) -> list[psutil.Process]:
     """The parent, its workers and redis-server, and the PostgreSQL processes."""
     postgres = postmasters_of(served.data_dir)
@@ -359,3 +368,47 @@ def test_no_redis_server_to_be_found_stops_the_start_naming_the_setting(
     assert "set REALTIME_REDIS_URL or install redis-server" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (data_dir / "postgres").exists()
+
+
+def test_workers_that_cannot_start_stop_the_whole_with_a_message(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """Workers whose database cannot be reached stop the start: the parent exits 1 saying a
+    worker never served, and leaves no worker or redis-server behind."""
+    data_dir = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, "-m", "realtime", "serve", "--workers", "2", "--port", "0"],
+        env=environment(
+            REALTIME_DATA_DIR=str(data_dir),
+            REALTIME_DATABASE_URL=f"postgresql://nobody@{ADDRESS}:{free_port()}/nothing",
+            REALTIME_MASTER_KEY=base64.b64encode(bytes(range(32))).decode(),
+        ),
+        cwd=repo_root, capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "before it served" in done.stderr
+    assert "Traceback" not in done.stderr.split("before it served")[-1]
+    assert not any(
+        str(data_dir) in " ".join(proc.info["cmdline"] or [])
+        for proc in psutil.process_iter(["cmdline"])
+    )
+
+
+def test_workers_stop_when_their_parent_is_killed_and_a_restart_reclaims_redis() -> None:
+    """When the parent is killed outright its workers stop by themselves, and the next start on
+    the same data dir shuts the redis-server left behind and serves again."""
+    with serving() as served:
+        workers, [old_redis] = served.workers(), served.redis_servers()
+        served.process.kill()
+        served.process.wait(STOP_TIMEOUT)
+        _, alive = psutil.wait_procs(workers, timeout=STOP_TIMEOUT)
+        assert alive == [], "workers outlived their parent"
+        again = start(served.data_dir)
+        try:
+            wait_until_serving(again)
+            assert gone(old_redis)
+            assert len(again.redis_servers()) == 1
+            again.process.send_signal(signal.SIGTERM)
+            assert again.process.wait(STOP_TIMEOUT) == 0, again.log()
+        finally:
+            stop(again)
