@@ -1,10 +1,11 @@
 """`realtime serve --workers N`: N processes serving one port, and what they share.
 
-The parent binds the port, makes the master key file, starts the embedded PostgreSQL (no
+The parent holds the port, makes the master key file, starts the embedded PostgreSQL (no
 REALTIME_DATABASE_URL) and a private redis-server (no REALTIME_REDIS_URL), then forks the
-workers, each serving the whole app on the shared socket. A worker that stops before it serves
-stops them all (the next one would fail alike); one that dies later is replaced, unless workers
-keep dying. SIGINT or SIGTERM stops the workers gracefully, then Redis, then PostgreSQL.
+workers, each serving the whole app on the port (`Port` says how connections are spread).
+A worker that stops before it serves stops them all (the next one would fail alike); one that
+dies later is replaced, unless workers keep dying. SIGINT or SIGTERM stops the workers
+gracefully, then Redis, then PostgreSQL.
 """
 
 from __future__ import annotations
@@ -71,24 +72,58 @@ def serve_workers(settings: Settings, serve: ServeWorker) -> int:
     """Start what the workers share, run `settings.workers` of them until a signal, stop all."""
     with ExitStack() as stack:
         redis_binary = find_redis_server() if settings.redis_url is None else None
-        listener = bind(settings.host, settings.port)
-        stack.callback(listener.close)
+        port = Port(settings.host, settings.port)
+        stack.callback(port.close)
         shared, fault = stack.enter_context(shared_services(settings, redis_binary))
-        host, port = listener.getsockname()[:2]
-        log.info("serving http://%s:%s with %d workers", host, port, settings.workers)
-        status = Supervisor(shared, listener, serve, fault).run()
+        log.info("serving http://%s:%s with %d workers", settings.host, port.number,
+                 settings.workers)
+        status = Supervisor(shared, port, serve, fault).run()
     return status
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        listener = socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    listener.set_inheritable(True)
-    return listener
+class Port:
+    """The port the workers serve, and how its connections are spread over them.
+
+    On Linux each worker listens on a socket of its own with SO_REUSEPORT, and the kernel hands
+    each connection to one of them by a hash of its addresses: websockets, which stay for hours,
+    spread evenly whenever they come. (On one shared socket, the worker that wakes first takes
+    the connection: in quiet times that is mostly the same worker.) Between workers the parent
+    holds the port with a socket that is bound and never listens. Elsewhere the workers accept
+    on the parent's one listening socket.
+    """
+
+    BALANCED = sys.platform == "linux"
+    BACKLOG = 2048
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        try:
+            self.family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            # Without SO_REUSEPORT: fails if anything, another server of ours too, holds it.
+            probe = socket.create_server((host, port), family=self.family, backlog=self.BACKLOG)
+            self.number: int = probe.getsockname()[1]
+            if self.BALANCED:
+                probe.close()
+                probe = socket.socket(self.family, socket.SOCK_STREAM)
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                probe.bind((host, self.number))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self._held = probe
+
+    def listener(self) -> socket.socket:
+        """In a worker: the socket it accepts on."""
+        if not self.BALANCED:
+            return self._held
+        own = socket.create_server(
+            (self.host, self.number), family=self.family, backlog=self.BACKLOG, reuse_port=True
+        )
+        self._held.close()  # the parent's copy: it keeps its own
+        return own
+
+    def close(self) -> None:
+        self._held.close()
 
 
 @contextmanager
@@ -130,10 +165,10 @@ class Supervisor:
     """Forks the workers, replaces those that die, and stops them all on a signal."""
 
     def __init__(
-        self, settings: Settings, listener: socket.socket, serve: ServeWorker, fault: SharedFault
+        self, settings: Settings, port: Port, serve: ServeWorker, fault: SharedFault
     ) -> None:
         self._settings = settings
-        self._listener = listener
+        self._port = port
         self._serve = serve
         self._fault = fault
         self._workers: dict[int, Worker] = {}
@@ -220,7 +255,7 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own while it serves
             for worker in self._workers.values():
                 os.close(worker.ready_fd)
-            served = self._serve(self._settings, self._listener, WorkerLink(ready_fd))
+            served = self._serve(self._settings, self._port.listener(), WorkerLink(ready_fd))
             status = 0 if served else NEVER_SERVED
         except KeyboardInterrupt:
             status = 0
@@ -239,7 +274,7 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """Stop every worker gracefully; kill those still running after STOP_TIMEOUT."""
-        self._listener.close()  # the workers hold their own copies
+        self._port.close()  # the workers hold their own sockets
         for pid in self._workers:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT

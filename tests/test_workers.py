@@ -24,9 +24,11 @@ import httpx
 import orjson
 import psutil
 import pytest
+from redis import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import unique_name
+from tests.redis_support import redis_url_fixture  # noqa: F401 (a fixture)
 from tests.test_cli import (
     ADDRESS,
     FIRST_ADMIN,
@@ -42,6 +44,7 @@ from tests.timing import TIME_FACTOR, eventually
 ADMIN_PASSWORD = "workers admin password"
 WORKERS = 2
 MOST_SOCKETS = 16  # opened one by one until both workers hold one (the kernel spreads accepts)
+CONNECTIONS = 40  # each on a connection of its own
 QUIET = 0.5 * TIME_FACTOR  # after the last expected frame, how long a duplicate may take
 
 
@@ -259,12 +262,29 @@ def test_the_workers_share_one_port_one_database_and_a_private_redis(served: Ser
 async def test_requests_are_answered_by_both_workers(
     served: Served, people: list[Person]
 ) -> None:
-    """Websocket handshakes to one port are answered by two distinct worker processes."""
+    """Websocket handshakes to one port are answered by two distinct worker processes, and
+    every new connection is answered."""
     _, bob = people
     async with sockets_on_every_worker(served, bob) as held:
         assert set(held) == {worker.pid for worker in served.workers()}
         for inbox in held.values():
             assert inbox.frames[0][1]["type"] == "hello"
+    for _ in range(CONNECTIONS):
+        async with httpx.AsyncClient(base_url=served.url) as fresh:
+            assert (await fresh.get("/healthz")).status_code == 200
+
+
+def test_a_second_server_on_the_same_port_is_refused(served: Served, repo_root: Path) -> None:
+    """Another `serve --workers` on a port the workers serve stops at once, naming the port."""
+    with tempfile.TemporaryDirectory(prefix="realtime-workers-") as parent:
+        done = subprocess.run(
+            [sys.executable, "-m", "realtime", "serve", "--workers", "2"],
+            env=environment(REALTIME_DATA_DIR=f"{parent}/data", REALTIME_PORT=str(served.port)),
+            cwd=repo_root, capture_output=True, text=True, timeout=STOP_TIMEOUT, check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on {ADDRESS}:{served.port}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 async def test_a_message_reaches_sockets_held_by_either_worker_once(
@@ -344,6 +364,21 @@ def test_a_dead_worker_is_replaced_and_sigint_stops_every_process() -> None:
         _, alive = psutil.wait_procs(everything, timeout=STOP_TIMEOUT)
         assert alive == [], f"left running: {[p.pid for p in alive]}"
         assert served.log().count("Application shutdown complete") == WORKERS
+
+
+def test_workers_use_the_configured_redis_rather_than_their_own(redis_url: str) -> None:
+    """With REALTIME_REDIS_URL set, both workers listen on that Redis and start none of their
+    own."""
+    prefix = unique_name("workers")
+    with serving(REALTIME_REDIS_URL=redis_url, REALTIME_REDIS_PREFIX=prefix) as served:
+        assert served.redis_servers() == []
+        assert not (served.data_dir / "redis").exists()
+        every_node = f"{prefix}:nodes"
+        with Redis.from_url(redis_url) as client:
+            deadline = time.monotonic() + 5 * TIME_FACTOR
+            while client.pubsub_numsub(every_node) != [(every_node.encode(), WORKERS)]:
+                assert time.monotonic() < deadline, client.pubsub_numsub(every_node)
+                time.sleep(0.1)
 
 
 def test_no_redis_server_to_be_found_stops_the_start_naming_the_setting(
