@@ -75,8 +75,8 @@ def serve_workers(settings: Settings, serve: ServeWorker) -> int:
         port = Port(settings.host, settings.port)
         stack.callback(port.close)
         shared, fault = stack.enter_context(shared_services(settings, redis_binary))
-        log.info("serving http://%s:%s with %d workers", settings.host, port.number,
-                 settings.workers)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        log.info("serving http://%s:%s with %d workers", host, port.number, settings.workers)
         status = Supervisor(shared, port, serve, fault).run()
     return status
 
@@ -97,28 +97,37 @@ class Port:
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn does
         try:
-            self.family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             # Without SO_REUSEPORT: fails if anything, another server of ours too, holds it.
-            probe = socket.create_server((host, port), family=self.family, backlog=self.BACKLOG)
+            probe = self._socket(port, reuse_port=False, listen=True)
             self.number: int = probe.getsockname()[1]
             if self.BALANCED:
                 probe.close()
-                probe = socket.socket(self.family, socket.SOCK_STREAM)
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                probe.bind((host, self.number))
+                probe = self._socket(self.number, reuse_port=True, listen=False)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._held = probe
+
+    def _socket(self, port: int, *, reuse_port: bool, listen: bool) -> socket.socket:
+        made = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            made.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                made.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            made.bind((self.host, port))
+            if listen:
+                made.listen(self.BACKLOG)
+        except OSError:
+            made.close()
+            raise
+        return made
 
     def listener(self) -> socket.socket:
         """In a worker: the socket it accepts on."""
         if not self.BALANCED:
             return self._held
-        own = socket.create_server(
-            (self.host, self.number), family=self.family, backlog=self.BACKLOG, reuse_port=True
-        )
+        own = self._socket(self.number, reuse_port=True, listen=True)
         self._held.close()  # the parent's copy: it keeps its own
         return own
 
