@@ -43,7 +43,7 @@ from tests.timing import TIME_FACTOR, eventually
 
 ADMIN_PASSWORD = "workers admin password"
 WORKERS = 2
-MOST_SOCKETS = 16  # opened one by one until both workers hold one (the kernel spreads accepts)
+MOST_SOCKETS = 16  # opened one by one until both workers hold one (the kernel spreads them)
 CONNECTIONS = 40  # each on a connection of its own
 QUIET = 0.5 * TIME_FACTOR  # after the last expected frame, how long a duplicate may take
 
