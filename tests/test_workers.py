@@ -256,7 +256,8 @@ def test_the_workers_share_one_port_one_database_and_a_private_redis(served: Ser
     redis_dir = served.data_dir / "redis"
     assert stat.S_IMODE(redis_dir.stat().st_mode) == 0o700
     assert (redis_dir / "redis.sock").is_socket()
-    assert len(postmasters_of(served.data_dir)) == 1
+    found = postmasters_of(served.data_dir)  # a backend forked this instant looks alike
+    assert len([p for p in found if p.ppid() not in {q.pid for q in found}]) == 1
 
 
 async def test_requests_are_answered_by_both_workers(
