@@ -25,7 +25,7 @@ from realtime.accounts import (
     generate_account_password,
 )
 from realtime.app import create_app
-from realtime.config import Settings, load_settings, parse_duration
+from realtime.config import MAX_WORKERS, Settings, load_settings, parse_duration
 from realtime.crypto import Keyring, generate_master_key
 from realtime.db import Database, open_database
 from realtime.errors import ConfigError, Conflict, InvalidInput
@@ -45,6 +45,7 @@ from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
 from realtime.share import TOKEN_VARIABLE, ShareError, ShareRequest, read_secret, share
+from realtime.workers import WorkerLink, serve_workers
 
 T = TypeVar("T")
 DEMO_USERS = (("alice", "Alice Archer"), ("bob", "Bob Baker"), ("carol", "Carol Carter"))
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings().with_overrides(
-            host=getattr(args, "host", None), port=getattr(args, "port", None)
+            host=getattr(args, "host", None), port=getattr(args, "port", None),
+            workers=getattr(args, "workers", None),
         )
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -77,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the server (the embedded database by default)")
     serve.add_argument("--host", help="address to listen on (REALTIME_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (REALTIME_PORT, 8000)")
+    serve.add_argument(
+        "--workers", type=_worker_count, metavar="N",
+        help="processes serving the port (REALTIME_WORKERS, 1); above 1 they share a Redis",
+    )
     serve.set_defaults(command=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -129,6 +135,16 @@ def _add_share(commands: Any) -> None:
                        help="also send the link to this address (again for more)")
     share.add_argument("--note", default="", help="a note for the email")
     share.set_defaults(command=cmd_share)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to {MAX_WORKERS}")
+    return count
 
 
 def _duration(text: str) -> timedelta:
@@ -198,6 +214,8 @@ def _add_loadtest(commands: Any) -> None:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     check_admin_password(settings.admin_password)  # fail fast, before anything starts
+    if settings.workers > 1:
+        return serve_workers(settings, serve_worker)
     load_keyring(settings)
     app = create_app(settings)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
@@ -205,6 +223,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         server.keep_heap = True
         server.run()
     return 0
+
+
+def serve_worker(settings: Settings, listener: socket.socket, link: WorkerLink) -> bool:
+    """One of `serve --workers`: the whole app on the parent's listening socket; return whether
+    it started."""
+    app = create_app(settings)
+    server = GracefulServer(uvicorn.Config(app, **server_options(settings)), app)
+    server.keep_heap = True
+    server.link = link
+    server.run(sockets=[listener])
+    return server.started
 
 
 class GracefulServer(uvicorn.Server):
@@ -215,15 +244,26 @@ class GracefulServer(uvicorn.Server):
         self._app = app
         self.keep_heap = False  # the process-wide collector policy: for a process of its own
         self._heap_upkeep: asyncio.Task[None] | None = None
+        self.link: WorkerLink | None = None  # set in a worker of `serve --workers`
+        self._parent_watch: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.keep_heap:
             self._heap_upkeep = asyncio.create_task(keep_heap(), name="heap-upkeep")
+        if self.link is not None and self.started:
+            self.link.ready()
+            self._parent_watch = asyncio.create_task(
+                self.link.watch_parent(self._stop), name="parent-watch"
+            )
+
+    def _stop(self) -> None:
+        self.should_exit = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self._heap_upkeep is not None:
-            self._heap_upkeep.cancel()
+        for task in (self._heap_upkeep, self._parent_watch):
+            if task is not None:
+                task.cancel()
         for listening in self.servers:
             listening.close()  # no new socket while the open ones drain
         live = getattr(self._app.state, "live", None)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 from realtime.errors import ConfigError
 
 MASTER_KEY_BYTES = 32
+MAX_WORKERS = 256
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _CHANNEL_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -29,6 +30,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1  # processes serving the port (`serve --workers`)
     database_url: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     redis_prefix: str = "realtime"
@@ -93,6 +95,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         host=reader.text("REALTIME_HOST", "127.0.0.1"),
         port=reader.integer("REALTIME_PORT", 8000, low=0, high=65535),
+        workers=reader.integer("REALTIME_WORKERS", 1, low=1, high=MAX_WORKERS),
         database_url=reader.optional("REALTIME_DATABASE_URL"),
         redis_url=reader.optional("REALTIME_REDIS_URL"),
         redis_prefix=reader.channel_prefix("REALTIME_REDIS_PREFIX", "realtime"),

@@ -407,3 +407,12 @@ def test_serve_refuses_an_admin_password_that_breaks_the_rules(
     assert "REALTIME_ADMIN_PASSWORD must be 8 to" in done.stderr
     assert password not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("count", ["0", "many", "257"])
+def test_serve_refuses_a_worker_count_out_of_range(run_cli: RunCli, count: str) -> None:
+    """`serve --workers` takes 1 to 256: anything else stops before starting, naming the flag."""
+    done = run_cli("serve", "--workers", count)
+    assert done.returncode == 2
+    assert "--workers" in done.stderr and "from 1 to 256" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -56,6 +56,7 @@ def test_every_variable_is_read() -> None:
     settings = load_settings({
         "REALTIME_HOST": "192.0.2.10",
         "REALTIME_PORT": "9000",
+        "REALTIME_WORKERS": "4",
         "REALTIME_DATABASE_URL": "postgresql://app:pw@db/realtime",
         "REALTIME_REDIS_URL": "redis://cache:6379/0",
         "REALTIME_REDIS_PREFIX": "chat-eu.1",
@@ -78,6 +79,7 @@ def test_every_variable_is_read() -> None:
         "REALTIME_LINK_OPENS_PER_MINUTE": "9",
     })
     assert (settings.host, settings.port) == ("192.0.2.10", 9000)
+    assert settings.workers == 4
     assert settings.public_url == "https://chat.example.com/secure"
     assert (settings.links_per_hour, settings.link_opens_per_minute) == (7, 9)
     assert settings.database_url == "postgresql://app:pw@db/realtime"
@@ -113,6 +115,9 @@ def test_the_master_key_file_is_read_as_a_path() -> None:
         ("REALTIME_PORT", "80.5"),
         ("REALTIME_PORT", "-1"),
         ("REALTIME_PORT", "65536"),
+        ("REALTIME_WORKERS", "0"),
+        ("REALTIME_WORKERS", "two"),
+        ("REALTIME_WORKERS", "257"),
         ("REALTIME_SESSION_IDLE_TIMEOUT", "soon"),
         ("REALTIME_SESSION_IDLE_TIMEOUT", "1.5h"),
         ("REALTIME_SESSION_IDLE_TIMEOUT", "0"),

@@ -15,14 +15,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "realtime"
 LAYERS = {
     0: {"config", "errors", "models"},
     1: {"codec", "crypto", "protocol"},
-    2: {"db", "migrate", "keyfile", "store", "broker", "mail"},
+    2: {"db", "migrate", "keyfile", "store", "broker", "mail", "redis_server"},
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
         "files", "attachments", "budgets", "vault_limits", "turns", "expiry", "hashing",
         "links", "link_content",
     },
     4: {"api", "ws"},
-    5: {"app", "cli", "loadtest", "share", "__main__", "__init__"},
+    5: {"app", "cli", "workers", "loadtest", "share", "__main__", "__init__"},
 }
 
 
