@@ -182,7 +182,8 @@ class Node:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.pool = await asyncpg.create_pool(self.database_url, min_size=2, max_size=POOL_SIZE)
+        self.pool = await asyncpg.create_pool(
+            self.database_url, min_size=2, max_size=POOL_SIZE, reset=_leave_as_is)
         self.redis = Redis.from_url(self.redis_url, protocol=2)
         pool = self.redis.connection_pool
         self._pubsub = pool.connection_class(**pool.connection_kwargs)
@@ -234,6 +235,11 @@ class Node:
                 for websocket in list(self.sockets.get(reply[1], ())):
                     with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
                         await websocket.send_text(frame)
+
+
+async def _leave_as_is(conn: asyncpg.Connection) -> None:
+    """Give a connection back to the pool without a reset query: nothing here changes a
+    session's state (the server's pool does the same)."""
 
 
 def _error(status: int, code: str) -> Response:

@@ -421,7 +421,8 @@ def floors(args: argparse.Namespace, run: Run) -> dict[str, Any]:
                               "ratio": ratio(ours.get("total"), bare.get("total"))}
     ours_rate, bare_rate = (highest_passing(run.steps, name) for name in (REALTIME, BARE))
     result["highest"] = {REALTIME: ours_rate, BARE: bare_rate,
-                         "ratio": ratio(ours_rate, bare_rate), "searched": args.search}
+                         "ratio": ratio(ours_rate, bare_rate), "searched": args.search,
+                         "ceiling": args.search_max}
     if run.idle is not None:
         ours_idle, bare_idle = (run.idle.target_share(name) for name in (REALTIME, BARE))
         result["idle"] = {**asdict(run.idle), REALTIME: ours_idle, BARE: bare_idle,
@@ -504,6 +505,8 @@ def print_floors(found: dict[str, Any]) -> None:
     highest = found["highest"]
     share = highest["ratio"]
     how = "searched" if highest["searched"] else "among the rates asked; --search to bisect"
+    if highest["searched"] and max(highest[REALTIME], highest[BARE]) >= highest["ceiling"]:
+        how += f"; {highest['ceiling']:,}/s is --search-max, a floor of the figure"
     print(f"  [{verdict(share >= TARGET_RATE_SHARE_OF_BARE)}] highest rate with p99 < 100 ms "
           f"and nothing missing ({how}): realtime {highest[REALTIME]:,}/s, bare "
           f"{highest[BARE]:,}/s: {share:.2f} (target >= {TARGET_RATE_SHARE_OF_BARE:g})")
