@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import signal
@@ -189,6 +190,7 @@ class Node:
         self._pubsub = pool.connection_class(**pool.connection_kwargs)
         await self._pubsub.connect()
         self._reader = asyncio.create_task(self._read())
+        self._reader.add_done_callback(_say_why_reading_ended)
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -214,8 +216,8 @@ class Node:
         if not held:
             await self._pubsub.send_command("SUBSCRIBE", channel, check_health=False)
         held.add(websocket)
-        await websocket.send_text(HELLO)
         try:
+            await websocket.send_text(HELLO)
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass
         finally:
@@ -235,6 +237,13 @@ class Node:
                 for websocket in list(self.sockets.get(reply[1], ())):
                     with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
                         await websocket.send_text(frame)
+
+
+def _say_why_reading_ended(reader: asyncio.Task[None]) -> None:
+    """Log (to the bare pipeline's log, which the benchmark shows) a pub/sub reader that
+    failed: every frame after it is missing."""
+    if not reader.cancelled() and reader.exception() is not None:
+        logging.getLogger("bare_send").error("the pub/sub reader failed: %r", reader.exception())
 
 
 async def _leave_as_is(conn: asyncpg.Connection) -> None:
