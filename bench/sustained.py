@@ -529,9 +529,11 @@ def print_idle(idle: Idle, floor: bool) -> None:
         line += (f"; bare {100 * bare:.2f}% (server {100 * idle.share('bare server'):.2f}%, "
                  f"its backends {pg.get(bare_send.DATABASE, 0.0):.2f}%, the same background):"
                  f" {ratio(ours, bare):.2f} times")
-    print(line + f" (target < {100 * TARGET_IDLE_SHARE:g}%); redis "
-          f"{100 * idle.share('realtime redis'):.2f}% / {100 * idle.share('bare redis'):.2f}%,"
-          f" clients {100 * idle.share('clients'):.2f}%, others {100 * idle.share('others'):.1f}%")
+    redis = f"{100 * idle.share('realtime redis'):.2f}%"
+    if floor:
+        redis += f" / {100 * idle.share('bare redis'):.2f}%"
+    print(line + f" (target < {100 * TARGET_IDLE_SHARE:g}%); redis {redis}, clients "
+          f"{100 * idle.share('clients'):.2f}%, others {100 * idle.share('others'):.1f}%")
 
 
 def verdict(met: bool) -> str:
