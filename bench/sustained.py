@@ -8,11 +8,18 @@ at start + i / rate whatever the answers, and waits for a free connection if all
 message's latency runs from its due time to the arrival of its `message.new` on the recipient's
 socket (matched by message id), so a server falling behind shows in full.
 
-With `--search`, the highest rate keeping p99 under 100 ms is then bisected between the highest
-passing and the lowest failing rate, in shorter steps (`--search-seconds`), until they are
-`--search-step` apart.
+The bare send pipeline (`bare_send.py`: the same parts with none of our code, always through
+Redis) runs beside it on the same PostgreSQL, with its own sockets for the same users, and each
+rate is sent to the server and then to it by the same sender program. Each figure is printed with
+the bare pipeline's and their ratio: the marginal CPU per send between two rates (`--marginal`),
+the highest passing rate, and with `--idle` the CPU of every socket open and no traffic.
+
+With `--search`, the highest rate keeping p99 under 100 ms is then bisected, for each, between
+the highest passing and the lowest failing rate (doubling the highest while none has failed), in
+shorter steps (`--search-seconds`), until they are `--search-step` apart.
 
     .venv/bin/python bench/sustained.py --rate 500 1000 2000 --seconds 30 [--redis] [--search]
+        [--idle 20] [--marginal 500 1000] [--no-floor]
 """
 
 from __future__ import annotations
