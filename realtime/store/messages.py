@@ -99,17 +99,17 @@ class Inserted:
 
 def _inserting(
     *, recipients: str, addressees: str, allowed: str, type_: str, payload: str,
-    channel: str, notice: str,
+    channel: str, notice: str, prelude: str = "",
 ) -> str:
     """The statement that inserts a message ($1 to $9: id, sender, expiry, high priority, reply
     to, key id, wrapped key, subject, body) with its To field (the `select` `addressees` of
     position, kind, target id, name), its recipients (the `uuid[]` expression `recipients`,
     distinct) and one event for each of them (one more unread for each), and notifies the
     expirers (the parameters `channel` and `notice`; none when the channel is null), when
-    `allowed` holds: else it writes nothing and yields no row."""
-    if allowed != "true":  # else the events would be appended all the same
-        recipients = f"(case when {allowed} then {recipients} else '{{}}'::uuid[] end)"
-    return f"""with message as (
+    `allowed` holds: else it writes nothing and yields no row (`recipients` must then be
+    empty: their events are appended whatever `allowed` says). `prelude` is common table
+    expressions (each followed by a comma) the others may use."""
+    return f"""with {prelude}message as (
                insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
                                      key_id, wrapped_key, subject, body, recipient_count)
                select $1, $2, statement_timestamp(), $3, $4, $5, $6, $7, $8, $9,
@@ -186,16 +186,22 @@ async def insert_message(
     return _inserted(rows)
 
 
-# The users named ($10, distinct, in order), with their names; those enabled receive.
-_NAMED = """(select t.position - 1 as position, 'user' as kind, u.id as target_id,
-                    u.display_name as name, not u.disabled as enabled
-             from unnest($10::uuid[]) with ordinality as t(id, position)
-             join users u on u.id = t.id)"""
-# An array expression, not a subquery: `= any(...)` takes it as the array it is.
-_ENABLED = f"""((select coalesce(array_agg(n.target_id order by n.target_id), '{{}}')
-                 from {_NAMED} as n where n.enabled)::uuid[])"""
-_ALL_FOUND = f"""((select count(*) from {_NAMED} as n) = cardinality($10::uuid[])
-                  and cardinality({_ENABLED}) > 0)"""
+# The users named ($10, distinct, in order) with their names, looked up once; the enabled ones
+# receive, only if every one was found and one is enabled (`allowed`).
+_NAMED_USERS = """named as materialized (
+               select t.position - 1 as position, 'user' as kind, u.id as target_id,
+                      u.display_name as name, not u.disabled as enabled
+               from unnest($10::uuid[]) with ordinality as t(id, position)
+               join users u on u.id = t.id),
+           checked as materialized (
+               select count(*) = cardinality($10::uuid[]) and bool_or(enabled) as allowed,
+                      coalesce(array_agg(target_id order by target_id)
+                               filter (where enabled), '{}') as enabled_ids
+               from named),
+           receiving as materialized (
+               select case when allowed then enabled_ids else '{}'::uuid[] end as ids
+               from checked),
+           """
 
 
 async def insert_message_to_users(
@@ -207,9 +213,10 @@ async def insert_message_to_users(
     caller finds out which, and why)."""
     rows = await conn.fetch(
         _inserting(
-            recipients=_ENABLED,
-            addressees=f"select n.position, n.kind, n.target_id, n.name from {_NAMED} as n",
-            allowed=_ALL_FOUND, type_="$11", payload="$12", channel="$13", notice="$14",
+            recipients="((select ids from receiving)::uuid[])",
+            addressees="select position, kind, target_id, name from named",
+            allowed="coalesce((select allowed from checked), false)",
+            type_="$11", payload="$12", channel="$13", notice="$14", prelude=_NAMED_USERS,
         ),
         *new.parameters(), list(user_ids), *new.event_parameters(),
     )
