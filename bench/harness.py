@@ -481,10 +481,12 @@ class Server:
 
 @asynccontextmanager
 async def realtime_server(
-    workdir: Path, *, redis: bool, ws: str, settings: Mapping[str, str] | None = None
+    workdir: Path, *, redis: bool, ws: str, settings: Mapping[str, str] | None = None,
+    workers: int = 1,
 ) -> AsyncIterator[Server]:
     """`realtime serve` on the embedded defaults in a fresh data dir, ready to serve, with
-    `settings` (REALTIME_* variables) besides.
+    `settings` (REALTIME_* variables) besides, as `workers` processes (their CPU counted as
+    the server's).
 
     With a websocket implementation other than the server's own (`SERVER_WS`), the server is
     started through this module's `serve` program, which only changes uvicorn's `ws` option.
@@ -498,6 +500,8 @@ async def realtime_server(
         env.update(REALTIME_DATA_DIR=str(data_dir), REALTIME_ADMIN_PASSWORD=ADMIN_PASSWORD,
                    REALTIME_LOG_LEVEL="WARNING")
         env.update(settings or {})
+        if workers > 1:
+            env["REALTIME_WORKERS"] = str(workers)
         watched_redis: list[Watched] = []
         if redis:
             redis_url, redis_process = await stack.enter_async_context(redis_server(workdir))
@@ -522,7 +526,8 @@ async def realtime_server(
         database_url = await asyncio.to_thread(embedded.start)  # attaches to the running one
         postmaster = Watched("postgres", _postmaster_pid(pgdata), tree=True)
         yield Server(url, f"ws://{HOST}:{port}/ws", database_url, log,
-                     [Watched("server", process.pid), postmaster, *watched_redis])
+                     [Watched("server", process.pid, tree=workers > 1), postmaster,
+                      *watched_redis])
 
 
 async def _stop_postgres(pgdata: Path) -> None:

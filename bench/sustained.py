@@ -246,14 +246,16 @@ async def run_all(args: argparse.Namespace) -> Run:
     asked rates (each on both), then the search (on each)."""
     harness.cancel_on_sigterm()
     header = await harness.run_header(
-        "sustained", args, f"{args.users:,} users, {args.connections} sender connections, "
+        "sustained", args,
+        f"{args.users:,} users, {args.workers} worker(s), {args.connections} sender connections, "
         f"{args.processes} client process(es), bare pipeline {'beside' if args.floor else 'off'}"
     )
     steps: list[Step] = []
     async with AsyncExitStack() as stack:
         workdir = await stack.enter_async_context(harness.work_directory())
         server = await stack.enter_async_context(
-            harness.realtime_server(workdir, redis=args.redis, ws=args.ws))
+            harness.realtime_server(workdir, redis=args.redis, ws=args.ws,
+                                    workers=args.workers))
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=60.0))
         seeded = await harness.seed_users(server.database_url, args.users, group=False)
@@ -622,6 +624,9 @@ def parse_args() -> argparse.Namespace:
                         help="the sender's keep-alive connections (default: 64)")
     parser.add_argument("--pause", type=float, default=3.0,
                         help="seconds of rest between steps (default: 3)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve with `realtime serve --workers N` (default: 1); their CPU "
+                             "is the server's")
     parser.add_argument("--search-max", type=int, default=8000,
                         help="while no rate has failed, the search doubles the highest up to "
                              "this (default: 8000/s)")
