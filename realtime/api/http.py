@@ -211,7 +211,9 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
                 if operation.auth:
                     budget = operation.spends(request, services.settings) \
                         if operation.spends else None
-                    auth = await authenticate(request, services, held, budget)
+                    auth, wait = await authenticate(request, services, held, budget)
+                    if budget is not None and wait > 0:  # refused as this user's refusal
+                        raise refusal(wait, limit=budget.per_minute, what=budget.what)
                     if operation.admin and not auth.user.is_admin:
                         raise Forbidden("administrators only")
                 body = await read_model(request, operation.body) if operation.body else None
@@ -222,9 +224,9 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
             response = error_response(exc)
             if isinstance(exc, RateLimited):  # out of its places in flight by now
                 client = auth.user.id if auth is not None else client_address(request)
-                refusal = await services.refusals.hold(client)
-                if refusal is Refusal.OVERFLOW or (
-                    refusal is Refusal.HELD and _large_body(request)  # rather than read it
+                held_as = await services.refusals.hold(client)
+                if held_as is Refusal.OVERFLOW or (
+                    held_as is Refusal.HELD and _large_body(request)  # rather than read it
                 ):
                     response.headers["connection"] = "close"
             return response
@@ -248,10 +250,10 @@ def _large_body(request: Request) -> bool:
 
 async def authenticate(
     request: Request, services: Services, held: ExitStack, budget: Budget | None = None
-) -> AuthContext:
+) -> tuple[AuthContext, float]:
     """The session behind the bearer header or the cookie; cookie writes need an allowed Origin.
-    With `budget`, one unit of it is taken by the same statement (RateLimited when none is
-    left).
+    With `budget`, one unit of it is taken by the same statement: with the seconds to wait
+    for one when none is left (0: taken, or none asked).
 
     The request takes a place among its token's requests in flight before the session is looked
     up (a flood on one token never reaches the database), then one among its user's."""
@@ -261,17 +263,16 @@ async def authenticate(
     if by_cookie and request.method not in SAFE_METHODS:
         check_origin(request, services.settings, required=True)
     held.enter_context(services.in_flight.hold(crypto.token_digest(token)))
+    wait = 0.0
     if budget is None:
         auth = await services.accounts.authenticate(token)
     else:
         auth, wait = await services.accounts.authenticate_spending(
             token, prefix=budget.prefix, per_minute=budget.per_minute
         )
-        if wait > 0:
-            raise refusal(wait, limit=budget.per_minute, what=budget.what)
     services.request_rate.take(auth.user.id)
     held.enter_context(services.in_flight.hold(auth.user.id))
-    return auth
+    return auth, wait
 
 
 def client_address(request: HTTPConnection) -> str:
