@@ -24,6 +24,7 @@ from realtime import metrics
 from realtime.config import Settings
 from realtime.db import CONTENDED, DATABASE_FAULTS, Connection, Database
 from realtime.events import EventSink
+from realtime.links import ended_payload
 from realtime.models import DeleteReason, EventType, LinkEnd
 from realtime.store import budgets as budget_store
 from realtime.store import events as event_store
@@ -191,7 +192,7 @@ class Expirer:
             expired = [link for link in due if not link.ended]
             events = await event_store.append_each(conn, [
                 (link.creator_id, EventType.LINK_DELETED,
-                 {"link_id": str(link.id), "reason": LinkEnd.EXPIRED.value})
+                 ended_payload(link.id, LinkEnd.EXPIRED))
                 for link in expired
             ]) if expired else []
         if due:

@@ -15,7 +15,14 @@ from realtime.db import Connection, Database
 from realtime.drafts import MAX_ATTACHMENTS, AttachmentRequest
 from realtime.errors import CryptoError, Forbidden, InvalidInput, NotFound, TooLarge
 from realtime.files import MAX_FILE_BYTES, Files
-from realtime.models import AttachmentKind, EntryFields, FileInfo, SealedLinkAttachment, User
+from realtime.models import (
+    AttachmentKind,
+    EntryFields,
+    FileInfo,
+    SealedFile,
+    SealedLinkAttachment,
+    User,
+)
 from realtime.store import files as file_store
 from realtime.store import links as link_store
 
@@ -128,7 +135,7 @@ class LinkFile:
 
 @dataclass(frozen=True)
 class _FileCopy:
-    upload_id: UUID
+    upload: SealedFile  # as the link's draft read it, on the same transaction
     attachment_id: UUID
     envelope: Envelope  # the file's own, under which its copy is sealed
 
@@ -188,7 +195,7 @@ class LinkContent:
                 size=info.size, content_type=info.content_type, chunk_count=upload.chunk_count,
                 file_key=file_key,
             ))
-            copies.append(_FileCopy(upload.id, attachment_id, file_envelope))
+            copies.append(_FileCopy(upload, attachment_id, file_envelope))
         return SealedContent(tuple(sealed), tuple(copies), total)
 
     async def store(
@@ -199,21 +206,19 @@ class LinkContent:
         released."""
         await link_store.insert_attachments(conn, link_id, content.attachments)
         for copy in content.copies:
-            await self._copy_file(conn, copy.upload_id, copy.attachment_id, copy.envelope)
+            await self._copy_file(conn, copy.upload, copy.attachment_id, copy.envelope)
         if release_uploads:
-            await file_store.release_files(conn, [copy.upload_id for copy in content.copies])
+            await file_store.release_files(conn, [copy.upload.id for copy in content.copies])
 
     async def release_uploads(self, content: SealedContent) -> None:
         """Release the uploads a stored link copied, where nothing else refers to them."""
         if content.copies:
             async with self._db.connection() as conn:
-                await file_store.release_files(conn, [c.upload_id for c in content.copies])
+                await file_store.release_files(conn, [c.upload.id for c in content.copies])
 
     async def _copy_file(
-        self, conn: Connection, upload_id: UUID, attachment_id: UUID, envelope: Envelope
+        self, conn: Connection, upload: SealedFile, attachment_id: UUID, envelope: Envelope
     ) -> None:
-        upload = await file_store.get_file(conn, upload_id)
-        assert upload is not None, "read a moment ago, in this transaction"
         source = self._keyring.open_envelope(row_name("files", upload.id), upload.key)
         for n in range(upload.chunk_count):
             data = await file_store.read_chunk(conn, upload.id, n)

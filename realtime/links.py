@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from realtime import codec, crypto, metrics
@@ -172,11 +173,12 @@ class Links:
     async def open(self, token: str, passphrase: str | None, client: str) -> OpenedLink:
         """Count one view and answer the content; a wrong passphrase counts against the link."""
         link, envelope = await self._unlock(token, passphrase, client, downloading=False)
-        window = DOWNLOAD_WINDOW
         async with self._db.transaction() as conn:
             sealed = await link_store.get_attachments(conn, link.id)
             has_files = any(a.content is None for a in sealed)
-            view = await link_store.take_view(conn, link.id, window if has_files else timedelta(0))
+            view = await link_store.take_view(
+                conn, link.id, DOWNLOAD_WINDOW if has_files else timedelta(0)
+            )
             if view is None:  # another opener took its last view first
                 raise NotFound("not found")
             events = await self._viewed(conn, link, view, has_files)
@@ -196,20 +198,22 @@ class Links:
     async def _viewed(
         self, conn: Connection, link: SealedLink, view: TakenView, has_files: bool
     ) -> list[Event]:
-        """The creator's `link.viewed`; after the last view, the link's end: deleted at once,
-        or, with files, when its download window closes."""
-        events = await event_store.append_events(
-            conn, [link.creator_id], EventType.LINK_VIEWED,
-            {"link_id": str(link.id), "views_left": view.views_left,
-             "viewed_at": codec.format_time(view.viewed_at)},
-        )
+        """The creator's `link.viewed`, and after the last view its `link.deleted` (used), in
+        one statement; the link then goes at once, or, with files, when its download window
+        closes."""
+        viewed = {"link_id": str(link.id), "views_left": view.views_left,
+                  "viewed_at": codec.format_time(view.viewed_at)}
+        told: list[tuple[UUID, EventType, dict[str, Any]]] = [
+            (link.creator_id, EventType.LINK_VIEWED, viewed)
+        ]
         if view.last:
             if has_files:
                 await expiry_store.announce(conn, view.due_at)
             else:
                 await link_store.delete_link(conn, link.id)
-            events += await _ended(conn, link.creator_id, link.id, LinkEnd.USED)
-        return events
+            ended = ended_payload(link.id, LinkEnd.USED)
+            told.append((link.creator_id, EventType.LINK_DELETED, ended))
+        return await event_store.append_each(conn, told)
 
     async def attachment(
         self, token: str, passphrase: str | None, attachment_id: UUID, client: str
@@ -288,9 +292,13 @@ async def _content_envelope(link_id: UUID, token: str, passphrase: str | None) -
 
 async def _ended(conn: Connection, creator_id: UUID, link_id: UUID, reason: LinkEnd) -> list[Event]:
     return await event_store.append_events(
-        conn, [creator_id], EventType.LINK_DELETED,
-        {"link_id": str(link_id), "reason": reason.value},
+        conn, [creator_id], EventType.LINK_DELETED, ended_payload(link_id, reason)
     )
+
+
+def ended_payload(link_id: UUID, reason: LinkEnd) -> dict[str, Any]:
+    """What `link.deleted` says: which link, and why it opens no more."""
+    return {"link_id": str(link_id), "reason": reason.value}
 
 
 def link_url(origin: str, token: str) -> str:
