@@ -10,7 +10,7 @@ from uuid import UUID
 from realtime import codec, metrics
 from realtime.attachments import Attachments, Prepared
 from realtime.budgets import Budgets
-from realtime.crypto import Keyring, row_name, same_secret
+from realtime.crypto import Envelope, Keyring, row_name, same_secret
 from realtime.db import Connection, Database
 from realtime.drafts import Draft, address, check_draft
 from realtime.errors import Conflict, NotFound
@@ -29,6 +29,7 @@ from realtime.models import (
     SendReceipt,
     User,
 )
+from realtime.send_batches import SendBatches
 from realtime.store import attachments as attachment_store
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
@@ -65,6 +66,7 @@ class Messaging:
         self._copies_per_minute = copies_per_minute
         self._sink = sink
         self._expiry_scheduled = expiry_scheduled or _ignore
+        self._batches = SendBatches(db)
 
     async def send(
         self, sender: User, draft: Draft, idempotency_key: str | None, *, spent: bool = False
@@ -79,9 +81,8 @@ class Messaging:
         nothing). `spent`: the send's unit was taken already, with its authentication."""
         await self._spend(sender, draft, idempotency_key, spent=spent)
         if idempotency_key is None and not draft.attachments:
-            async with self._db.connection() as conn:
-                check_draft(sender, draft)
-                receipt, events, arrival = await self._insert(conn, sender, draft, [])
+            check_draft(sender, draft)
+            receipt, events, arrival = await self._insert_alone(sender, draft)
         else:
             async with self._db.transaction() as conn:
                 if idempotency_key is not None:
@@ -129,6 +130,26 @@ class Messaging:
                     what="vault entries and folders copied into messages",
                 )
 
+    async def _insert_alone(
+        self, sender: User, draft: Draft
+    ) -> tuple[SendReceipt, list[Event], Message]:
+        """`_insert` for a send without attachments, outside a transaction: one to one user,
+        not a reply, written with the other such sends of the moment (`SendBatches`)."""
+        targets = {(target.kind, target.id) for target in draft.to}
+        if len(targets) != 1 or draft.reply_to is not None:
+            async with self._db.connection() as conn:
+                return await self._insert(conn, sender, draft, [])
+        ((kind, target_id),) = targets
+        if kind is not AddresseeKind.USER:
+            async with self._db.connection() as conn:
+                return await self._insert(conn, sender, draft, [])
+        new, _ = self._sealed(sender, draft)
+        inserted = await self._batches.write(new, target_id)
+        if inserted is None:  # the user is unknown or disabled: found out, and said
+            async with self._db.connection() as conn:
+                inserted = await self._write(conn, sender, new, draft)
+        return self._outcome(sender, draft, new.message_id, inserted, ())
+
     async def _insert(
         self, conn: Connection, sender: User, draft: Draft, prepared: Sequence[Prepared]
     ) -> tuple[SendReceipt, list[Event], Message]:
@@ -138,19 +159,32 @@ class Messaging:
             conn, message_id=draft.reply_to, viewer_id=sender.id
         ):
             raise NotFound("the message replied to was not found")
+        new, envelope = self._sealed(sender, draft)
+        inserted = await self._write(conn, sender, new, draft)
+        attachments = await self._attachments.write(conn, new.message_id, envelope, prepared)
+        return self._outcome(sender, draft, new.message_id, inserted, attachments)
+
+    def _sealed(self, sender: User, draft: Draft) -> tuple[message_store.NewMessage, Envelope]:
+        """The message to write, with a new id and data key, and the key's envelope."""
         message_id = uuid.uuid4()
         envelope, key = self._keyring.new_envelope(row_name("messages", message_id))
-        payload = {"message_id": str(message_id)}
         new = message_store.NewMessage(
             message_id=message_id, sender_id=sender.id, expires_at=draft.expires_at,
             high_priority=draft.high_priority, reply_to=draft.reply_to, key=key,
             subject=envelope.seal("subject", draft.subject),
             body=envelope.seal("body", draft.body),
-            event_type=EventType.MESSAGE_NEW, event_payload=payload,
+            event_type=EventType.MESSAGE_NEW, event_payload={"message_id": str(message_id)},
             announcement=(  # to the other nodes' expirers
                 None if draft.expires_at is None else expiry_store.announcement(draft.expires_at)
             ),
         )
+        return new, envelope
+
+    async def _write(
+        self, conn: Connection, sender: User, new: message_store.NewMessage, draft: Draft
+    ) -> message_store.Inserted:
+        """Write the message to its recipients: NotFound (or another refusal) when they
+        cannot have it."""
         inserted = None
         if all(target.kind is AddresseeKind.USER for target in draft.to):
             # One statement names the users, checks them and writes the message.
@@ -163,15 +197,20 @@ class Messaging:
                 conn, new, addressees=addressing.addressees,
                 recipient_ids=addressing.recipients,
             )
-        recipients = len(inserted.seqs)
-        attachments = await self._attachments.write(conn, message_id, envelope, prepared)
+        return inserted
+
+    def _outcome(
+        self, sender: User, draft: Draft, message_id: UUID, inserted: message_store.Inserted,
+        attachments: tuple[AttachmentInfo, ...],
+    ) -> tuple[SendReceipt, list[Event], Message]:
+        """The answer of a message written, its events, and the message as its recipients
+        first see it."""
         events = [
-            Event(
-                user_id, seq, EventType.MESSAGE_NEW, {**payload, "unread": inserted.unread[user_id]}
-            )
+            Event(user_id, seq, EventType.MESSAGE_NEW,
+                  {"message_id": str(message_id), "unread": inserted.unread[user_id]})
             for user_id, seq in inserted.seqs.items()
         ]
-        receipt = SendReceipt(message_id, inserted.sent_at, recipients)
+        receipt = SendReceipt(message_id, inserted.sent_at, len(inserted.seqs))
         return receipt, events, _arrival(sender, draft, receipt, attachments)
 
     async def list_messages(
