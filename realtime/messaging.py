@@ -82,7 +82,7 @@ class Messaging:
         await self._spend(sender, draft, idempotency_key, spent=spent)
         if idempotency_key is None and not draft.attachments:
             check_draft(sender, draft)
-            receipt, events, arrival = await self._insert_alone(sender, draft)
+            receipt, events, arrival = await self._insert_without_transaction(sender, draft)
         else:
             async with self._db.transaction() as conn:
                 if idempotency_key is not None:
@@ -130,21 +130,19 @@ class Messaging:
                     what="vault entries and folders copied into messages",
                 )
 
-    async def _insert_alone(
+    async def _insert_without_transaction(
         self, sender: User, draft: Draft
     ) -> tuple[SendReceipt, list[Event], Message]:
-        """`_insert` for a send without attachments, outside a transaction: one to one user,
-        not a reply, written with the other such sends of the moment (`SendBatches`)."""
+        """`_insert` for a send without attachments, outside a transaction. One to one user and
+        not a reply, it is written with the node's other such sends of the moment
+        (`SendBatches`)."""
         targets = {(target.kind, target.id) for target in draft.to}
-        if len(targets) != 1 or draft.reply_to is not None:
-            async with self._db.connection() as conn:
-                return await self._insert(conn, sender, draft, [])
-        ((kind, target_id),) = targets
-        if kind is not AddresseeKind.USER:
+        only = next(iter(targets)) if len(targets) == 1 else None
+        if only is None or only[0] is not AddresseeKind.USER or draft.reply_to is not None:
             async with self._db.connection() as conn:
                 return await self._insert(conn, sender, draft, [])
         new, _ = self._sealed(sender, draft)
-        inserted = await self._batches.write(new, target_id)
+        inserted = await self._batches.write(new, only[1])
         if inserted is None:  # the user is unknown or disabled: found out, and said
             async with self._db.connection() as conn:
                 inserted = await self._write(conn, sender, new, draft)
