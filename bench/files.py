@@ -3,13 +3,13 @@
 First, with nothing else of the benchmark running, this process measures the raw AES-256-GCM
 throughput of the machine: `cryptography`'s AESGCM encrypting, then decrypting, 1 MiB buffers in a
 loop for about a second each (one core), and SHA-256 over the same buffer (the client's own
-check of every download). Then a fresh `realtime serve` (embedded PostgreSQL; `--redis`: through
+check of every download, once its clock has stopped). Then a fresh `realtime serve` (embedded PostgreSQL; `--redis`: through
 a private redis-server) is started and `admin` logs in. For each size, files of random bytes are
 uploaded one after the other with `POST /api/uploads`, attached to messages `admin` sends to
 itself (20 files a message at most), and downloaded again with
 `GET /api/messages/{id}/attachments/{attachment_id}`, each download checked against its upload
 by SHA-256. One keep-alive HTTP/1.1 connection carries every request: the body of an upload is
-sent from memory as it is, a download is read in 1 MiB chunks and hashed as it comes.
+sent from memory as it is, a download is read into memory as it comes and hashed after.
 
 After each size, the floor (`files_floor.py`): as many files of the same size, sealed as the
 server seals them, written into and read out of the server's own PostgreSQL from this process
@@ -278,11 +278,11 @@ class Client:
                 for attachment in answer.get("attachments") or []}
 
     def download(self, path: str, size: int) -> tuple[bytes, float]:
-        """GET a file, read in READ_CHUNK pieces and hashed as they come; its SHA-256 and
+        """GET a file, read in READ_CHUNK pieces into memory as they come (as PostgreSQL's own
+        reads hand over their bytes); its SHA-256, taken once the clock has stopped, and the
         seconds."""
         connection = self._ready()
-        buffer = memoryview(bytearray(READ_CHUNK))
-        digest = hashlib.sha256()
+        content = bytearray(size + READ_CHUNK)
         received = 0
         try:
             started = time.perf_counter()
@@ -291,9 +291,11 @@ class Client:
             if response.status != 200:
                 raise self.fail(f"downloading {path}",
                                 f"{response.status} {response.read()[:500]!r}")
-            while read := response.readinto(buffer):
-                digest.update(buffer[:read])
-                received += read
+            with memoryview(content) as view:
+                while received <= size and (
+                    read := response.readinto(view[received:received + READ_CHUNK])
+                ):
+                    received += read
             seconds = time.perf_counter() - started
         except (OSError, http.client.HTTPException) as exc:
             connection.close()
@@ -303,7 +305,7 @@ class Client:
         if received != size or (length is not None and int(length) != size):
             raise self.fail(f"downloading {path}", f"{received:,} bytes read, Content-Length "
                             f"{length}, {size:,} uploaded")
-        return digest.digest(), seconds
+        return hashlib.sha256(memoryview(content)[:size]).digest(), seconds
 
 
 # --- one size ----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Files: uploads sealed chunk by chunk as they arrive, and read back one chunk at a time.
 
 Neither way holds a whole file in memory: an upload keeps at most one chunk of plaintext and
-one sealed, a download one chunk. A file's content never becomes active in a browser: its
-type is kept only when its first bytes agree with it and it is one a browser shows inertly.
+one sealed, a download two chunks (the one being sent, and the next one read meanwhile). A
+file's content never becomes active in a browser: its type is kept only when its first bytes
+agree with it and it is one a browser shows inertly.
 """
 
 from __future__ import annotations
@@ -154,13 +155,32 @@ class Files:
         return Download(self.describe(sealed), self._chunks(sealed))
 
     async def _chunks(self, sealed: SealedFile) -> AsyncIterator[bytes]:
+        """The file's chunks opened in order, each next one read from the database while the
+        one before is being sent."""
         envelope = self._keyring.open_envelope(row_name("files", sealed.id), sealed.key)
-        for n in range(sealed.chunk_count):
+        if not sealed.chunk_count:
+            return
+        reading = self._read_chunk(sealed.id, 0)
+        try:
+            for n in range(sealed.chunk_count):
+                data = await reading
+                if n + 1 < sealed.chunk_count:
+                    reading = self._read_chunk(sealed.id, n + 1)
+                if data is None:
+                    raise CryptoError(f"chunk {n} of files/{sealed.id} is missing")
+                yield envelope.open_chunk(n, data)
+        finally:
+            reading.cancel()  # the download stopped early: its read-ahead with it
+
+    def _read_chunk(self, file_id: UUID, n: int) -> asyncio.Task[bytes | None]:
+        """Start reading the sealed chunk; a fault nobody waits for any more is dropped."""
+        async def read() -> bytes | None:
             async with self._db.connection() as conn:
-                data = await file_store.read_chunk(conn, sealed.id, n)
-            if data is None:
-                raise CryptoError(f"chunk {n} of files/{sealed.id} is missing")
-            yield envelope.open_chunk(n, data)
+                return await file_store.read_chunk(conn, file_id, n)
+
+        task = asyncio.get_running_loop().create_task(read())
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return task
 
 
 class _Upload:
