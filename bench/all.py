@@ -230,6 +230,8 @@ def kept_steps(directory: Path, args: argparse.Namespace) -> tuple[list[Step], d
     load_start = num(first.get("load"), 2)
     header = header_table(started, math.nan, first.get("version", "?"), load_start, "?", steps)
     header["took"] = f"? (rendered from `{directory}`, not run here)"
+    header["steps"] = ("as planned by the options given; each section's own options are "
+                       "those of its JSON<br>" + header["steps"])
     return steps, header
 
 

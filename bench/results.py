@@ -55,11 +55,11 @@ def share(ours: float | None, raw: float | None) -> str:
     return f"{ours / raw:.0%}" if ours / raw >= 0.1 else f"{ours / raw:.1%}"
 
 
-def times(ours: float | None, raw: float | None) -> str:
+def times(ours: float | None, raw: float | None, digits: int = 1) -> str:
     """A time or a cost as a multiple of its raw limit."""
     if not ours or not raw or ours != ours or raw != raw:
         return "-"
-    return f"{ours / raw:,.1f}x"
+    return f"{ours / raw:,.{digits}f}x"
 
 
 def verdict(target: str, met: bool | None, note: str = "") -> str:
@@ -377,7 +377,7 @@ def floors_section(step: Step) -> list[str]:
             table.add(f"marginal CPU per send, {marginal['low']:,}→{marginal['high']:,}/s: "
                       f"{ROLE_NAMES[role]}", num(micro(ours_cost.get(role)), 0, " µs"),
                       num(micro(bare_cost.get(role)), 0, " µs"),
-                      times(ours_cost.get(role), bare_cost.get(role)),
+                      times(ours_cost.get(role), bare_cost.get(role), 2 if judged else 1),
                       judge(f"≤ {TARGET_MARGINAL_OVER_BARE:g}x the bare pipeline's",
                             marginal["ratio"], lambda r: r <= TARGET_MARGINAL_OVER_BARE)
                       if judged else "")
@@ -398,7 +398,7 @@ def floors_section(step: Step) -> list[str]:
     if idle:
         table.add(f"idle, {num(result['connected']['opened'])} sockets open, no traffic, "
                   f"{idle['seconds']:.0f} s: server + PostgreSQL, of a core",
-                  pct(idle[REALTIME]), pct(idle[BARE]), times(idle[REALTIME], idle[BARE]),
+                  pct(idle[REALTIME]), pct(idle[BARE]), times(idle[REALTIME], idle[BARE], 2),
                   judge(f"< {TARGET_IDLE_SHARE:.0%} of a core", idle[REALTIME],
                         lambda r: r < TARGET_IDLE_SHARE))
     lines = [
@@ -422,7 +422,8 @@ def floors_section(step: Step) -> list[str]:
     if highest:
         lines.append("- highest rate: the highest step that kept p99 under 100 ms with every "
                      "send answered 201 and delivered; the search bisects between the highest "
-                     "passing and the lowest failing rate, in steps of "
+                     "passing and the lowest failing rate (doubling the highest while none has "
+                     f"failed, up to {num(options.get('search_max'))}/s), each step held "
                      f"{num(options.get('search_seconds'))} s, until they are "
                      f"{num(options.get('search_step'))}/s apart.")
     for name, own in ((REALTIME, result["steps"]), (BARE, result["floor_steps"])):
@@ -492,9 +493,9 @@ def workers_section(one: Step | None, many: Sequence[Step]) -> list[str]:
         f"## Workers (`sustained.py --redis --no-floor --workers N`; {took})", "",
         *table.lines(), "",
         f"Target: {headline}.", "",
-        "- The raw limit column is one worker at the same rate: the server's steps of the send "
-        "floors above (the bare pipeline sat idle beside it, its sockets open). The CPU of every "
-        "worker counts as the server's.",
+        "- The raw limit column is one worker at the same rate: the server's steps of the "
+        "sustained run through Redis above (with the floor on, the bare pipeline sat idle beside "
+        "it, its sockets open). The CPU of every worker counts as the server's.",
         "- No worse: at each rate, two workers keep p99 under 100 ms with every send answered "
         "and delivered, or, where one worker fails too, their p99 is no higher. CPU per message "
         "is shown, not judged.",
@@ -584,12 +585,12 @@ def files_section(step: Step, raw: Raw) -> list[str]:
                       if s["size"] == judged_size else "")
         notes.append(f"{others_share(s['cpu'], s['window']):.0%} ({size} {s['step']})")
     ways = []
-    for size, step in sorted({(w["size"], w["step"]) for w in result.get("floor") or []},
+    for size, kind in sorted({(w["size"], w["step"]) for w in result.get("floor") or []},
                              key=lambda pair: (pair[0], pair[1] != "upload")):
-        these = [w for w in result["floor"] if w["size"] == size and w["step"] == step]
+        these = [w for w in result["floor"] if w["size"] == size and w["step"] == kind]
         fastest = max(w["mb_per_second"] for w in these)
-        ways.append(f"{size / 2**20:g} MiB {step}s: " + ", ".join(
-            f"{w['way']} {num(w['mb_per_second'])}{'*' if w['mb_per_second'] == fastest else ''}"
+        ways.append(f"{size / 2**20:g} MiB {kind}s: " + ", ".join(
+            f"`{w['way']}` {num(w['mb_per_second'])}{'*' if w['mb_per_second'] == fastest else ''}"
             for w in these))
     return [
         f"## Files (`files.py`, {section_note(step)})", "",
@@ -663,8 +664,8 @@ def report(steps: Sequence[Step], header: dict[str, str]) -> str:
     by_name = {step.name: step for step in steps}
     raw = raw_limits(by_name)
     sustained = [step for step in steps if step.name.startswith("sustained_")]
-    floored = [step for step in sustained
-               if step.result and step.result["options"]["redis"] and step.result.get("floors")]
+    redis = [step for step in sustained if step.result and step.result["options"]["redis"]]
+    floored = [step for step in redis if step.result and step.result.get("floors")]
     workers = [step for step in steps if step.name.startswith("workers_")]
     lines = [
         "# Benchmark results", "",
@@ -678,10 +679,11 @@ def report(steps: Sequence[Step], header: dict[str, str]) -> str:
         *raw_section(raw, by_name),
         *(fanout_section(by_name["fanout"], raw) if by_name["fanout"].result
           else failure(by_name["fanout"])),
-        *(sustained_section(sustained, raw) if sustained and all(s.result for s in sustained)
-          else [line for step in sustained if not step.result for line in failure(step)]),
+        *(sustained_section([s for s in sustained if s.result], raw)
+          if any(s.result for s in sustained) else []),
+        *(line for step in sustained if not step.result for line in failure(step)),
         *(line for step in floored for line in floors_section(step)),
-        *(workers_section(floored[0] if floored else None, [s for s in workers if s.result])
+        *(workers_section(redis[0] if redis else None, [s for s in workers if s.result])
           if any(s.result for s in workers) else []),
         *(line for step in workers if not step.result for line in failure(step)),
         *(expiry_section(by_name["expiry"], raw) if by_name["expiry"].result
