@@ -218,10 +218,13 @@ def kept_steps(directory: Path, args: argparse.Namespace) -> tuple[list[Step], d
         run, steps = None, plan(args)
     for step in steps:
         path = directory / f"{step.name}.json"
-        if path.exists():
+        if not path.exists():
+            step.error = step.error or f"no {path}"
+            continue
+        try:
             step.result = orjson.loads(path.read_bytes())
-        elif step.error is None:
-            step.error = f"no {path}"
+        except orjson.JSONDecodeError as exc:
+            step.error = f"{path} is not JSON ({exc})"
     if run is not None:
         return steps, run["header"]
     first = next((s.result for s in steps if s.result), {})
