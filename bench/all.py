@@ -1,15 +1,18 @@
-"""Every benchmark at sizes that finish in under ten minutes on the 2-core machine, beside the
-raw limits measured in the same run; writes bench/results.md and prints it.
+"""Every benchmark at sizes that finish in about twelve minutes on the 2-core machine, beside
+the raw limits and floors measured in the same run; writes bench/results.md and prints it.
 
 The steps run one after the other, each as its own process with `--json`: the bare Redis
 pub/sub loop (`bare_redis.py`), the fan-out with the bare broadcast beside each size
-(`fanout.py`), the sustained rate on the in-process broker and through Redis (`sustained.py`),
-the expirer (`expiry.py`), the files with raw AES-256-GCM (`files.py`) and ordinary users beside
-one attacker (`neighbour.py`). A step that fails is reported and the others still run; the exit
-status is then 1. On Ctrl-C, SIGTERM or an error, the running step is stopped (it stops whatever
-it started) before this process ends.
+(`fanout.py`), the sustained rate on the in-process broker and through Redis (`sustained.py`; the
+Redis one with the bare send pipeline beside it, the search for the highest rate, idle sockets
+and the marginal CPU per send), the same rates served by two and four workers, the expirer
+(`expiry.py`), the files with raw AES-256-GCM and PostgreSQL's own pace (`files.py`) and
+ordinary users beside one attacker (`neighbour.py`). A step that fails is reported and the
+others still run; the exit status is then 1. On Ctrl-C, SIGTERM or an error, the running step
+is stopped (it stops whatever it started) before this process ends.
 
-    .venv/bin/python bench/all.py [--output bench/results.md]     # what `make bench` runs
+    .venv/bin/python bench/all.py [--output bench/results.md] [--keep DIR]  # `make bench`
+    .venv/bin/python bench/all.py --render-from DIR --output /tmp/results.md  # no run
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import math
 import os
 import platform
 import subprocess
@@ -29,11 +33,12 @@ from pathlib import Path
 
 import harness
 import orjson
-from results import Step, report
+from results import Step, num, report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 STEP_TIMEOUT = 300.0  # seconds a step may take before it is stopped and reported as failed
+FLOOR_STEP_TIMEOUT = 600.0  # the same for the Redis sustained step: floor, idle and the search
 KIB = 1024
 
 
@@ -42,19 +47,29 @@ KIB = 1024
 
 def plan(args: argparse.Namespace) -> list[Step]:
     """The steps of a run, at the sizes asked."""
-    def step(name: str, script: str, *options: object) -> Step:
+    def step(name: str, script: str, *options: object, timeout: float = STEP_TIMEOUT) -> Step:
         shown = (f"{option:g}" if isinstance(option, float) else str(option)
                  for option in options)
-        return Step(name, [str(HERE / script), *shown, "--json"])
+        return Step(name, [str(HERE / script), *shown, "--json"], timeout=timeout)
 
-    rates = ["--rate", *args.rate, "--seconds", args.seconds]
+    held = ["--seconds", args.seconds]
     steps = [
         step("bare_redis", "bare_redis.py", "--messages", args.messages),
         step("fanout", "fanout.py", "--sockets", *args.sockets),
     ]
-    steps += [step(f"sustained_{broker}", "sustained.py", *rates,
-                   *(["--redis"] if broker == "redis" else []))
-              for broker in args.brokers]
+    if "memory" in args.brokers:
+        steps.append(step("sustained_memory", "sustained.py", "--rate", *args.memory_rate,
+                          *held, "--no-floor"))
+    if "redis" in args.brokers:
+        floors: list[object] = ["--idle", args.idle] if args.idle else []
+        if len(args.rate) > 1:
+            floors += ["--marginal", min(args.rate), max(args.rate)]
+        if args.search:
+            floors.append("--search")
+        steps.append(step("sustained_redis", "sustained.py", "--rate", *args.rate, *held,
+                          "--redis", *floors, timeout=FLOOR_STEP_TIMEOUT))
+    steps += [step(f"workers_{n}", "sustained.py", "--rate", *args.rate, *held, "--redis",
+                   "--no-floor", "--workers", n) for n in args.workers]
     steps += [
         step("expiry", "expiry.py", *args.expiry),
         step("files", "files.py", "--sizes", *args.sizes),
@@ -76,10 +91,10 @@ async def run_step(step: Step) -> None:
         stdout=subprocess.PIPE, start_new_session=True, preexec_fn=harness.die_with_parent,
     )
     try:
-        async with asyncio.timeout(STEP_TIMEOUT):
+        async with asyncio.timeout(step.timeout):
             output, _ = await process.communicate()
     except TimeoutError:
-        step.error = f"stopped after {STEP_TIMEOUT:.0f} s"
+        step.error = f"stopped after {step.timeout:.0f} s"
     finally:
         await harness.stop_process(process)
         step.seconds = time.monotonic() - started
@@ -155,7 +170,7 @@ def header_table(
     redis = next((s.result for s in steps if s.name == "bare_redis" and s.result), None)
     redis_version = (f"{redis['redis_version']} (`{redis['redis_binary']}`)" if redis
                      else f"? (`{harness.redis_binary()}`)")
-    minutes, rest = divmod(round(seconds), 60)
+    minutes, rest = divmod(round(seconds), 60) if seconds == seconds else (0, 0)
     return {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{info['cpu']}, {info['cores']} cores, {info['ram']} RAM, Linux "
@@ -165,24 +180,100 @@ def header_table(
         "Redis": redis_version,
         "commit": f"`{version}`" + (" (`+changes`: the working tree's `realtime/` or `sql/` "
                                     "differs from it)" if version.endswith("+changes") else ""),
-        "took": f"{minutes} min {rest} s",
+        "took": f"{minutes} min {rest} s" if seconds == seconds else "?",
         "load average (1 / 5 / 15 min)": f"{load_start} at the start, {load_end} at the end",
-        "steps": "<br>".join(f"`{s.shown}` ({s.seconds:.0f} s)" for s in steps),
+        "steps": "<br>".join(f"`{s.shown}` ({num(s.seconds, 0, ' s')})" for s in steps),
     }
+
+
+# --- keeping a run's JSON, and rendering from it -----------------------------------------------
+
+RUN_FILE = "run.json"  # in a --keep directory: the header and each step's command and time
+
+
+def keep(directory: Path, header: dict[str, str], steps: Sequence[Step]) -> None:
+    """Each step's JSON as DIRECTORY/NAME.json, and the run's header and steps as run.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+        if step.result is not None:
+            (directory / f"{step.name}.json").write_bytes(
+                orjson.dumps(step.result, option=orjson.OPT_INDENT_2))
+    (directory / RUN_FILE).write_bytes(orjson.dumps({
+        "header": header,
+        "steps": [{"name": s.name, "argv": s.argv, "seconds": s.seconds, "error": s.error,
+                   "timeout": s.timeout} for s in steps],
+    }, option=orjson.OPT_INDENT_2))
+
+
+def kept_steps(directory: Path, args: argparse.Namespace) -> tuple[list[Step], dict[str, str]]:
+    """The steps and header of a run kept with --keep; without its run.json, the steps of the
+    plan of these options, each from DIRECTORY/NAME.json (a step without one: failed), under a
+    header made of the steps' own (date, commit and load from the first)."""
+    run_file = directory / RUN_FILE
+    if run_file.exists():
+        run = orjson.loads(run_file.read_bytes())
+        steps = [Step(s["name"], s["argv"], seconds=s["seconds"] or math.nan, error=s["error"],
+                      timeout=s["timeout"]) for s in run["steps"]]
+    else:
+        run, steps = None, plan(args)
+    for step in steps:
+        path = directory / f"{step.name}.json"
+        if not path.exists():
+            step.error = step.error or f"no {path}"
+            continue
+        try:
+            step.result = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            step.error = f"{path} is not JSON ({exc})"
+    if run is not None:
+        return steps, run["header"]
+    first = next((s.result for s in steps if s.result), {})
+    started = (datetime.fromisoformat(first["started"]) if "started" in first
+               else datetime.now(UTC))
+    load_start = num(first.get("load"), 2)
+    header = header_table(started, math.nan, first.get("version", "?"), load_start, "?", steps)
+    header["took"] = f"? (rendered from `{directory}`, not run here)"
+    header["steps"] = ("as planned by the options given; each section's own options are "
+                       "those of its JSON<br>" + header["steps"])
+    return steps, header
+
+
+# --- command line ---------------------------------------------------------------------------------
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=HERE / "results.md",
                         help="where to write the results (default: bench/results.md)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="also write each step's JSON to DIR/NAME.json, and the run's "
+                             f"header and steps to DIR/{RUN_FILE}")
+    parser.add_argument("--render-from", type=Path, metavar="DIR",
+                        help="run nothing: write the results of the JSON kept in DIR (by "
+                             "--keep, or each step's --json output saved as DIR/NAME.json, "
+                             "NAME as in results.md's failures: bare_redis, fanout, "
+                             "sustained_memory, sustained_redis, workers_2, ...)")
     parser.add_argument("--messages", type=int, default=50_000,
                         help="bare Redis loop: messages per variant (default: 50000)")
     parser.add_argument("--sockets", type=int, nargs="+", default=[1000, 10000],
                         help="fan-out sizes (default: 1000 10000)")
-    parser.add_argument("--rate", type=int, nargs="+", default=[500, 1000],
-                        help="sustained rates (default: 500 1000)")
-    parser.add_argument("--seconds", type=float, default=20.0,
-                        help="seconds each sustained rate is held (default: 20)")
+    parser.add_argument("--rate", type=int, nargs="+", default=[300, 600],
+                        help="sustained rates through Redis, the bare send pipeline beside each "
+                             "(and the workers' rates); the marginal CPU per send is taken "
+                             "between the lowest and the highest (default: 300 600)")
+    parser.add_argument("--memory-rate", type=int, nargs="+", default=[600],
+                        help="sustained rates on the in-process broker (default: 600)")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="seconds each sustained rate is held (default: 15)")
+    parser.add_argument("--idle", type=float, default=20.0,
+                        help="sustained through Redis: seconds of idle sockets measured first, "
+                             "0 for none (default: 20)")
+    parser.add_argument("--search", action=argparse.BooleanOptionalAction, default=True,
+                        help="sustained through Redis: bisect the highest rate with p99 under "
+                             "100 ms, the server's and the bare pipeline's (default: on)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[2, 4],
+                        help="also serve the Redis rates with this many workers, one run each, "
+                             "without the floor; none to skip (default: 2 4)")
     parser.add_argument("--brokers", nargs="+", choices=("memory", "redis"),
                         default=["memory", "redis"],
                         help="sustained runs on these brokers (default: memory redis)")
@@ -190,13 +281,19 @@ def parse_args() -> argparse.Namespace:
                         help="expiry: messages due (default: 100000)")
     parser.add_argument("--sizes", type=float, nargs="+", default=[1.0, 5.0, 25.0],
                         help="file sizes in MiB (default: 1 5 25)")
-    parser.add_argument("--neighbour-seconds", type=float, default=30.0,
-                        help="neighbour: seconds of each run, quiet and attacked (default: 30)")
-    return parser.parse_args()
+    parser.add_argument("--neighbour-seconds", type=float, default=20.0,
+                        help="neighbour: seconds of each run, quiet and attacked (default: 20)")
+    args = parser.parse_args()
+    if any(n < 2 for n in args.workers):
+        parser.error("--workers takes counts of 2 or more (one worker is the Redis run)")
+    return args
 
 
 def main() -> int:
     args = parse_args()
+    if args.render_from is not None:
+        steps, header = kept_steps(args.render_from, args)
+        return write_report(args, steps, header)
     harness.raise_open_files_limit()
     steps = plan(args)
     started, began, load_start = datetime.now(UTC), time.monotonic(), load()
@@ -209,6 +306,14 @@ def main() -> int:
         return 130
     header = header_table(started, time.monotonic() - began, version, load_start, load(),
                           steps)
+    if args.keep is not None:
+        keep(args.keep, header, steps)
+        progress(f"kept each step's JSON in {args.keep}")
+    return write_report(args, steps, header)
+
+
+def write_report(args: argparse.Namespace, steps: Sequence[Step], header: dict[str, str]) -> int:
+    """Write the report to --output and print it; 1 if a step failed."""
     try:
         text = report(steps, header)
     except Exception:  # keep the run's figures even when the report cannot be made of them
