@@ -41,7 +41,7 @@ import sys
 import time
 import uuid
 from array import array
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -60,7 +60,7 @@ from realtime.events import EventSink
 from realtime.expiry import Expirer
 from realtime.loadtest.stats import percentile
 from realtime.migrate import apply_migrations
-from realtime.models import Event, EventType
+from realtime.models import Event, EventType, Message
 from realtime.store import expiry as expiry_store
 
 DEFAULT_RATE = 8_000.0  # expiries per second when no --window is given
@@ -274,7 +274,9 @@ class CountingSink:
         self.all_in = asyncio.Event()
         events.attach(self)
 
-    async def publish(self, events: list[Event]) -> None:
+    async def publish(
+        self, events: list[Event], arrivals: Mapping[uuid.UUID, Message] | None = None
+    ) -> None:
         self.batches.append((time.time(), [event.payload["message_id"] for event in events]))
         self._events += len(events)
         if self._events >= self._expected:

@@ -470,6 +470,10 @@ class Server:
     log: Path
     watched: list[Watched]
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def problems(self) -> list[str]:
         """What the server logged, but for the expected warning of its first start.
 

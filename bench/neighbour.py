@@ -166,7 +166,7 @@ async def run_once(
 ) -> Run:
     """The ordinary users' sends and logins for `--seconds`, beside the attacker if given."""
     name = "attacked" if attacker is not None else "quiet"
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     children = []
     async with contextlib.AsyncExitStack() as stack:
         logins_config = {"host": harness.HOST, "port": port, "users": str(workdir / "logins.json"),
@@ -186,8 +186,9 @@ async def run_once(
                    *(Watched(role, process.pid) for process, _, role in children)]
         window = CpuWindow(watched)
         step, *reports = await asyncio.gather(
-            sustained.run_step(workdir, args, server, clients, rate=args.rate,
-                               seconds=args.seconds, purpose=name, send_timeout=CALL_TIMEOUT),
+            sustained.run_step(workdir, args, sustained.Target(
+                sustained.REALTIME, server.port, "/api/messages", list(server.watched), clients,
+            ), rate=args.rate, seconds=args.seconds, purpose=name, send_timeout=CALL_TIMEOUT),
             *(go_and_report(process, log) for process, log, _ in children),
         )
         cpu = window.stop()

@@ -268,8 +268,7 @@ async def run_all(args: argparse.Namespace) -> Run:
             concurrency=args.concurrency))
         run = Run(header, steps, [], await clients.connect())
         say_connected(args, REALTIME, run.connected)
-        port = int(server.url.rsplit(":", 1)[1])
-        targets = [Target(REALTIME, port, "/api/messages", list(server.watched), clients)]
+        targets = [Target(REALTIME, server.port, "/api/messages", list(server.watched), clients)]
         if args.floor:
             bare, run.bare_connected = await start_bare(stack, workdir, args, server, seeded)
             say_connected(args, BARE, run.bare_connected)
