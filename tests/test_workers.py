@@ -102,9 +102,9 @@ def stop(served: Served) -> None:
                 child.kill()
         served.process.kill()
         served.process.wait(STOP_TIMEOUT)
-    for postmaster in postmasters_of(served.data_dir):
-        postmaster.terminate()
-        with contextlib.suppress(psutil.TimeoutExpired):
+    for postmaster in postmasters_of(served.data_dir):  # it may be stopping by itself
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+            postmaster.terminate()
             postmaster.wait(STOP_TIMEOUT)
 
 
