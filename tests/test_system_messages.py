@@ -60,6 +60,8 @@ async def test_an_admin_posts_one_and_every_user_is_shown_it(
     assert listed == [created]
     assert (await alice.http.get("/api/system-messages")).json()["messages"] == [created]
     assert await shown(admin) == ["Maintenance tonight"]
+    newcomer = await make_user()  # an account made afterwards is shown it too
+    assert await shown(newcomer) == ["Maintenance tonight"]
 
 
 async def test_subject_and_body_are_sealed_at_rest(
