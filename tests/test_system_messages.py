@@ -347,7 +347,7 @@ async def test_an_ended_message_is_never_shown_even_before_its_deletion(
     admin: LoggedInUser, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     """With no expirer running (the in-process app), a message past its end is still hidden
-    from every list and cannot be dismissed."""
+    from every list and can be neither dismissed nor withdrawn."""
     alice = await make_user()
     created = await post(admin, ends_at=soon(0.3))
     await asyncio.sleep(0.4)
@@ -356,6 +356,7 @@ async def test_an_ended_message_is_never_shown_even_before_its_deletion(
     assert (await admin.http.get(ADMIN_URL)).json()["messages"] == []
     answer = await alice.http.post(f"/api/system-messages/{created['id']}/dismiss")
     assert_error(answer, 404, "not_found")
+    assert_error(await admin.http.delete(f"{ADMIN_URL}/{created['id']}"), 404, "not_found")
 
 
 async def test_an_ended_message_is_not_replayed(

@@ -49,7 +49,8 @@ class Renderer:
         if read - arrivals.keys():
             expiries |= await self._log.expiries(list(read - arrivals.keys()))
         to_many = _sent_to_many(events, summaries)
-        system = await self._system_shown(events)
+        system = {id_: _SystemShown(protocol.system_message_json(m), _ends(m))
+                  for id_, m in (await self._system_shown(events)).items()}
         everyone = _to_everyone(events)
         payloads: list[tuple[UUID | None, bytes]] = []
         for event in events:
@@ -163,19 +164,25 @@ def _to_everyone(events: list[Event]) -> _Everyone:
     return {key: users for key, users in found.items() if len(users) >= TO_EVERY_NODE_FROM}
 
 
+@dataclasses.dataclass(frozen=True)
+class _SystemShown:
+    """A system message of the batch still shown: its JSON, made once, and when it ends."""
+
+    json: bytes
+    ends_at: float
+
+
 def _system_payloads(
-    event: Event, system: dict[UUID, SystemMessage], everyone: _Everyone
+    event: Event, system: Mapping[UUID, _SystemShown], everyone: _Everyone
 ) -> list[tuple[UUID | None, bytes]]:
     """A system event's payload: for its user, or, the first of an event to many, for every
     node (the others of it then none)."""
     message_id = protocol.system_message_of(event)
     shown = system.get(message_id)
-    frame = protocol.event_frame(
-        event, {}, {} if shown is None else {message_id: protocol.system_message_json(shown)}
-    )
+    frame = protocol.event_frame(event, {}, {} if shown is None else {message_id: shown.json})
     if frame is None:  # withdrawn or ended since: its withdrawal follows
         return []
-    expires_at = _ends(shown) if shown is not None else 0.0
+    expires_at = shown.ends_at if shown is not None else 0.0
     users = everyone.get((event.type, message_id))
     if users is None:
         published = Published(event.seq, protocol.encode(frame), expires_at)

@@ -81,9 +81,11 @@ async def by_ids(conn: asyncpg.Connection, ids: Sequence[UUID]) -> list[SealedSy
 
 
 async def delete(conn: asyncpg.Connection, message_id: UUID) -> bool:
-    """Delete the message (its key and dismissals with it); whether there was one."""
+    """Delete the message if it is still shown (its key and dismissals with it; an ended one
+    is the expirer's); whether it was."""
     return await conn.fetchval(
-        "delete from system_messages where id = $1 returning true", message_id
+        f"delete from system_messages s where s.id = $1 and {_ACTIVE} returning true",
+        message_id,
     ) is not None
 
 
