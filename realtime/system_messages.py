@@ -12,8 +12,8 @@ from uuid import UUID
 
 from realtime.crypto import Keyring, row_name
 from realtime.db import Database
-from realtime.drafts import LATEST_EXPIRY
-from realtime.errors import Conflict, InvalidInput, NotFound
+from realtime.drafts import check_ahead
+from realtime.errors import Conflict, NotFound
 from realtime.events import EventSink
 from realtime.models import (
     Event,
@@ -74,7 +74,7 @@ class SystemMessages:
     async def post(self, author: User, draft: SystemDraft) -> SystemMessage:
         """Store the message and give every enabled user its `system.message`, then publish;
         Conflict when MAX_ACTIVE are shown already."""
-        _check(draft)
+        check_ahead(draft.ends_at, "ends_at", "end time")
         message_id = uuid.uuid4()
         envelope, key = self._keyring.new_envelope(row_name(TABLE, message_id))
         sealed = SealedSystemMessage(
@@ -154,11 +154,3 @@ class SystemMessages:
             created_at=sealed.created_at, ends_at=sealed.ends_at,
         )
 
-
-def _check(draft: SystemDraft) -> None:
-    if draft.ends_at is None:
-        return
-    if draft.ends_at <= datetime.now(UTC):
-        raise InvalidInput("the end time has passed", {"ends_at": "in the past"})
-    if draft.ends_at >= LATEST_EXPIRY:
-        raise InvalidInput("the end time is too far", {"ends_at": "before the year 9999"})
