@@ -372,3 +372,30 @@ async def test_an_ended_message_is_not_replayed(
     assert [f["type"] for f in frames] == ["system.withdrawn", "resumed"]
     await ws.close()
 
+
+
+async def test_hello_follows_the_session_for_a_reminder_and_resume_skips_what_was_dismissed(
+    live: LiveServer, make_user: MakeUser
+) -> None:
+    """A reminder dismissed: a new socket of the same session has it no more in hello, one of a
+    later sign-in has it again; a resume from before it replays only the dismissal."""
+    admin = await make_user(is_admin=True, on=live)
+    alice = await make_user(on=live)
+    ws = await open_socket(live, alice)
+    before = (await next_frame(ws))["seq"]
+    await ws.close()
+    created = await post(admin, mode="reminder")
+    assert (await alice.http.post(
+        f"/api/system-messages/{created['id']}/dismiss")).status_code == 204
+    ws = await open_socket(live, alice)
+    hello = await next_frame(ws)
+    assert hello["system"] == [] and hello["seq"] == before + 2
+    await ws.send(f'{{"type":"resume","after_seq":{before}}}')
+    frames = await frames_until(ws, "resumed")
+    assert frames[:-1] == [{"type": "system.dismissed", "seq": before + 2, "id": created["id"]}]
+    await ws.close()
+    await asyncio.sleep(0.01)
+    later = await make_user.another_session(alice, on=live)
+    ws = await open_socket(live, later)
+    assert (await next_frame(ws))["system"] == [created]
+    await ws.close()
