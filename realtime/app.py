@@ -49,6 +49,7 @@ from realtime.mail import Mailer
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.rotation import load_fingerprint_key
+from realtime.system_messages import SystemMessages
 from realtime.vault import Vault
 from realtime.vault_limits import VaultLimits
 from realtime.ws import SERVER_SEND, Live, websocket_endpoint
@@ -110,8 +111,12 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 limits=link_limits(settings), mailer=Mailer.from_settings(settings),
                 link_scheduled=expirer.expiry_scheduled if expirer is not None else None,
             )
+            system_messages = SystemMessages(
+                db, keyring, sink=sink,
+                end_scheduled=expirer.expiry_scheduled if expirer is not None else None,
+            )
             app.state.live = await start_live_delivery(
-                stack, settings, db, accounts, messaging, sink, keyring
+                stack, settings, db, accounts, messaging, system_messages, sink, keyring
             )
             if expirer is not None:
                 await start_owned_task(stack, expirer.run(), "expirer")
@@ -125,6 +130,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 files=files,
                 attachments=attachments,
                 links=links,
+                system_messages=system_messages,
                 budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
                 request_rate=RequestRate(settings.requests_per_minute),
@@ -184,12 +190,12 @@ def vault_limits(settings: Settings) -> VaultLimits:
 
 async def start_live_delivery(
     stack: AsyncExitStack, settings: Settings, db: Database, accounts: Accounts,
-    messaging: Messaging, sink: EventSink, keyring: Keyring,
+    messaging: Messaging, system_messages: SystemMessages, sink: EventSink, keyring: Keyring,
 ) -> Live:
     """The renderer, the hub with its broker, and the publisher consuming `sink`; at shutdown
     the publisher stops first (what was committed goes out), then sockets close, then the
     broker."""
-    renderer = Renderer(messaging, EventLog(db))
+    renderer = Renderer(messaging, EventLog(db), system_messages)
     hub = Hub(
         broker=partial(
             create_broker,

@@ -64,12 +64,18 @@ def check_draft(sender: User, draft: Draft) -> None:
         raise InvalidInput(
             "too many attachments", {"attachments": f"at most {MAX_ATTACHMENTS}"}
         )
-    if draft.expires_at is None:
+    check_ahead(draft.expires_at, "expires_at", "expiry time")
+
+
+def check_ahead(moment: datetime | None, field: str, what: str) -> None:
+    """A time set ahead (an expiry, an end), when given, lies in the future and before the
+    year 9999; else 400 naming `field`."""
+    if moment is None:
         return
-    if draft.expires_at <= datetime.now(UTC):
-        raise InvalidInput("the expiry time has passed", {"expires_at": "in the past"})
-    if draft.expires_at >= LATEST_EXPIRY:
-        raise InvalidInput("the expiry time is too far", {"expires_at": "before the year 9999"})
+    if moment <= datetime.now(UTC):
+        raise InvalidInput(f"the {what} has passed", {field: "in the past"})
+    if moment >= LATEST_EXPIRY:
+        raise InvalidInput(f"the {what} is too far", {field: "before the year 9999"})
 
 
 @dataclass(frozen=True)

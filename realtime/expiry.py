@@ -1,7 +1,7 @@
-"""Expiry on time: the expirer deletes each message when its expiry passes and each shareable
-link when it falls due, on every node, and purges what the server no longer needs (ended
-sessions, old events, idempotency keys, ended login windows, uploads never attached, refilled
-budgets), each on its own schedule.
+"""Expiry on time: the expirer deletes each message when its expiry passes, each shareable
+link when it falls due and each system message when it ends, on every node, and purges what
+the server no longer needs (ended sessions, old events, idempotency keys, ended login windows,
+uploads never attached, refilled budgets), each on its own schedule.
 
 The expirer sleeps until the earliest pending expiry (never a fixed poll). A send with a sooner
 expiry wakes it early: in process directly, on other nodes through PostgreSQL NOTIFY. Due
@@ -25,7 +25,7 @@ from realtime.config import Settings
 from realtime.db import CONTENDED, DATABASE_FAULTS, Connection, Database
 from realtime.events import EventSink
 from realtime.links import ended_payload
-from realtime.models import DeleteReason, EventType, LinkEnd
+from realtime.models import DeleteReason, EventType, LinkEnd, SystemEnd
 from realtime.store import budgets as budget_store
 from realtime.store import events as event_store
 from realtime.store import expiry as expiry_store
@@ -33,11 +33,14 @@ from realtime.store import files as file_store
 from realtime.store import idempotency, throttle
 from realtime.store import links as link_store
 from realtime.store import sessions as session_store
+from realtime.store import system_messages as system_store
 from realtime.store import uploads as upload_store
+from realtime.system_messages import to_every_user, withdrawn_payload
 
 log = logging.getLogger(__name__)
 
 BATCH = 1_000  # messages deleted per transaction
+SYSTEM_BATCH = 20  # system messages ended per transaction: each is an event for every user
 PURGE_INTERVAL = 60.0
 PURGE_BATCH = 10_000  # events purged per statement
 UNATTACHED_UPLOAD_LIFETIME = timedelta(hours=1)
@@ -177,10 +180,14 @@ class Expirer:
                 break
         while (links := await self._delete_links_batch()) == BATCH:
             pass
+        while (ended := await self._end_system_messages()) == SYSTEM_BATCH:
+            pass
         async with self._db.connection() as conn:
             next_message = await expiry_store.seconds_until_next_expiry(conn)
             next_link = await link_store.seconds_until_next_due(conn)
-        waits = [_wait(next_message, deleted), _wait(next_link, links)]
+            next_system = await system_store.seconds_until_next_end(conn)
+        waits = [_wait(next_message, deleted), _wait(next_link, links),
+                 _wait(next_system, ended)]
         known = [wait for wait in waits if wait is not None]
         return min(known) if known else IDLE_WAIT
 
@@ -199,6 +206,22 @@ class Expirer:
             metrics.links_deleted.inc(len(due))
             await self._sink.committed(events)
         return len(due)
+
+    async def _end_system_messages(self) -> int:
+        """Delete the system messages whose end has come, telling every enabled user
+        (`system.withdrawn`, reason `ended`): one statement of events for each."""
+        async with self._db.transaction() as conn:
+            ended = await system_store.delete_ended(conn, SYSTEM_BATCH)
+            events = []
+            for message_id in ended:
+                payload = withdrawn_payload(message_id, SystemEnd.ENDED)
+                appended = await event_store.append_to_every_user(
+                    conn, EventType.SYSTEM_WITHDRAWN, payload
+                )
+                events += to_every_user(EventType.SYSTEM_WITHDRAWN, payload, appended)
+        if events:
+            await self._sink.committed(events)
+        return len(ended)
 
     async def _expire_batch(self) -> int:
         async with self._db.transaction() as conn:

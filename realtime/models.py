@@ -15,12 +15,29 @@ class EventType(StrEnum):
     MESSAGE_DELETED = "message.deleted"
     LINK_VIEWED = "link.viewed"
     LINK_DELETED = "link.deleted"
+    SYSTEM_MESSAGE = "system.message"
+    SYSTEM_WITHDRAWN = "system.withdrawn"
+    SYSTEM_DISMISSED = "system.dismissed"
 
 
 class DeleteReason(StrEnum):
     EXPIRED = "expired"
     RECALLED = "recalled"
     DELETED = "deleted"
+
+
+class SystemMode(StrEnum):
+    """How a system message leaves: dismissed for good, or shown again at each sign-in."""
+
+    DISMISSIBLE = "dismissible"
+    REMINDER = "reminder"
+
+
+class SystemEnd(StrEnum):
+    """Why a system message is no longer shown to anyone."""
+
+    WITHDRAWN = "withdrawn"
+    ENDED = "ended"
 
 
 class Box(StrEnum):
@@ -359,3 +376,28 @@ class ListedLink:
     key: SealedKey
     listed_subject: bytes = field(repr=False)
     emailed_to: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class SealedSystemMessage:
+    """A system message as stored: subject and body sealed under its own data key."""
+
+    id: UUID
+    mode: SystemMode
+    created_at: datetime
+    ends_at: datetime | None
+    key: SealedKey
+    subject: bytes = field(repr=False)
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SystemMessage:
+    """An administrator's announcement to every user, opened."""
+
+    id: UUID
+    subject: str
+    body: str
+    mode: SystemMode
+    created_at: datetime
+    ends_at: datetime | None

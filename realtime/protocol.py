@@ -24,7 +24,16 @@ from realtime.errors import (
     Unauthenticated,
     Unavailable,
 )
-from realtime.models import DeleteReason, Event, EventType, LinkEnd, Message, User
+from realtime.models import (
+    DeleteReason,
+    Event,
+    EventType,
+    LinkEnd,
+    Message,
+    SystemEnd,
+    SystemMessage,
+    User,
+)
 
 MAX_SEQ = 2**63 - 1  # a seq is a bigint
 
@@ -94,6 +103,22 @@ def summary_json(message: Message) -> bytes:
     return codec.encode(summary(message))
 
 
+def system_message(message: SystemMessage) -> dict[str, Any]:
+    """A system message as every user sees it."""
+    return {
+        "id": message.id,
+        "subject": message.subject,
+        "body": message.body,
+        "mode": message.mode.value,
+        "created_at": message.created_at,
+        "ends_at": message.ends_at,
+    }
+
+
+def system_message_json(message: SystemMessage) -> bytes:
+    return codec.encode(system_message(message))
+
+
 def me(user: User) -> dict[str, Any]:
     """Who a user is, as they see themselves."""
     return {
@@ -116,6 +141,7 @@ class Hello:
     seq: int
     unread: int
     high_priority: Sequence[Mapping[str, Any]] = ()
+    system: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +190,25 @@ class LinkDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class SystemNew:
+    seq: int
+    message: bytes  # the system message's JSON
+
+
+@dataclass(frozen=True, slots=True)
+class SystemWithdrawn:
+    seq: int
+    id: UUID
+    reason: SystemEnd
+
+
+@dataclass(frozen=True, slots=True)
+class SystemDismissed:
+    seq: int
+    id: UUID
+
+
+@dataclass(frozen=True, slots=True)
 class Resumed:
     seq: int
 
@@ -178,7 +223,10 @@ class Pong:
     pass
 
 
-EventFrame = MessageNew | MessageRead | MessageDeleted | LinkViewed | LinkDeleted
+EventFrame = (
+    MessageNew | MessageRead | MessageDeleted | LinkViewed | LinkDeleted | SystemNew
+    | SystemWithdrawn | SystemDismissed
+)
 ServerFrame = Hello | EventFrame | Resumed | Resync | Pong
 
 
@@ -221,10 +269,21 @@ def encode(frame: ServerFrame) -> bytes:
                 "type": EventType.LINK_DELETED.value, "seq": seq, "link_id": link_id,
                 "reason": reason.value,
             })
-        case Hello(user, seq, unread, high_priority):
+        case SystemNew(seq, message):
+            return b'{"type":"system.message","seq":%d,"message":%s}' % (seq, message)
+        case SystemWithdrawn(seq, id_, reason):
+            return codec.encode({
+                "type": EventType.SYSTEM_WITHDRAWN.value, "seq": seq, "id": id_,
+                "reason": reason.value,
+            })
+        case SystemDismissed(seq, id_):
+            return codec.encode({
+                "type": EventType.SYSTEM_DISMISSED.value, "seq": seq, "id": id_,
+            })
+        case Hello(user, seq, unread, high_priority, system):
             return codec.encode({
                 "type": "hello", "user": user, "seq": seq, "unread": unread,
-                "high_priority": list(high_priority),
+                "high_priority": list(high_priority), "system": list(system),
             })
         case Resumed(seq):
             return b'{"type":"resumed","seq":%d}' % seq
@@ -262,9 +321,15 @@ def decode(data: bytes | str) -> ServerFrame:
                               frame["viewed_at"])
         if kind == EventType.LINK_DELETED:
             return LinkDeleted(frame["seq"], UUID(frame["link_id"]), LinkEnd(frame["reason"]))
+        if kind == EventType.SYSTEM_MESSAGE:
+            return SystemNew(frame["seq"], codec.encode(frame["message"]))
+        if kind == EventType.SYSTEM_WITHDRAWN:
+            return SystemWithdrawn(frame["seq"], UUID(frame["id"]), SystemEnd(frame["reason"]))
+        if kind == EventType.SYSTEM_DISMISSED:
+            return SystemDismissed(frame["seq"], UUID(frame["id"]))
         if kind == "hello":
             return Hello(frame["user"], frame["seq"], frame["unread"],
-                         tuple(frame["high_priority"]))
+                         tuple(frame["high_priority"]), tuple(frame.get("system", ())))
         if kind == "resumed":
             return Resumed(frame["seq"])
     except (KeyError, TypeError, ValueError):
@@ -276,10 +341,19 @@ def decode(data: bytes | str) -> ServerFrame:
     raise InvalidInput("unknown frame type")
 
 
-def event_frame(event: Event, summaries: Mapping[UUID, bytes]) -> EventFrame | None:
+def event_frame(
+    event: Event, summaries: Mapping[UUID, bytes], system: Mapping[UUID, bytes] | None = None
+) -> EventFrame | None:
     """The frame of a logged event; None for a new message that is gone already (its summary
-    is not among `summaries`)."""
+    is not among `summaries`), or a system message no longer shown (not among `system`)."""
     payload = event.payload
+    if event.type is EventType.SYSTEM_MESSAGE:
+        found = (system or {}).get(system_message_of(event))
+        return None if found is None else SystemNew(event.seq, found)
+    if event.type is EventType.SYSTEM_WITHDRAWN:
+        return SystemWithdrawn(event.seq, system_message_of(event), SystemEnd(payload["reason"]))
+    if event.type is EventType.SYSTEM_DISMISSED:
+        return SystemDismissed(event.seq, system_message_of(event))
     if event.type is EventType.LINK_VIEWED:
         return LinkViewed(event.seq, UUID(payload["link_id"]), payload["views_left"],
                           payload["viewed_at"])
@@ -308,6 +382,16 @@ def message_of(event: Event) -> UUID:
 @functools.lru_cache(maxsize=1024)
 def _message_id(text: str) -> UUID:
     return UUID(str(text))
+
+
+SYSTEM_EVENTS = frozenset(
+    {EventType.SYSTEM_MESSAGE, EventType.SYSTEM_WITHDRAWN, EventType.SYSTEM_DISMISSED}
+)
+
+
+def system_message_of(event: Event) -> UUID:
+    """The system message a `system.*` event is about."""
+    return _message_id(event.payload["id"])
 
 
 # Client frames.
@@ -359,10 +443,14 @@ def _object(data: bytes | str) -> dict[str, Any]:
 # Broker payloads: what a node publishes for the others, one kind byte first.
 
 _FRAME, _TIMED_FRAME, _END_SESSIONS, _NEW_TO_MANY = b"F", b"T", b"E", b"M"
+_EVENT_TO_MANY = b"A"
 _HEAD = struct.Struct(">qd")  # seq, expires_at
 _TIME = struct.Struct(">d")
 _MANY_HEAD = struct.Struct(">ddI")  # committed_at, expires_at, how many recipients
 _RECIPIENT = struct.Struct(">16sqq")  # the user id's bytes, their seq, their unread count
+_TO_MANY_HEAD = struct.Struct(">ddII")  # committed_at, expires_at, how many users, head size
+_SEQ_RECORD = struct.Struct(">16sq")  # the user id's bytes, their seq
+_SEQ_MARK = b'"seq":0'
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,8 +533,56 @@ class NewToMany:
         return _NEW_TO_MANY + head + self.records + self.message
 
 
-def unpack(payload: bytes) -> Published | NewToMany | EndSessions | None:
+@dataclass(frozen=True, slots=True)
+class EventToMany:
+    """One event for many users (a system message to everyone), published once to every node:
+    the frame once, split where each user's seq goes, and each user's id and seq packed."""
+
+    head: bytes  # the frame's JSON up to its seq
+    tail: bytes  # and after it
+    records: bytes  # the users, packed: see `seq_record`
+    expires_at: float = 0.0
+    committed_at: float = 0.0
+
+    @classmethod
+    def of(cls, frame: bytes, records: bytes, expires_at: float = 0.0) -> EventToMany:
+        """From a frame encoded with seq 0 (`"seq":0` right after its type)."""
+        head, mark, tail = frame.partition(_SEQ_MARK)
+        if not mark:
+            raise ValueError("the frame has no seq 0 to split at")
+        return cls(head + mark[:-1], tail, records, expires_at)
+
+    def addressed(self) -> Iterator[tuple[bytes, int]]:
+        """Each user as (the id's 16 bytes, seq), in the order given."""
+        return _SEQ_RECORD.iter_unpack(self.records)
+
+    def pack(self) -> bytes:
+        head = _TO_MANY_HEAD.pack(self.committed_at, self.expires_at,
+                                  len(self.records) // _SEQ_RECORD.size, len(self.head))
+        return _EVENT_TO_MANY + head + self.records + self.head + self.tail
+
+
+def seq_record(user_id: UUID, seq: int) -> bytes:
+    """One user's record in `EventToMany.records`."""
+    return _SEQ_RECORD.pack(user_id.bytes, seq)
+
+
+def _unpack_event_to_many(payload: bytes) -> EventToMany | None:
+    if len(payload) < 1 + _TO_MANY_HEAD.size:
+        return None
+    committed_at, expires_at, count, head_size = _TO_MANY_HEAD.unpack_from(payload, 1)
+    start = 1 + _TO_MANY_HEAD.size
+    end = start + count * _SEQ_RECORD.size
+    if len(payload) < end + head_size:
+        return None
+    return EventToMany(payload[end:end + head_size], payload[end + head_size:],
+                       payload[start:end], expires_at, committed_at)
+
+
+def unpack(payload: bytes) -> Published | NewToMany | EventToMany | EndSessions | None:
     """A broker payload made by `pack`; None for one of an unknown kind or a truncated one."""
+    if payload[:1] == _EVENT_TO_MANY:
+        return _unpack_event_to_many(payload)
     if payload[:1] == _NEW_TO_MANY:
         if len(payload) < 1 + _MANY_HEAD.size:
             return None
@@ -503,4 +639,16 @@ def time_frames(
             if at is not None:
                 timed = NewToMany(many.message, many.records, many.expires_at, at)
                 payloads[index] = (audience, timed.pack())
+        elif kind == _EVENT_TO_MANY:
+            to_many = _unpack_event_to_many(payload)
+            assert to_many is not None
+            first_user = next(to_many.addressed(), None)
+            frames += len(to_many.records) // _SEQ_RECORD.size
+            at = None if first_user is None else committed_at.get(
+                (int.from_bytes(first_user[0], "big"), first_user[1])
+            )
+            if at is not None:
+                payloads[index] = (audience, EventToMany(
+                    to_many.head, to_many.tail, to_many.records, to_many.expires_at, at
+                ).pack())
     return frames

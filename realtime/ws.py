@@ -115,7 +115,7 @@ async def _authenticated(
 
 async def _greet(websocket: WebSocket, conn: Connection, user: User, live: Live) -> None:
     """Send `hello`; nothing of it stays referenced while the socket lives."""
-    seq, hello = await live.renderer.hello(user)
+    seq, hello = await live.renderer.hello(user, conn.session_id)
     conn.last_seq = seq  # hello holds the events and count up to seq
     await websocket.send_text(hello.decode())
 

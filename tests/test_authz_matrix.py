@@ -59,7 +59,11 @@ PATH_IDS: dict[str, dict[str, str]] = {
     "/api/admin/groups/{id}/members": {"id": "group"},
     "/api/links/{id}": {"id": "link"},
     "/api/links/open/attachments/{attachment_id}": {"attachment_id": "link_attachment"},
+    "/api/admin/system-messages/{id}": {"id": "system_message"},
+    "/api/system-messages/{id}/dismiss": {"id": "system_message"},
 }
+# Paths naming what every user sees by design (an administrator's system message): no owner.
+EVERYONES = ("/api/system-messages/",)
 
 LINK_EXPIRY = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 # A body each operation with a body would accept, so that only the caller's rights are at stake.
@@ -77,6 +81,7 @@ BODIES: dict[str, Any] = {
     "POST /api/links": {"subject": "s", "expires_at": LINK_EXPIRY},
     "POST /api/links/open": {"token": "A" * 43, "passphrase": None},
     "POST /api/links/open/attachments/{attachment_id}": {"token": "A" * 43, "passphrase": None},
+    "POST /api/admin/system-messages": {"subject": "taken over", "mode": "reminder"},
 }
 
 
@@ -133,13 +138,20 @@ def rows() -> list[Row]:
 
 
 ROWS = rows()
-OWNED = [row for row in ROWS if row.parameters and not row.admin]
+OWNED = [row for row in ROWS
+         if row.parameters and not row.admin and not row.path.startswith(EVERYONES)]
 ADMIN = [row for row in ROWS if row.admin]
 
 
 @pytest.fixture
 async def world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
-    return await owners_world(make_user, admin)
+    """The owner's objects, and a system message of the admin's (everyone's to see)."""
+    made = await owners_world(make_user, admin)
+    posted = await admin.http.post("/api/admin/system-messages", json={
+        "subject": "for everyone", "mode": "dismissible"})
+    assert posted.status_code == 201, posted.text
+    made.ids["system_message"] = posted.json()["id"]
+    return made
 
 
 @pytest.fixture
@@ -249,8 +261,25 @@ async def test_every_admin_operation_is_403_to_an_ordinary_user(
     await assert_untouched(world, admin)
 
 
-# Objects every user may see by design: users and groups are public within the organisation.
-PUBLIC_IDS = {"user", "group"}
+async def test_a_system_message_dismissed_by_one_user_stays_for_the_others(
+    world: OwnersWorld, intruder: OwnersWorld, admin: LoggedInUser
+) -> None:
+    """A system message is everyone's: another user's dismissal hides it from them only, and
+    no ordinary user can withdraw it."""
+    message_id = world.ids["system_message"]
+    dismissed = await intruder.owner.http.post(f"/api/system-messages/{message_id}/dismiss")
+    assert dismissed.status_code == 204, dismissed.text
+    for person, expected in ((intruder.owner, []), (world.owner, [message_id])):
+        listed = (await person.http.get("/api/system-messages")).json()["messages"]
+        assert [m["id"] for m in listed] == expected
+    listed = (await admin.http.get("/api/admin/system-messages")).json()["messages"]
+    assert [m["id"] for m in listed] == [message_id]
+    await assert_untouched(world, admin)
+
+
+# Objects every user may see by design: users and groups are public within the organisation,
+# and a system message is shown to everyone.
+PUBLIC_IDS = {"user", "group", "system_message"}
 LISTS = [row for row in ROWS
          if row.secured and row.method == "GET" and not row.parameters and not row.admin]
 

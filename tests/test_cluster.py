@@ -139,6 +139,41 @@ async def test_a_send_to_many_crosses_redis_once_and_reaches_each_socket_once_on
     assert hello["unread"] == 1
 
 
+async def test_a_system_message_crosses_redis_once_and_reaches_every_socket_on_every_node(
+    start_nodes: StartNodes, make_user: MakeUser, redis_url: str
+) -> None:
+    """Posted through node A, a system message is one sealed payload on the channel every node
+    hears, and so is its withdrawal; each socket of every user, on either node, gets both with
+    its user's seqs."""
+    node_a, node_b = start_nodes(redis_url, 2)
+    admin = await make_user(is_admin=True, on=node_a)
+    users = [await make_user(on=node_a) for _ in range(TO_EVERY_NODE_FROM)]
+    subject = unique_name("notice")
+    async with AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(await open_socket(node, user))
+                   for i, user in enumerate(users) for node in (node_a, node_b)[: 1 + i % 2]]
+        hellos = [await next_frame(ws) for ws in sockets]
+        async with raw_subscriber(redis_url, "*") as seen:
+            posted = await admin.http.post("/api/admin/system-messages", json={
+                "subject": subject, "mode": "dismissible"})
+            assert posted.status_code == 201, posted.text
+            message_id = posted.json()["id"]
+            withdrawn = await admin.http.delete(f"/api/admin/system-messages/{message_id}")
+            assert withdrawn.status_code == 204, withdrawn.text
+            for ws, hello in zip(sockets, hellos, strict=True):
+                first, second = await next_frame(ws), await next_frame(ws)
+                assert (first["type"], first["seq"]) == ("system.message", hello["seq"] + 1)
+                assert first["message"]["subject"] == subject
+                assert second == {"type": "system.withdrawn", "seq": hello["seq"] + 2,
+                                  "id": message_id, "reason": "withdrawn"}
+            for ws in sockets:
+                assert await no_more_frames(ws) == []
+    crossed = [(channel, payload) for channel, payload in seen if b":node:" not in channel]
+    assert [channel.rsplit(b":", 1)[-1] for channel, _ in crossed] == [b"nodes", b"nodes"]
+    assert all(subject.encode() not in payload and message_id.encode() not in payload
+               for _, payload in crossed)
+
+
 async def test_a_user_connected_to_no_node_costs_no_delivery(
     start_nodes: StartNodes, make_user: MakeUser, redis_url: str
 ) -> None:

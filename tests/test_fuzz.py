@@ -51,6 +51,9 @@ REFERENCES_AND_RULES = [
     "POST /api/admin/groups", "PUT /api/admin/groups/{id}/members",
     "POST /api/vault/entries", "PATCH /api/vault/entries/{id}", "POST /api/vault/folders",
     "POST /api/messages/{id}/save", "POST /api/links",
+    # An end time already past; at most 20 shown at once (409); ids of no system message.
+    "POST /api/admin/system-messages", "DELETE /api/admin/system-messages/{id}",
+    "POST /api/system-messages/{id}/dismiss",
 ]
 ACCEPTED_OR_REFUSED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 
@@ -116,6 +119,11 @@ async def target(server: LiveServer, make_user: MakeUser, admin: LoggedInUser) -
         "/api/messages", json={"to": [{"kind": "user", "id": admin.id}], "subject": "hello"}
     )
     assert received.status_code == 201, received.text
+    announced = await http.post(
+        "/api/admin/system-messages",
+        json={"subject": "seeded", "body": "for the fuzzer", "mode": "dismissible"},
+    )
+    assert announced.status_code == 201, announced.text
     TARGET.url = server.url
     TARGET.token = admin.token
     TARGET.leaver = leaver.user.username
@@ -123,6 +131,7 @@ async def target(server: LiveServer, make_user: MakeUser, admin: LoggedInUser) -
         "user": user_ids,
         "group": [group_id],
         "message": [sent.json()["id"], received.json()["id"]],
+        "system_message": [announced.json()["id"]],
     }
     return TARGET
 
@@ -152,7 +161,8 @@ def point_at_seeded_objects(case: Case) -> None:
     if "id" in params:
         path = case.operation.path
         kind = ("message" if path.startswith("/api/messages")
-                else "group" if path.startswith("/api/admin/groups") else "user")
+                else "group" if path.startswith("/api/admin/groups")
+                else "system_message" if "/system-messages/" in path else "user")
         params["id"] = _pick(TARGET.pools[kind], seed) or params["id"]
     body: Any = case.body
     if not isinstance(body, dict):

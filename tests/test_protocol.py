@@ -34,6 +34,7 @@ from realtime.models import (
     EventType,
     Message,
     MessageHeader,
+    SystemEnd,
     User,
 )
 from realtime.protocol import (
@@ -76,6 +77,10 @@ SUMMARY = codec.encode({"id": str(uuid.UUID(int=1)), "subject": "hi", "attachmen
 SERVER_FRAMES = [
     Hello({"id": str(USER.id), "username": "alice"}, 7, 2, ({"id": "x", "subject": "s"},)),
     Hello({"id": str(USER.id)}, 0, 0, ()),
+    Hello({"id": str(USER.id)}, 3, 0, (), ({"id": "y", "subject": "maintenance"},)),
+    protocol.SystemNew(13, b'{"id":"y","subject":"maintenance"}'),
+    *[protocol.SystemWithdrawn(14, uuid.UUID(int=7), reason) for reason in SystemEnd],
+    protocol.SystemDismissed(15, uuid.UUID(int=7)),
     MessageNew(8, 3, SUMMARY),
     MessageNew(8, None, SUMMARY),
     MessageRead(9, 1, uuid.UUID(int=2), Reader(uuid.UUID(int=3), "Carol"), "2024-05-06T07:08:09Z"),
@@ -239,6 +244,31 @@ def test_a_truncated_send_to_many_unpacks_to_nothing() -> None:
     many = NewToMany.of(b"{}", [Recipient(uuid.uuid4(), 1, 1) for _ in range(3)]).pack()
     for cut in (1, 10, len(many) - 3):
         assert protocol.unpack(many[:cut]) is None
+
+
+@pytest.mark.parametrize("count", [0, 1, 1000])
+def test_an_event_to_many_packs_once_and_each_user_gets_the_frame_with_their_seq(
+    count: int,
+) -> None:
+    """One frame split at its seq and every user's id and seq: unpacked, each user's frame is
+    the frame an event of their own would be; truncated, it unpacks to nothing."""
+    users = [(uuid.uuid4(), 100 + n) for n in range(count)]
+    frame = protocol.SystemWithdrawn(0, uuid.UUID(int=9), SystemEnd.WITHDRAWN)
+    records = b"".join(protocol.seq_record(user_id, seq) for user_id, seq in users)
+    packed = protocol.EventToMany.of(protocol.encode(frame), records, expires_at=1.7e9).pack()
+    unpacked = protocol.unpack(packed)
+    assert isinstance(unpacked, protocol.EventToMany) and unpacked.expires_at == 1.7e9
+    for (raw_id, seq), (user_id, wanted) in zip(unpacked.addressed(), users, strict=True):
+        assert (raw_id, seq) == (user_id.bytes, wanted)
+        text = unpacked.head + str(seq).encode() + unpacked.tail
+        assert text == protocol.encode(protocol.SystemWithdrawn(
+            seq, uuid.UUID(int=9), SystemEnd.WITHDRAWN))
+    assert protocol.unpack(packed[:20]) is None
+    timed = [(None, packed)]
+    assert protocol.time_frames(timed, {(u.int, s): 4.5 for u, s in users[:1]}) == count
+    retimed = protocol.unpack(timed[0][1])
+    assert isinstance(retimed, protocol.EventToMany)
+    assert retimed.committed_at == (4.5 if count else 0.0)
 
 
 def test_an_unknown_payload_kind_unpacks_to_nothing() -> None:

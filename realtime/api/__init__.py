@@ -10,7 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from realtime.api import admin, auth, directory, links, messages, ops, schemas, uploads, vault
+from realtime.api import (
+    admin,
+    auth,
+    directory,
+    links,
+    messages,
+    ops,
+    schemas,
+    system_messages,
+    uploads,
+    vault,
+)
 from realtime.api.http import Call, Operation, bind, json_response
 from realtime.api.openapi import build_document
 
@@ -29,6 +40,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *uploads.OPERATIONS,
     *vault.OPERATIONS,
     *admin.OPERATIONS,
+    *system_messages.OPERATIONS,
     *ops.OPERATIONS,
     Operation("GET", _OPENAPI_PATH, openapi, "This document", auth=False, database=False,
               responses={200: schemas.OpenAPIDocument}),

@@ -10,6 +10,8 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from realtime.accounts import USERNAME_PATTERN
+from realtime.system_messages import MAX_BODY as MAX_SYSTEM_BODY
+from realtime.system_messages import MAX_SUBJECT as MAX_SYSTEM_SUBJECT
 
 NO_NUL = "^[^\u0000]*$"
 # C0, DEL and C1: characters that move a terminal's cursor or start its escape sequences.
@@ -90,6 +92,8 @@ GroupName = Annotated[str, _name(100), OneLine]
 Subject = Annotated[str, _text(1, 255), NulFree]
 Body = Annotated[str, _text(0, 65536), NulFree]
 Title = Annotated[str, _text(1, 255), NulFree]
+SystemSubject = Annotated[str, _text(1, MAX_SYSTEM_SUBJECT), NulFree]
+SystemBody = Annotated[str, _text(0, MAX_SYSTEM_BODY), NulFree]
 ShortText = Annotated[str, _text(0, 1024), NulFree]
 LongText = Annotated[str, _text(0, 4096), NulFree]
 # A link's token and passphrase: their exact rules are the domain's (a wrong one is not found,

@@ -39,6 +39,7 @@ from realtime.groups import Groups
 from realtime.links import Links
 from realtime.messaging import Messaging
 from realtime.models import AuthContext, User
+from realtime.system_messages import SystemMessages
 from realtime.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Services:
     files: Files
     attachments: Attachments
     links: Links
+    system_messages: SystemMessages
     budgets: Budgets
     in_flight: InFlight
     request_rate: RequestRate

@@ -22,6 +22,8 @@ from realtime.api.fields import (
     Response,
     ShortText,
     Subject,
+    SystemBody,
+    SystemSubject,
     Title,
     Username,
 )
@@ -258,6 +260,31 @@ class CreateGroupRequest(Request):
 
 class MembersRequest(Request):
     member_ids: list[Id] = Field(max_length=10_000)
+
+
+# System messages
+
+
+class SystemMessageRequest(Request):
+    subject: SystemSubject
+    body: SystemBody = ""
+    mode: Literal["dismissible", "reminder"]
+    ends_at: Moment | None = Field(
+        default=None, description="RFC 3339 with a time zone, in the future; null: until withdrawn"
+    )
+
+
+class SystemMessageOut(Response):
+    id: UUID
+    subject: str
+    body: str
+    mode: Literal["dismissible", "reminder"]
+    created_at: datetime
+    ends_at: datetime | None
+
+
+class SystemMessageList(Response):
+    messages: list[SystemMessageOut]
 
 
 # Operations

@@ -22,7 +22,7 @@ from uuid import UUID
 from realtime import metrics, protocol
 from realtime.broker.base import Broker, DeliveryHandler, RecoveryHandler
 from realtime.live.connection import Connection, Replayer, SessionCheck, Writers
-from realtime.protocol import CloseCode, EndSessions, NewToMany, Published
+from realtime.protocol import CloseCode, EndSessions, EventToMany, NewToMany, Published
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,8 @@ class Hub:
         message = protocol.unpack(payload)
         if isinstance(message, NewToMany):
             self._deliver_to_many(message)
+        elif isinstance(message, EventToMany):
+            self._deliver_event_to_many(message)
         elif isinstance(message, EndSessions):
             self._end_sessions(message)
 
@@ -218,6 +220,21 @@ class Hub:
                 summary = many.message.decode()
             item = (seq, protocol.message_new_text(seq, unread, summary), many.committed_at,
                     many.expires_at)
+            for conn in list(sockets):
+                conn.offer(item, writers)
+
+    def _deliver_event_to_many(self, many: EventToMany) -> None:
+        """One event for many users (a system message): each user's frame is the one frame
+        with their seq, for the users held here."""
+        held, writers = self._by_raw_id, self._writers
+        head = tail = ""
+        for raw_id, seq in many.addressed():
+            sockets = held.get(raw_id)
+            if not sockets:
+                continue
+            if not head:
+                head, tail = many.head.decode(), many.tail.decode()
+            item = (seq, f"{head}{seq}{tail}", many.committed_at, many.expires_at)
             for conn in list(sockets):
                 conn.offer(item, writers)
 

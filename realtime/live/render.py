@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from uuid import UUID
 
@@ -9,8 +10,9 @@ from realtime import protocol
 from realtime.events import EventLog
 from realtime.live.connection import Replayed
 from realtime.messaging import Messaging
-from realtime.models import Event, EventType, Message, User
-from realtime.protocol import NewToMany, Published
+from realtime.models import Event, EventType, Message, SystemMessage, User
+from realtime.protocol import SYSTEM_EVENTS, EventToMany, NewToMany, Published
+from realtime.system_messages import SystemMessages
 
 REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released in between
 
@@ -18,9 +20,10 @@ REPLAY_PAGE = 200  # events a resume fetches at a time, the connection released 
 class Renderer:
     """Render events as frames for sockets: what to publish after a commit, or to replay."""
 
-    def __init__(self, messaging: Messaging, log: EventLog) -> None:
+    def __init__(self, messaging: Messaging, log: EventLog, system: SystemMessages) -> None:
         self._messaging = messaging
         self._log = log
+        self._system = system
 
     async def render(
         self, events: list[Event], known: Mapping[UUID, Message] | None = None
@@ -46,8 +49,14 @@ class Renderer:
         if read - arrivals.keys():
             expiries |= await self._log.expiries(list(read - arrivals.keys()))
         to_many = _sent_to_many(events, summaries)
+        system = {id_: _SystemShown(protocol.system_message_json(m), _ends(m))
+                  for id_, m in (await self._system_shown(events)).items()}
+        everyone = _to_everyone(events)
         payloads: list[tuple[UUID | None, bytes]] = []
         for event in events:
+            if event.type in SYSTEM_EVENTS:
+                payloads += _system_payloads(event, system, everyone)
+                continue
             if event.type is EventType.MESSAGE_NEW:
                 message_id = protocol.message_of(event)
                 recipients = to_many.get(message_id)
@@ -76,18 +85,37 @@ class Renderer:
         ]
         seen = await self._messaging.as_seen_by(user_id, new_ids) if new_ids else {}
         summaries = {message_id: protocol.summary_json(m) for message_id, m in seen.items()}
+        system_ids = [protocol.system_message_of(e) for e in backlog.events
+                      if e.type is EventType.SYSTEM_MESSAGE]
+        shown = await self._system.as_seen_by(user_id, system_ids) if system_ids else {}
+        system = {id_: protocol.system_message_json(m) for id_, m in shown.items()}
+        expires = dict(backlog.expires)
         frames = []
         for event in backlog.events:
-            frame = protocol.event_frame(event, summaries)
+            frame = protocol.event_frame(event, summaries, system)
             if frame is not None:
                 frames.append((event.seq, protocol.encode(frame)))
-        return Replayed(frames, backlog.through_seq, more=backlog.more, expires=backlog.expires)
+                if event.type is EventType.SYSTEM_MESSAGE:
+                    expires[event.seq] = _ends(shown[protocol.system_message_of(event)])
+        return Replayed(frames, backlog.through_seq, more=backlog.more, expires=expires)
 
-    async def hello(self, user: User) -> tuple[int, bytes]:
-        """The first frame: the latest seq, the unread count, the unread high-priority ones."""
+    async def hello(self, user: User, session_id: UUID | None = None) -> tuple[int, bytes]:
+        """The first frame: the latest seq, the unread count, the unread high-priority ones,
+        and the system messages the user has to see in that session."""
         seq, count, high_priority = await self._messaging.snapshot(user)
         shown = tuple(protocol.summary(m) for m in high_priority)
-        return seq, protocol.encode(protocol.Hello(protocol.me(user), seq, count, shown))
+        system = tuple(
+            protocol.system_message(m) for m in await self._system.shown_to(user.id, session_id)
+        )
+        return seq, protocol.encode(
+            protocol.Hello(protocol.me(user), seq, count, shown, system)
+        )
+
+    async def _system_shown(self, events: list[Event]) -> dict[UUID, SystemMessage]:
+        """The system messages the batch announces that are still shown to anyone."""
+        ids = {protocol.system_message_of(e) for e in events
+               if e.type is EventType.SYSTEM_MESSAGE}
+        return await self._system.active(list(ids)) if ids else {}
 
 
 # A new message with this many recipients in a batch goes to every node once, not per user.
@@ -120,3 +148,52 @@ def _expiry_of(event: Event, expiries: dict[UUID, float]) -> float:
     if event.type not in _EXPIRING:
         return 0.0
     return expiries.get(protocol.message_of(event), 0.0)
+
+
+# The events of the batch that go to many users alike (a system message, its withdrawal): by
+# (type, system message id), each user's record in order; one payload for every node each.
+_Everyone = dict[tuple[EventType, UUID], list[bytes]]
+
+
+def _to_everyone(events: list[Event]) -> _Everyone:
+    found: _Everyone = {}
+    for event in events:
+        if event.type in (EventType.SYSTEM_MESSAGE, EventType.SYSTEM_WITHDRAWN):
+            key = (event.type, protocol.system_message_of(event))
+            found.setdefault(key, []).append(protocol.seq_record(event.user_id, event.seq))
+    return {key: users for key, users in found.items() if len(users) >= TO_EVERY_NODE_FROM}
+
+
+@dataclasses.dataclass(frozen=True)
+class _SystemShown:
+    """A system message of the batch still shown: its JSON, made once, and when it ends."""
+
+    json: bytes
+    ends_at: float
+
+
+def _system_payloads(
+    event: Event, system: Mapping[UUID, _SystemShown], everyone: _Everyone
+) -> list[tuple[UUID | None, bytes]]:
+    """A system event's payload: for its user, or, the first of an event to many, for every
+    node (the others of it then none)."""
+    message_id = protocol.system_message_of(event)
+    shown = system.get(message_id)
+    frame = protocol.event_frame(event, {}, {} if shown is None else {message_id: shown.json})
+    if frame is None:  # withdrawn or ended since: its withdrawal follows
+        return []
+    expires_at = shown.ends_at if shown is not None else 0.0
+    users = everyone.get((event.type, message_id))
+    if users is None:
+        published = Published(event.seq, protocol.encode(frame), expires_at)
+        return [(event.user_id, published.pack())]
+    if not users:
+        return []
+    unsequenced = protocol.encode(dataclasses.replace(frame, seq=0))
+    many = EventToMany.of(unsequenced, b"".join(users), expires_at)
+    users.clear()
+    return [(None, many.pack())]
+
+
+def _ends(message: SystemMessage) -> float:
+    return 0.0 if message.ends_at is None else message.ends_at.timestamp()

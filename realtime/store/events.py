@@ -199,3 +199,20 @@ async def purge_old_events(conn: asyncpg.Connection, retention: timedelta, limit
         retention, limit,
     )
     return int(status.split()[-1])
+
+
+# Every account that is not disabled: a disabled user gets no events (nor sees anything).
+_ENABLED_USERS = "array(select id from users where not disabled)"
+
+
+async def append_to_every_user(
+    conn: asyncpg.Connection, type_: EventType, payload: dict[str, Any]
+) -> list[tuple[UUID, int]]:
+    """Append one event of the same type and payload to every enabled user, each with that
+    user's next seq, in one statement; return each user's id and seq. Call in a transaction."""
+    rows = await conn.fetch(
+        f"""with {appending(_ENABLED_USERS, '$1', '$2')}
+            select user_id, seq from appended""",
+        type_.value, payload,
+    )
+    return [(row["user_id"], row["seq"]) for row in rows]

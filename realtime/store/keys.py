@@ -12,6 +12,7 @@ from realtime.models import SealedKey
 # A link's row holds the key of what its creator's list shows (its content's key is the token's).
 KEYED_TABLES = (
     "messages", "files", "vault_folders", "vault_entries", "server_keys", "links",
+    "system_messages",
 )
 
 

@@ -14,8 +14,11 @@ import { LINK } from "./views/compose-mode.js";
 import { initLinks, reloadLinks, resetLinks, linkViewed, linkGone } from "./views/links.js";
 import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
+import { initSystemAdmin, loadSystemAdmin, resetSystemAdmin } from "./views/system-admin.js";
+import { showSystem, addSystem, removeSystem, reloadSystem, resetSystem } from "./views/system-banner.js";
 
 let liveState = "offline";
+let helloSeen = false; // a hello since signing in: it lists the system messages itself
 // The seq whose unread count the dot shows: hello's, then each event's. A replayed frame that a
 // live one overtook carries an older count and leaves the dot alone.
 let unreadAsOf = 0;
@@ -49,6 +52,10 @@ async function enter(me) {
   inbox.reload();
   sent.reload();
   loadUnread();
+  helloSeen = false;
+  get("/api/system-messages").then((answer) => {
+    if (!helloSeen) showSystem(answer.messages);
+  }, () => {});
 }
 
 function leave(message = "") {
@@ -61,6 +68,8 @@ function leave(message = "") {
   resetLinks();
   resetVault();
   resetAdmin();
+  resetSystemAdmin();
+  resetSystem();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   setUnread(0);
   showLogin(message);
@@ -130,7 +139,12 @@ function initLive() {
     unreadAsOf = frame.seq ?? 0;
     setUnread(frame.unread);
     for (const summary of frame.high_priority || []) popUp(summary);
+    helloSeen = true;
+    showSystem(frame.system);
   });
+  bus.on("live:system.message", (frame) => addSystem(frame.message));
+  bus.on("live:system.withdrawn", (frame) => removeSystem(frame.id));
+  bus.on("live:system.dismissed", (frame) => removeSystem(frame.id));
   bus.on("live:message.new", (frame) => {
     countFrom(frame);
     const m = frame.message;
@@ -159,6 +173,7 @@ function initLive() {
     sent.reload();
     if (!$("nav-links").hidden) reloadLinks();
     loadUnread();
+    reloadSystem();
   });
   bus.on("message-gone", ({ id, reason, byMe }) => {
     inbox.remove(id);
@@ -197,7 +212,10 @@ function initNavigation() {
     if (name === "sent" && previous !== "message-view") sent.reload();
     if (name === "links") reloadLinks();
     if (name === "vault") loadVault();
-    if (name === "admin") loadAdmin();
+    if (name === "admin") {
+      loadAdmin();
+      loadSystemAdmin();
+    }
   });
 }
 
@@ -210,6 +228,7 @@ async function boot() {
   initCompose();
   initVault();
   initAdmin();
+  initSystemAdmin();
   initLinks({ newLink: () => openComposer({ mode: LINK }) });
   try {
     await enter(await get("/api/me", { quiet401: true }));
