@@ -48,6 +48,7 @@ from realtime.live.render import Renderer
 from realtime.mail import Mailer
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
+from realtime.organisation import Organisation
 from realtime.rotation import load_fingerprint_key
 from realtime.system_messages import SystemMessages
 from realtime.vault import Vault
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 attachments=attachments,
                 links=links,
                 system_messages=system_messages,
+                organisation=Organisation(db),
                 budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
                 request_rate=RequestRate(settings.requests_per_minute),

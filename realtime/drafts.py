@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from realtime import codec
@@ -54,8 +54,9 @@ class Draft:
         return codec.encode(asdict(self))
 
 
-def check_draft(sender: User, draft: Draft) -> None:
-    """The sender's rights and the expiry time; raise what forbids sending."""
+def check_draft(sender: User, draft: Draft) -> Draft:
+    """The sender's rights and the expiry time; raise what forbids sending. Return the draft as
+    it is sent: under the organisation's maximum lifetime, one without an expiry gets it."""
     if not sender.can_send:
         raise Forbidden("you are not allowed to send messages")
     if draft.attachments and not sender.can_attach:
@@ -65,6 +66,25 @@ def check_draft(sender: User, draft: Draft) -> None:
             "too many attachments", {"attachments": f"at most {MAX_ATTACHMENTS}"}
         )
     check_ahead(draft.expires_at, "expires_at", "expiry time")
+    lifetime = sender.organisation.max_lifetime
+    if lifetime is None:
+        return draft
+    latest = datetime.now(UTC) + lifetime
+    if draft.expires_at is None:
+        return replace(draft, expires_at=latest)
+    check_within_lifetime(draft.expires_at, lifetime, latest)
+    return draft
+
+
+def check_within_lifetime(expires_at: datetime, lifetime: timedelta, latest: datetime) -> None:
+    """An expiry no later than `latest`, now plus the organisation's maximum lifetime; else
+    400 naming `expires_at`."""
+    if expires_at > latest:
+        seconds = int(lifetime.total_seconds())
+        raise InvalidInput(
+            "the expiry time is past the organisation's maximum lifetime",
+            {"expires_at": f"at most {seconds} seconds ahead"},
+        )
 
 
 def check_ahead(moment: datetime | None, field: str, what: str) -> None:

@@ -22,14 +22,14 @@ from realtime.budgets import Budgets
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import DATABASE_FAULTS, Connection, Database
 from realtime.errors import CryptoError, InvalidInput, NotFound, RateLimited, TooLarge
-from realtime.models import FileInfo, SealedFile, User
+from realtime.models import LARGEST_FILE_MB, MIB, FileInfo, SealedFile, User
 from realtime.store import budgets as budget_store
 from realtime.store import files as file_store
 from realtime.store import uploads as upload_store
 from realtime.turns import Turns
 
 CHUNK_BYTES = 1024 * 1024
-MAX_FILE_BYTES = 25 * 1024 * 1024
+MAX_FILE_BYTES = LARGEST_FILE_MB * MIB  # the largest the organisation may allow
 # Chunks one user's uploads write at once on a node, and how long a chunk waits for its turn.
 CHUNK_WRITERS_PER_USER = 2
 CHUNK_WRITER_WAIT = 30.0
@@ -87,22 +87,23 @@ class Files:
         self, owner: User, name: str, stated_type: str | None, body: AsyncIterable[bytes],
         *, declared: int | None = None, left: Callable[[], Awaitable[bool]] | None = None,
     ) -> FileInfo:
-        """Store a file as its body arrives, within the owner's budgets; a body past
-        MAX_FILE_BYTES, shorter or longer than `declared`, silent for too long or cut off
-        keeps nothing, and its reservation of the bytes in flight goes at once. `left` tells
-        whether the client went away (bytes past its length end the connection): asked once the
-        body is stored, before the file is kept."""
-        if declared is not None and declared > MAX_FILE_BYTES:
-            raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
+        """Store a file as its body arrives, within the owner's budgets; a body past the
+        largest file the organisation allows (at most MAX_FILE_BYTES), shorter or longer than
+        `declared`, silent for too long or cut off keeps nothing, and its reservation of the
+        bytes in flight goes at once. `left` tells whether the client went away (bytes past its
+        length end the connection): asked once the body is stored, before the file is kept."""
+        largest = owner.organisation.max_file_bytes
+        if declared is not None and declared > largest:
+            raise too_large_file(largest)
         async with self._db.connection() as conn:
             stored = await file_store.stored_bytes(conn, owner.id)
         if stored + (declared or 0) > self._limits.stored_bytes:
             raise over_stored(self._limits.stored_bytes)
         await self._budgets.spend(
             f"upload-bytes:{owner.id}", per_minute=self._limits.bytes_per_minute,
-            units=MAX_FILE_BYTES if declared is None else declared, what="bytes uploaded",
+            units=largest if declared is None else declared, what="bytes uploaded",
         )
-        reservation = await self._reserve(owner, MAX_FILE_BYTES if declared is None else declared)
+        reservation = await self._reserve(owner, largest if declared is None else declared)
         try:
             upload = _Upload(
                 self._db, self._keyring, self._limits, self._chunk_writers, owner=owner,
@@ -253,8 +254,8 @@ class _Upload:
 
     async def _check(self, size: int) -> None:
         """Refuse a body past its limits as soon as it passes them; keep the reservation alive."""
-        if size > MAX_FILE_BYTES:
-            raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
+        if size > self._owner.organisation.max_file_bytes:
+            raise too_large_file(self._owner.organisation.max_file_bytes)
         if self._declared is not None and size > self._declared:
             raise InvalidInput("the body is longer than its Content-Length", {"body": "too long"})
         if size > self._room:
@@ -283,6 +284,12 @@ class _Upload:
             await file_store.finish_file(
                 conn, self.file_id, size=size, chunk_count=chunk_count, content_type=content_type
             )
+
+
+def too_large_file(largest: int) -> TooLarge:
+    """The refusal of a file past the largest allowed (the organisation's setting, at most
+    MAX_FILE_BYTES)."""
+    return TooLarge(f"a file is at most {largest} bytes")
 
 
 def over_stored(limit: int) -> TooLarge:

@@ -65,10 +65,13 @@ def check_link_draft(creator: User, draft: LinkDraft) -> None:
     if len(draft.attachments) > MAX_ATTACHMENTS:
         errors["attachments"] = f"at most {MAX_ATTACHMENTS}"
     now = datetime.now(UTC)
+    organisation_lifetime = creator.organisation.max_lifetime
     if draft.expires_at <= now:
         errors["expires_at"] = "in the past"
     elif draft.expires_at > now + MAX_LIFETIME:
         errors["expires_at"] = f"at most {MAX_LIFETIME.days} days ahead"
+    elif organisation_lifetime is not None and draft.expires_at > now + organisation_lifetime:
+        errors["expires_at"] = f"at most {int(organisation_lifetime.total_seconds())} seconds ahead"
     if not 1 <= draft.max_views <= MAX_VIEWS:
         errors["max_views"] = f"1 to {MAX_VIEWS}"
     low, high = PASSPHRASE_CHARS

@@ -81,7 +81,7 @@ class Messaging:
         nothing). `spent`: the send's unit was taken already, with its authentication."""
         await self._spend(sender, draft, idempotency_key, spent=spent)
         if idempotency_key is None and not draft.attachments:
-            check_draft(sender, draft)
+            draft = check_draft(sender, draft)
             receipt, events, arrival = await self._insert_without_transaction(sender, draft)
         else:
             async with self._db.transaction() as conn:
@@ -92,7 +92,7 @@ class Messaging:
                     )
                     if not claim.claimed:  # a retry gets the first answer, whatever changed
                         return _earlier_receipt(claim, fingerprint)
-                check_draft(sender, draft)
+                draft = check_draft(sender, draft)
                 prepared = await self._attachments.prepare(conn, sender, draft.attachments)
                 receipt, events, arrival = await self._insert(conn, sender, draft, prepared)
                 if idempotency_key is not None:

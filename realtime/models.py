@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -50,8 +50,37 @@ class AddresseeKind(StrEnum):
     GROUP = "group"
 
 
+class SendRight(StrEnum):
+    """What the organisation lets its users send."""
+
+    WITH_ATTACHMENTS = "with_attachments"
+    WITHOUT_ATTACHMENTS = "without_attachments"
+    NOT_ALLOWED = "not_allowed"
+
+
+MIB = 1024 * 1024
+LARGEST_FILE_MB = 25  # the largest file any setting allows, in MiB
+
+
+@dataclass(frozen=True)
+class OrganisationSettings:
+    """The organisation's policy; the defaults restrict nothing. `max_file_mb` is in MiB."""
+
+    send_messages: SendRight = SendRight.WITH_ATTACHMENTS
+    share_links: bool = True
+    max_file_mb: int = LARGEST_FILE_MB
+    max_lifetime: timedelta | None = None
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * MIB
+
+
 @dataclass(frozen=True)
 class User:
+    """An account. Authenticated, its rights are its effective ones (its own flags, lowered by
+    `organisation`, the settings in force then); listed or looked up, its own flags."""
+
     id: UUID
     username: str
     display_name: str
@@ -61,6 +90,19 @@ class User:
     disabled: bool
     created_at: datetime
     can_share_links: bool = True
+    organisation: OrganisationSettings = OrganisationSettings()
+
+
+def under_organisation(user: User, organisation: OrganisationSettings) -> User:
+    """The user with their effective rights: their own flags, lowered by the organisation's."""
+    return replace(
+        user,
+        can_send=user.can_send and organisation.send_messages is not SendRight.NOT_ALLOWED,
+        can_attach=user.can_attach
+        and organisation.send_messages is SendRight.WITH_ATTACHMENTS,
+        can_share_links=user.can_share_links and organisation.share_links,
+        organisation=organisation,
+    )
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,8 @@ async def raw_db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def empty_database(raw_db: asyncpg.Connection) -> None:
-    """Empty every table but the migrations' record."""
+    """Empty every table but the migrations' record; the organisation's settings are back to
+    their defaults (the row the migration made)."""
     tables = await raw_db.fetch(
         """select tablename from pg_tables
            where schemaname = 'public' and tablename <> 'schema_migrations'"""
@@ -122,7 +123,9 @@ async def empty_database(raw_db: asyncpg.Connection) -> None:
     # the database then picks one of the two to fail, and it may be this one.
     for attempt in range(5):
         try:
-            await raw_db.execute(f"truncate {names} cascade")
+            async with raw_db.transaction():
+                await raw_db.execute(f"truncate {names} cascade")
+                await raw_db.execute("insert into organisation_settings default values")
             return
         except asyncpg.DeadlockDetectedError:
             if attempt == 4:

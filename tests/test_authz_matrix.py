@@ -82,6 +82,7 @@ BODIES: dict[str, Any] = {
     "POST /api/links/open": {"token": "A" * 43, "passphrase": None},
     "POST /api/links/open/attachments/{attachment_id}": {"token": "A" * 43, "passphrase": None},
     "POST /api/admin/system-messages": {"subject": "taken over", "mode": "reminder"},
+    "PATCH /api/admin/settings": {"send_messages": "not_allowed", "share_links": False},
 }
 
 

@@ -39,6 +39,7 @@ from realtime.groups import Groups
 from realtime.links import Links
 from realtime.messaging import Messaging
 from realtime.models import AuthContext, User
+from realtime.organisation import Organisation
 from realtime.system_messages import SystemMessages
 from realtime.vault import Vault
 
@@ -64,6 +65,7 @@ class Services:
     attachments: Attachments
     links: Links
     system_messages: SystemMessages
+    organisation: Organisation
     budgets: Budgets
     in_flight: InFlight
     request_rate: RequestRate

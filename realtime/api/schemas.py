@@ -28,6 +28,8 @@ from realtime.api.fields import (
     Username,
 )
 from realtime.drafts import MAX_ADDRESSEES, MAX_ATTACHMENTS
+from realtime.models import LARGEST_FILE_MB
+from realtime.organisation import LONGEST_LIFETIME, SHORTEST_LIFETIME
 
 # Errors
 
@@ -263,6 +265,33 @@ class MembersRequest(Request):
 
 
 # System messages
+
+
+SendMessages = Literal["with_attachments", "without_attachments", "not_allowed"]
+
+
+class OrganisationSettingsOut(Response):
+    send_messages: SendMessages
+    share_links: bool
+    max_file_mb: int = Field(description="the largest file, in MiB (1 to 25)")
+    max_lifetime: int | None = Field(
+        description="seconds: every message and link expires within it; null: no maximum"
+    )
+
+
+class ChangeOrganisationSettingsRequest(Request):
+    """Each field given changes; one left out stays as it is. `max_lifetime: null` removes the
+    maximum lifetime."""
+
+    send_messages: SendMessages | None = None
+    share_links: bool | None = None
+    max_file_mb: int | None = Field(
+        default=None, ge=1, le=LARGEST_FILE_MB, description="the largest file, in MiB"
+    )
+    max_lifetime: int | None = Field(
+        default=None, ge=int(SHORTEST_LIFETIME.total_seconds()),
+        le=int(LONGEST_LIFETIME.total_seconds()), description="seconds; null: no maximum",
+    )
 
 
 class SystemMessageRequest(Request):

@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from realtime.api.fields import Response as Model
 from realtime.api.http import Call, Operation, Query, json_response
-from realtime.errors import InvalidInput, TooLarge
-from realtime.files import MAX_FILE_BYTES
+from realtime.errors import InvalidInput
+from realtime.files import too_large_file
 
 
 class UploadOut(Model):
@@ -27,8 +27,9 @@ async def upload(call: Call) -> Response:
         raise InvalidInput("name the file", {"name": "required"})
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isascii() and length.isdigit() else None
-    if declared is not None and declared > MAX_FILE_BYTES:
-        raise TooLarge(f"a file is at most {MAX_FILE_BYTES} bytes")
+    largest = call.user.organisation.max_file_bytes
+    if declared is not None and declared > largest:
+        raise too_large_file(largest)
     try:
         info = await call.services.files.upload(
             call.user, name, request.headers.get("content-type"), request.stream(),

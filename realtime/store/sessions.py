@@ -8,8 +8,9 @@ from uuid import UUID
 
 import asyncpg
 
-from realtime.models import User
+from realtime.models import User, under_organisation
 from realtime.store.budgets import taking
+from realtime.store.organisation import ORGANISATION_COLUMNS, settings_from_row
 from realtime.store.users import USER_COLUMNS, user_from_row
 
 # How stale `last_seen_at` may get before a request writes it again (at most a quarter of the
@@ -73,10 +74,10 @@ async def find_live_session(
     conn: asyncpg.Connection, token_hash: bytes, idle_timeout: timedelta,
     spending: Spending | None = None,
 ) -> tuple[UUID, User, float, float] | None:
-    """Return the session id and enabled user of a session neither expired nor idle too long,
-    when it ends at the latest unless seen again (seconds since the epoch), and, `spending` a
-    token, the seconds to wait for it (0: taken, or none asked). Seeing the session counts as
-    activity."""
+    """Return the session id and enabled user (with their effective rights under the
+    organisation's settings) of a session neither expired nor idle too long, when it ends at
+    the latest unless seen again (seconds since the epoch), and, `spending` a token, the
+    seconds to wait for it (0: taken, or none asked). Seeing the session counts as activity."""
     tables, wait = "", "0::float8"
     budget: tuple[str, float] | tuple[()] = ()
     if spending is not None:
@@ -85,13 +86,17 @@ async def find_live_session(
         tables, budget = f", {cte}", (spending.prefix, float(spending.per_minute))
     row = await conn.fetchrow(
         f"""with {_LIVE_SESSION}{tables}
-            select live.session_id, {USER_COLUMNS}, {_DEADLINE} as deadline, {wait} as wait
-            from live join users on users.id = live.user_id where not users.disabled""",
+            select live.session_id, {USER_COLUMNS}, {ORGANISATION_COLUMNS},
+                   {_DEADLINE} as deadline, {wait} as wait
+            from live join users on users.id = live.user_id
+                 cross join organisation_settings o
+            where not users.disabled""",
         token_hash, idle_timeout, TOUCH_INTERVAL, *budget,
     )
     if row is None:
         return None
-    return row["session_id"], user_from_row(row), float(row["deadline"]), float(row["wait"])
+    user = under_organisation(user_from_row(row), settings_from_row(row))
+    return row["session_id"], user, float(row["deadline"]), float(row["wait"])
 
 
 async def session_exists(conn: asyncpg.Connection, session_id: UUID) -> bool:
