@@ -15,6 +15,9 @@ import { initLinks, reloadLinks, resetLinks, linkViewed, linkGone } from "./view
 import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
 import { initSystemAdmin, loadSystemAdmin, resetSystemAdmin } from "./views/system-admin.js";
+import {
+  initOrganisationAdmin, loadOrganisationAdmin, resetOrganisationAdmin,
+} from "./views/organisation-admin.js";
 import { showSystem, addSystem, removeSystem, reloadSystem, resetSystem } from "./views/system-banner.js";
 
 let liveState = "offline";
@@ -69,6 +72,7 @@ function leave(message = "") {
   resetVault();
   resetAdmin();
   resetSystemAdmin();
+  resetOrganisationAdmin();
   resetSystem();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   setUnread(0);
@@ -214,6 +218,7 @@ function initNavigation() {
     if (name === "vault") loadVault();
     if (name === "admin") {
       loadAdmin();
+      loadOrganisationAdmin();
       loadSystemAdmin();
     }
   });
@@ -229,6 +234,7 @@ async function boot() {
   initVault();
   initAdmin();
   initSystemAdmin();
+  initOrganisationAdmin();
   initLinks({ newLink: () => openComposer({ mode: LINK }) });
   try {
     await enter(await get("/api/me", { quiet401: true }));

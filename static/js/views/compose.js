@@ -2,7 +2,7 @@
 // or, in the link modes, the same content as a shareable link or a link sent by email.
 
 import { h, $, clear, report, randomKey, localInputValue } from "../dom.js";
-import { post, errorText, ApiError } from "../api.js";
+import { get, post, errorText, ApiError } from "../api.js";
 import { bus } from "../bus.js";
 import { showView } from "../nav.js";
 import { recipients, recipientNames, setRecipients, clearRecipients, initRecipients } from "./recipients.js";
@@ -144,6 +144,16 @@ async function sendInApp() {
     report(statusBox, "");
     showError(error instanceof ApiError ? error.lines(describeField) : [errorText(error)]);
     if (error.status === 404) forgetUploads();
+    if (error.status === 403) refreshRights();
+  }
+}
+
+// A refusal may mean the rights changed while the page was open: show the ones in force now.
+async function refreshRights() {
+  try {
+    applyRights(await get("/api/me"));
+  } catch {
+    // the refusal shown already says enough
   }
 }
 
