@@ -48,7 +48,8 @@ class OwnersWorld:
     `ids` names: `message` (alice to carol, with a credential and a folder attachment),
     `attachment` (its credential), `folder_attachment`, `copied_entry` (the file entry inside
     the folder copy), `folder`, `entry` (a file entry in `folder`), `upload`, `user` (alice),
-    `group` (alice and carol).
+    `group` (alice and carol), `link` and `link_attachment` (alice's), `system_message` (the
+    admin's, everyone's to see).
     """
 
     owner: LoggedInUser
@@ -56,8 +57,11 @@ class OwnersWorld:
     ids: dict[str, str]
 
 
-async def owners_world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
-    """Alice's vault, upload and message to Carol, and a group of the two."""
+async def owners_world(
+    make_user: MakeUser, admin: LoggedInUser, *, system_message: bool = True
+) -> OwnersWorld:
+    """Alice's vault, upload and message to Carol, a group of the two, and (unless told not
+    to) a system message of the admin's."""
     alice, carol = await make_user(), await make_user()
     folder = await new_folder(alice, "alice's folder")
     kept = await upload(alice, FILE_BYTES, name="kept.txt")
@@ -94,6 +98,10 @@ async def owners_world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
         "user": alice.id, "group": group["id"],
         "link": link["id"], "link_attachment": shown.json()["attachments"][0]["id"],
     }
+    if system_message:
+        posted = await created(await admin.http.post("/api/admin/system-messages", json={
+            "subject": "for everyone", "mode": "dismissible"}))
+        ids["system_message"] = posted["id"]
     return OwnersWorld(alice, carol, ids)
 
 

@@ -147,18 +147,13 @@ ADMIN = [row for row in ROWS if row.admin]
 @pytest.fixture
 async def world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     """The owner's objects, and a system message of the admin's (everyone's to see)."""
-    made = await owners_world(make_user, admin)
-    posted = await admin.http.post("/api/admin/system-messages", json={
-        "subject": "for everyone", "mode": "dismissible"})
-    assert posted.status_code == 201, posted.text
-    made.ids["system_message"] = posted.json()["id"]
-    return made
+    return await owners_world(make_user, admin)
 
 
 @pytest.fixture
 async def intruder(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
     """An ordinary user with objects of every kind of their own (`intruder.owner`)."""
-    return await owners_world(make_user, admin)
+    return await owners_world(make_user, admin, system_message=False)
 
 
 async def assert_untouched(world: OwnersWorld, admin: LoggedInUser) -> None:
