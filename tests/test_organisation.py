@@ -57,6 +57,7 @@ async def test_a_change_keeps_the_settings_left_out(admin: LoggedInUser) -> None
     assert changed == {**DEFAULTS, "share_links": False, "max_lifetime": 3600, "max_file_mb": 5}
     assert await settings(admin) == changed
     assert await change(admin, max_lifetime=None) == {**changed, "max_lifetime": None}
+    assert (await change(admin, max_lifetime=7200.0))["max_lifetime"] == 7200
 
 
 @pytest.mark.parametrize(("fields", "field"), [
@@ -65,6 +66,8 @@ async def test_a_change_keeps_the_settings_left_out(admin: LoggedInUser) -> None
     ({"max_file_mb": 26}, "max_file_mb"),
     ({"max_file_mb": "5"}, "max_file_mb"),
     ({"max_lifetime": 59}, "max_lifetime"),
+    ({"max_lifetime": 3600.5}, "max_lifetime"),
+    ({"max_lifetime": "3600"}, "max_lifetime"),
     ({"max_lifetime": 3650 * 86400 + 1}, "max_lifetime"),
     ({"share_links": "no"}, "share_links"),
     ({"send_messages": "not_allowed", "colour": "red"}, "colour"),

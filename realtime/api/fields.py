@@ -113,3 +113,13 @@ class Request(BaseModel):
 
 class Response(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+
+def integral(value: Any) -> Any:
+    """A number JSON writes with a zero fraction (`3600.0`) is the integer it equals, as JSON
+    Schema's `integer` says; any other value is left to the strict check. For a whole number's
+    `BeforeValidator`, after its bounds (so that the document shows them)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

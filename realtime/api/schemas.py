@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from realtime.api.fields import (
     AccountPassword,
@@ -26,6 +26,7 @@ from realtime.api.fields import (
     SystemSubject,
     Title,
     Username,
+    integral,
 )
 from realtime.drafts import MAX_ADDRESSEES, MAX_ATTACHMENTS
 from realtime.models import LARGEST_FILE_MB
@@ -279,18 +280,21 @@ class OrganisationSettingsOut(Response):
     )
 
 
+FileMegabytes = Annotated[int, Field(ge=1, le=LARGEST_FILE_MB), BeforeValidator(integral)]
+LifetimeSeconds = Annotated[int, Field(
+    ge=int(SHORTEST_LIFETIME.total_seconds()), le=int(LONGEST_LIFETIME.total_seconds())
+), BeforeValidator(integral)]
+
+
 class ChangeOrganisationSettingsRequest(Request):
     """Each field given changes; one left out stays as it is. `max_lifetime: null` removes the
     maximum lifetime."""
 
     send_messages: SendMessages | None = None
     share_links: bool | None = None
-    max_file_mb: int | None = Field(
-        default=None, ge=1, le=LARGEST_FILE_MB, description="the largest file, in MiB"
-    )
-    max_lifetime: int | None = Field(
-        default=None, ge=int(SHORTEST_LIFETIME.total_seconds()),
-        le=int(LONGEST_LIFETIME.total_seconds()), description="seconds; null: no maximum",
+    max_file_mb: FileMegabytes | None = Field(default=None, description="the largest file, in MiB")
+    max_lifetime: LifetimeSeconds | None = Field(
+        default=None, description="seconds; null: no maximum"
     )
 
 
