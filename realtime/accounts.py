@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from realtime import crypto
+from realtime.audit import Audit
 from realtime.config import Settings
 from realtime.db import Database
 from realtime.errors import (
@@ -80,11 +81,14 @@ HANDSHAKE_BUDGET = "handshake:"
 class Accounts:
     """Users, their sessions, and the login throttle."""
 
-    def __init__(self, db: Database, settings: Settings, sink: EventSink) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, sink: EventSink, audit: Audit | None = None
+    ) -> None:
         """`sink` is told of the sessions that end, once their end is committed."""
         self._db = db
         self._settings = settings
         self._sink = sink
+        self._audit = audit or Audit(db, enabled=settings.audit)
 
     async def login(self, *, username: str, password: str, client_address: str) -> NewSession:
         """Open a session for a right pair; the same 401, in the same time, for any wrong one.
@@ -105,6 +109,8 @@ class Accounts:
         password_hash = found.password_hash if found else crypto.DECOY_PASSWORD_HASH
         matches = await hashing(crypto.verify_password, password, password_hash)
         if found is None or not matches or found.user.disabled:
+            await self._audit.record(self._audit.new(
+                "login", "failed", actor_id=found.user.id if found else None))
             raise Unauthenticated(_WRONG_PAIR)
         async with self._db.transaction() as conn:
             await throttle.forgive(conn, cleared=user_key, refunded=address_key)
@@ -117,6 +123,9 @@ class Accounts:
                 password_hash=found.password_hash,
                 lifetime=self._settings.session_lifetime,
             )
+            if expires_at is not None:
+                await self._audit.record(self._audit.new(
+                    "login", actor_id=found.user.id, target=("session", session_id)), conn=conn)
         if expires_at is None:
             raise Unauthenticated(_WRONG_PAIR)
         return NewSession(token, session_id, found.user, expires_at)
@@ -166,8 +175,10 @@ class Accounts:
 
     async def logout(self, auth: AuthContext) -> None:
         """End this session: its token stops working and its sockets close."""
-        async with self._db.connection() as conn:
+        async with self._db.transaction() as conn:
             await session_store.delete_session(conn, auth.session_id)
+            await self._audit.record(self._audit.new(
+                "logout", actor_id=auth.user.id, target=("session", auth.session_id)), conn=conn)
         await self._sink.sessions_ended(auth.user.id, [auth.session_id])
 
     async def session_alive(self, session_id: UUID) -> bool:
@@ -199,10 +210,15 @@ class Accounts:
     ) -> User:
         check_account(username=username, password=password)
         password_hash = await hashing(crypto.hash_password, password)
-        async with self._db.connection() as conn:
+        user_id = uuid.uuid4()
+        async with self._db.transaction() as conn:
+            await self._audit.record(self._audit.new(
+                "user.created", target=("user", user_id),
+                detail={"is_admin": is_admin, "can_send": can_send, "can_attach": can_attach,
+                        "can_share_links": can_share_links}), conn=conn)
             return await user_store.insert_user(
                 conn,
-                user_id=uuid.uuid4(),
+                user_id=user_id,
                 username=username,
                 display_name=display_name or username,
                 password_hash=password_hash,
@@ -232,6 +248,10 @@ class Accounts:
             ended = columns.get("disabled") is True or "password_hash" in columns
             if ended:
                 await session_store.delete_user_sessions(conn, user_id)
+            await self._audit.record(self._audit.new(
+                "user.changed", target=("user", user_id),
+                detail={k: ("changed" if k == "password_hash" else v)
+                        for k, v in columns.items() if k != "display_name"}), conn=conn)
         if ended:
             await self._sink.sessions_ended(user_id, None)
         return user

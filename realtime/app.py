@@ -29,6 +29,7 @@ from realtime.api.http import Services, error_response, log_error
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusals
 from realtime.attachments import Attachments
+from realtime.audit import Audit, Chainer
 from realtime.broker import create_broker
 from realtime.budgets import Budgets
 from realtime.config import Settings, load_settings
@@ -87,7 +88,8 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 await apply_migrations(conn)
             await load_fingerprint_key(db, keyring)
             sink = EventSink()  # the live wing attaches to it below
-            accounts = Accounts(db, settings, sink)
+            audit = Audit(db, enabled=settings.audit)
+            accounts = Accounts(db, settings, sink, audit)
             generated = await accounts.ensure_first_admin(settings.admin_password)
             if generated is not None:
                 announce_first_admin(generated)
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 budgets=budgets, sends_per_minute=settings.sends_per_minute,
                 copies_per_minute=settings.copies_per_minute,
                 expiry_scheduled=expirer.expiry_scheduled if expirer is not None else None,
+                audit=audit,
             )
             if settings.smtp_url and not settings.public_url:
                 log.warning(
@@ -115,24 +118,29 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             system_messages = SystemMessages(
                 db, keyring, sink=sink,
                 end_scheduled=expirer.expiry_scheduled if expirer is not None else None,
+                audit=audit,
             )
             app.state.live = await start_live_delivery(
                 stack, settings, db, accounts, messaging, system_messages, sink, keyring
             )
             if expirer is not None:
                 await start_owned_task(stack, expirer.run(), "expirer")
+                chainer = Chainer(db, retention=settings.audit_retention,
+                                  log_records=settings.audit_log == "stdout")
+                await start_owned_task(stack, chainer.run(), "audit-chainer")
             app.state.services = Services(
                 settings=settings,
                 db=db,
                 accounts=accounts,
-                groups=Groups(db),
+                groups=Groups(db, audit),
                 messaging=messaging,
                 vault=vault,
                 files=files,
                 attachments=attachments,
                 links=links,
                 system_messages=system_messages,
-                organisation=Organisation(db),
+                organisation=Organisation(db, audit),
+                audit=audit,
                 budgets=budgets,
                 in_flight=InFlight(settings.requests_in_flight_per_user),
                 request_rate=RequestRate(settings.requests_per_minute),

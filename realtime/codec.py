@@ -46,6 +46,12 @@ def encode(value: Any) -> bytes:
     return orjson.dumps(value, default=_fallback, option=_OPTIONS)
 
 
+def encode_canonical(value: Any) -> bytes:
+    """As `encode`, with every object's keys sorted: the same value always gives the same bytes
+    (for hashing)."""
+    return orjson.dumps(value, default=_fallback, option=_OPTIONS | orjson.OPT_SORT_KEYS)
+
+
 def decode(data: bytes | str) -> Any:
     """Parse JSON, raising InvalidInput for anything that is not."""
     try:

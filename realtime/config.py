@@ -77,6 +77,9 @@ class Settings:
     folder_copy_max_bytes: int = 4 * 1024 * 1024
     links_per_hour: int = 100
     link_opens_per_minute: int = 60
+    audit_log: str = "none"  # "stdout": each audit record also as a JSON line in the log
+    audit_retention: timedelta = timedelta(days=365)
+    audit: bool = True  # off only to measure what the trail costs
 
     @property
     def embedded_database(self) -> bool:
@@ -170,6 +173,9 @@ def _budgets(reader: _Reader) -> dict[str, Any]:
         "links_per_hour": reader.integer("REALTIME_LINKS_PER_HOUR", 100, low=1),
         # Opens and downloads of shareable links, per client address (they need no account).
         "link_opens_per_minute": reader.integer("REALTIME_LINK_OPENS_PER_MINUTE", 60, low=1),
+        "audit_log": reader.choice("REALTIME_AUDIT_LOG", "none", ("NONE", "STDOUT")).lower(),
+        "audit_retention": reader.duration("REALTIME_AUDIT_RETENTION", "365d"),
+        "audit": reader.flag("REALTIME_AUDIT", True),
     }
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from uuid import UUID
 
+from realtime.audit import Audit
 from realtime.db import Connection, Database
 from realtime.errors import InvalidInput, NotFound
 from realtime.models import AddresseeKind, DirectoryEntry, Group
@@ -16,8 +17,9 @@ DIRECTORY_LIMIT = 20
 
 
 class Groups:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: Audit | None = None) -> None:
         self._db = db
+        self._audit = audit or Audit(db)
 
     async def list_groups(self) -> list[Group]:
         async with self._db.connection() as conn:
@@ -30,6 +32,9 @@ class Groups:
             await group_store.insert_group(conn, group_id, name)
             await group_store.set_members(conn, group_id, member_ids)
             group = await group_store.get_group(conn, group_id)
+            await self._audit.record(self._audit.new(
+                "group.created", target=("group", group_id),
+                detail={"members": len(set(member_ids))}), conn=conn)
         assert group is not None
         return group
 
@@ -40,13 +45,19 @@ class Groups:
             await _check_members(conn, member_ids)
             await group_store.set_members(conn, group_id, member_ids)
             group = await group_store.get_group(conn, group_id)
+            await self._audit.record(self._audit.new(
+                "group.members_set", target=("group", group_id),
+                detail={"members": len(set(member_ids))}), conn=conn)
         assert group is not None
         return group
 
     async def delete_group(self, group_id: UUID) -> None:
-        async with self._db.connection() as conn:
+        async with self._db.transaction() as conn:
             if not await group_store.delete_group(conn, group_id):
                 raise NotFound("no such group")
+            await self._audit.record(
+                self._audit.new("group.deleted", target=("group", group_id)), conn=conn
+            )
 
     async def directory(self, prefix: str) -> list[DirectoryEntry]:
         """Users and groups whose name starts with `prefix`, by name, at most 20 in all."""

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from realtime import codec, metrics
 from realtime.attachments import Attachments, Prepared
+from realtime.audit import Audit, requester
 from realtime.budgets import Budgets
 from realtime.crypto import Envelope, Keyring, row_name, same_secret
 from realtime.db import Connection, Database
@@ -53,7 +54,7 @@ class Messaging:
     def __init__(
         self, db: Database, keyring: Keyring, attachments: Attachments, *, sink: EventSink,
         budgets: Budgets, sends_per_minute: int, copies_per_minute: int,
-        expiry_scheduled: ExpiryScheduled | None = None,
+        expiry_scheduled: ExpiryScheduled | None = None, audit: Audit | None = None,
     ) -> None:
         """`sink` takes the events of each commit; `expiry_scheduled` is told of each expiry
         time a committed send brings (the expirer's wake-up; none on a node that does not
@@ -67,6 +68,7 @@ class Messaging:
         self._sink = sink
         self._expiry_scheduled = expiry_scheduled or _ignore
         self._batches = SendBatches(db)
+        self._audit = audit or Audit(db)
 
     async def send(
         self, sender: User, draft: Draft, idempotency_key: str | None, *, spent: bool = False
@@ -175,6 +177,7 @@ class Messaging:
             announcement=(  # to the other nodes' expirers
                 None if draft.expires_at is None else expiry_store.announcement(draft.expires_at)
             ),
+            audited=self._audit.enabled, address=requester().address,
         )
         return new, envelope
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from types import EllipsisType
 
+from realtime.audit import Audit
 from realtime.db import Database
 from realtime.errors import InvalidInput
 from realtime.models import LARGEST_FILE_MB, OrganisationSettings, SendRight
@@ -18,8 +19,9 @@ SHORTEST_LIFETIME = timedelta(minutes=1)
 
 
 class Organisation:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: Audit | None = None) -> None:
         self._db = db
+        self._audit = audit or Audit(db)
 
     async def settings(self) -> OrganisationSettings:
         async with self._db.connection() as conn:
@@ -55,4 +57,20 @@ class Organisation:
                     else max_lifetime
                 ),
             )
-            return await organisation_store.put_settings(conn, changed)
+            stored = await organisation_store.put_settings(conn, changed)
+            await self._audit.record(self._audit.new(
+                "settings.changed", detail=_changes(current, stored)), conn=conn)
+            return stored
+
+
+def _changes(before: OrganisationSettings, after: OrganisationSettings) -> dict[str, object]:
+    """What a change changed: each setting's new value, as the API shows it."""
+    changed: dict[str, object] = {}
+    for name in ("send_messages", "share_links", "max_file_mb", "max_lifetime"):
+        old, new = getattr(before, name), getattr(after, name)
+        if old != new:
+            changed[name] = (
+                new.value if isinstance(new, SendRight)
+                else int(new.total_seconds()) if isinstance(new, timedelta) else new
+            )
+    return changed

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from realtime.audit import Audit
 from realtime.crypto import Keyring, row_name
 from realtime.db import Database
 from realtime.drafts import check_ahead
@@ -62,7 +63,7 @@ def to_every_user(
 class SystemMessages:
     def __init__(
         self, db: Database, keyring: Keyring, *, sink: EventSink,
-        end_scheduled: EndScheduled | None = None,
+        end_scheduled: EndScheduled | None = None, audit: Audit | None = None,
     ) -> None:
         """`sink` takes the events of each commit; `end_scheduled` is told of each end time a
         new message brings (the expirer's wake-up)."""
@@ -70,6 +71,7 @@ class SystemMessages:
         self._keyring = keyring
         self._sink = sink
         self._end_scheduled = end_scheduled or _ignore
+        self._audit = audit or Audit(db)
 
     async def post(self, author: User, draft: SystemDraft) -> SystemMessage:
         """Store the message and give every enabled user its `system.message`, then publish;
@@ -94,6 +96,9 @@ class SystemMessages:
             )
             if draft.ends_at is not None:
                 await expiry_store.announce(conn, draft.ends_at)
+            await self._audit.record(self._audit.new(
+                "system_message.posted", target=("system_message", message_id),
+                detail={"mode": draft.mode.value, "users": len(appended)}), conn=conn)
         if draft.ends_at is not None:
             self._end_scheduled(draft.ends_at)
         await self._sink.committed(to_every_user(EventType.SYSTEM_MESSAGE, payload, appended))
@@ -113,6 +118,8 @@ class SystemMessages:
             appended = await event_store.append_to_every_user(
                 conn, EventType.SYSTEM_WITHDRAWN, payload
             )
+            await self._audit.record(self._audit.new(
+                "system_message.withdrawn", target=("system_message", message_id)), conn=conn)
         await self._sink.committed(to_every_user(EventType.SYSTEM_WITHDRAWN, payload, appended))
 
     async def shown_to(self, user_id: UUID, session_id: UUID | None) -> list[SystemMessage]:

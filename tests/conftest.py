@@ -110,8 +110,8 @@ async def raw_db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def empty_database(raw_db: asyncpg.Connection) -> None:
-    """Empty every table but the migrations' record; the organisation's settings are back to
-    their defaults (the row the migration made)."""
+    """Empty every table but the migrations' record; the organisation's settings and the audit
+    chain's head are back to the rows the migrations made."""
     tables = await raw_db.fetch(
         """select tablename from pg_tables
            where schemaname = 'public' and tablename <> 'schema_migrations'"""
@@ -126,6 +126,7 @@ async def empty_database(raw_db: asyncpg.Connection) -> None:
             async with raw_db.transaction():
                 await raw_db.execute(f"truncate {names} cascade")
                 await raw_db.execute("insert into organisation_settings default values")
+                await raw_db.execute("insert into audit_chain default values")
             return
         except asyncpg.DeadlockDetectedError:
             if attempt == 4:

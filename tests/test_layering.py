@@ -19,7 +19,7 @@ LAYERS = {
     3: {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
         "files", "attachments", "budgets", "vault_limits", "turns", "expiry", "hashing",
-        "links", "link_content", "send_batches", "organisation", "system_messages",
+        "links", "link_content", "send_batches", "organisation", "audit", "system_messages",
     },
     4: {"api", "ws"},
     5: {"app", "cli", "workers", "loadtest", "share", "__main__", "__init__"},

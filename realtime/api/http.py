@@ -20,6 +20,7 @@ from realtime.api.health import Health
 from realtime.api.in_flight import InFlight, RequestRate
 from realtime.api.refusals import Refusal, Refusals
 from realtime.attachments import Attachments
+from realtime.audit import Audit, set_requester
 from realtime.budgets import Budgets, refusal
 from realtime.config import Settings
 from realtime.db import DATABASE_FAULTS, Database
@@ -66,6 +67,7 @@ class Services:
     links: Links
     system_messages: SystemMessages
     organisation: Organisation
+    audit: Audit
     budgets: Budgets
     in_flight: InFlight
     request_rate: RequestRate
@@ -209,6 +211,7 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
         auth = None
+        set_requester(None, client_address(request))
         try:
             with ExitStack() as held:  # the caller's places among the requests in flight
                 budget = None
@@ -216,6 +219,7 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
                     budget = operation.spends(request, services.settings) \
                         if operation.spends else None
                     auth, wait = await authenticate(request, services, held, budget)
+                    set_requester(auth.user.id, client_address(request))
                     if budget is not None and wait > 0:  # refused as this user's refusal
                         raise refusal(wait, limit=budget.per_minute, what=budget.what)
                     if operation.admin and not auth.user.is_admin:

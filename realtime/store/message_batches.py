@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from realtime.models import EventType
+from realtime.store.audit import recording
 from realtime.store.messages import Inserted, NewMessage
 
 # Each message of the batch ($1 to $11, arrays of one element per message, in order) goes to
@@ -17,13 +18,14 @@ from realtime.store.messages import Inserted, NewMessage
 # `events.appending` does), each bumped once by the number of messages it gets, whose events
 # take its next seqs in the batch's order. A message whose user is missing or disabled writes
 # nothing and yields no row.
-_INSERT_BATCH = """with batch as materialized (
+_INSERT_BATCH = f"""with batch as materialized (
                select * from unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bool[],
                                     $5::text[], $6::bytea[], $7::bytea[], $8::bytea[],
-                                    $9::uuid[], $10::text[], $11::text[])
+                                    $9::uuid[], $10::text[], $11::text[], $13::text[],
+                                    $14::bool[])
                    with ordinality as b(id, sender_id, expires_at, high_priority, key_id,
                                         wrapped_key, subject, body, recipient_id, channel,
-                                        notice, position)),
+                                        notice, address, audited, position)),
            receiving as materialized (
                select b.*, u.display_name as name
                from batch b join users u on u.id = b.recipient_id and not u.disabled),
@@ -65,7 +67,10 @@ _INSERT_BATCH = """with batch as materialized (
                from numbered n join bumped b on b.user_id = n.recipient_id
                returning user_id, seq),
            announced as (
-               select pg_notify(channel, notice) from receiving where channel is not null)
+               select pg_notify(channel, notice) from receiving where channel is not null),
+           {recording('''select sender_id, 'message.sent', 'message', id, address, 'ok',
+                                 '{"recipients": 1}'::jsonb
+                          from receiving where audited''')}
            select n.position, n.recipient_id, b.seq_before + n.nth as seq,
                   b.unread_before + n.nth as unread, statement_timestamp() as sent_at,
                   (select count(*) from appended) as appended,
@@ -98,6 +103,8 @@ async def insert_one_to_one(
         [channel for channel, _ in announcements],
         [notice for _, notice in announcements],
         EventType.MESSAGE_NEW.value,
+        [new.address for new, _ in sends],
+        [new.audited for new, _ in sends],
     )
     written: list[Inserted | None] = [None] * len(sends)
     for row in rows:

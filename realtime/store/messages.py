@@ -22,6 +22,7 @@ from realtime.models import (
     SealedKey,
     SealedMessage,
 )
+from realtime.store.audit import recording
 from realtime.store.events import UNREAD_NOW, appending
 
 _LIVE = "(m.expires_at is null or m.expires_at > statement_timestamp())"
@@ -99,7 +100,7 @@ class Inserted:
 
 def _inserting(
     *, recipients: str, addressees: str, allowed: str, type_: str, payload: str,
-    channel: str, notice: str, prelude: str = "",
+    channel: str, notice: str, audited: tuple[str, str], prelude: str = "",
 ) -> str:
     """The statement that inserts a message ($1 to $9: id, sender, expiry, high priority, reply
     to, key id, wrapped key, subject, body) with its To field (the `select` `addressees` of
@@ -107,8 +108,10 @@ def _inserting(
     distinct) and one event for each of them (one more unread for each), and notifies the
     expirers (the parameters `channel` and `notice`; none when the channel is null), when
     `allowed` holds: else it writes nothing and yields no row (`recipients` must then be
-    empty: their events are appended whatever `allowed` says). `prelude` is common table
-    expressions (each followed by a comma) the others may use."""
+    empty: their events are appended whatever `allowed` says). `audited` is the expressions of
+    the client's address and of whether the audit trail records the send. `prelude` is common
+    table expressions (each followed by a comma) the others may use."""
+    address, auditing = audited
     return f"""with {prelude}message as (
                insert into messages (id, sender_id, sent_at, expires_at, high_priority, reply_to,
                                      key_id, wrapped_key, subject, body, recipient_count)
@@ -126,7 +129,10 @@ def _inserting(
                from unnest({recipients}) as user_id where {allowed}),
            {appending(recipients, type_, payload, unread_change='1')},
            announced as (select pg_notify({channel}, {notice})
-                         where {channel}::text is not null and {allowed})
+                         where {channel}::text is not null and {allowed}),
+           {recording(f'''select $2, 'message.sent', 'message', $1, {address}::text, 'ok',
+                                 jsonb_build_object('recipients', cardinality({recipients}))
+                          where {auditing}::bool and {allowed}''')}
            select message.sent_at, appended.user_id, appended.seq, appended.unread,
                   (select count(*) from announced) as announced
            from message cross join appended"""
@@ -148,11 +154,17 @@ class NewMessage:
     event_type: EventType = EventType.MESSAGE_NEW
     event_payload: dict[str, Any] = field(default_factory=dict)
     announcement: tuple[str, str] | None = None
+    audited: bool = False  # the audit trail records the send
+    address: str | None = None  # the client's, for the audit trail
 
     def parameters(self) -> tuple[Any, ...]:
         """$1 to $9 of `_inserting`."""
         return (self.message_id, self.sender_id, self.expires_at, self.high_priority,
                 self.reply_to, self.key.key_id, self.key.wrapped, self.subject, self.body)
+
+    def audit_parameters(self) -> tuple[Any, ...]:
+        """The client's address and whether the audit trail records the send."""
+        return self.address, self.audited
 
     def event_parameters(self) -> tuple[Any, ...]:
         """The event's type and payload, and the expirers' channel and notice."""
@@ -173,6 +185,7 @@ async def insert_message(
                           from unnest($10::text[], $11::uuid[], $12::text[])
                                with ordinality as a(kind, target_id, name, position)""",
             allowed="true", type_="$14", payload="$15", channel="$16", notice="$17",
+            audited=("$18", "$19"),
         ),
         *new.parameters(),
         [a.kind.value for a in addressees],
@@ -180,6 +193,7 @@ async def insert_message(
         [a.name for a in addressees],
         list(recipient_ids),
         *new.event_parameters(),
+        *new.audit_parameters(),
     )
     if len(rows) != len(recipient_ids):
         raise RuntimeError("a user without an event counter cannot receive events")
@@ -216,9 +230,10 @@ async def insert_message_to_users(
             recipients="((select ids from receiving)::uuid[])",
             addressees="select position, kind, target_id, name from named",
             allowed="coalesce((select allowed from checked), false)",
-            type_="$11", payload="$12", channel="$13", notice="$14", prelude=_NAMED_USERS,
+            type_="$11", payload="$12", channel="$13", notice="$14", audited=("$15", "$16"),
+            prelude=_NAMED_USERS,
         ),
-        *new.parameters(), list(user_ids), *new.event_parameters(),
+        *new.parameters(), list(user_ids), *new.event_parameters(), *new.audit_parameters(),
     )
     return _inserted(rows) if rows else None
 
