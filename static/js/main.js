@@ -15,6 +15,7 @@ import { initLinks, reloadLinks, resetLinks, linkViewed, linkGone } from "./view
 import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
 import { initSystemAdmin, loadSystemAdmin, resetSystemAdmin } from "./views/system-admin.js";
+import { initOrganisationAdmin, loadOrganisationAdmin, resetOrganisationAdmin } from "./views/organisation-admin.js";
 import { showSystem, addSystem, removeSystem, reloadSystem, resetSystem } from "./views/system-banner.js";
 
 let liveState = "offline";
@@ -38,11 +39,17 @@ function showLogin(message = "") {
   $("login-username").focus();
 }
 
-async function enter(me) {
-  setMe(me);
+// The header follows the account's effective rights, which the organisation's settings may
+// change while the tab is open.
+function showRights(me) {
+  if (!me) return;
   setText($("whoami"), me.display_name);
   $("nav-admin").hidden = !me.is_admin;
   $("nav-links").hidden = !me.can_share_links;
+}
+
+async function enter(me) {
+  setMe(me);
   $("login-view").hidden = true;
   $("app-header").hidden = false;
   $("main").hidden = false;
@@ -69,6 +76,7 @@ function leave(message = "") {
   resetVault();
   resetAdmin();
   resetSystemAdmin();
+  resetOrganisationAdmin();
   resetSystem();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   setUnread(0);
@@ -140,6 +148,7 @@ function initLive() {
     setUnread(frame.unread);
     for (const summary of frame.high_priority || []) popUp(summary);
     helloSeen = true;
+    if (state.me && frame.user && frame.user.id === state.me.id) setMe({ ...state.me, ...frame.user });
     showSystem(frame.system);
   });
   bus.on("live:system.message", (frame) => addSystem(frame.message));
@@ -213,6 +222,7 @@ function initNavigation() {
     if (name === "links") reloadLinks();
     if (name === "vault") loadVault();
     if (name === "admin") {
+      loadOrganisationAdmin();
       loadAdmin();
       loadSystemAdmin();
     }
@@ -229,6 +239,15 @@ async function boot() {
   initVault();
   initAdmin();
   initSystemAdmin();
+  initOrganisationAdmin();
+  bus.on("me", showRights);
+  bus.on("rights-changed", async () => {
+    try {
+      setMe(await get("/api/me", { quiet401: true }));
+    } catch {
+      // signed out, or offline: the next request tells
+    }
+  });
   initLinks({ newLink: () => openComposer({ mode: LINK }) });
   try {
     await enter(await get("/api/me", { quiet401: true }));

@@ -144,6 +144,7 @@ async function sendInApp() {
     report(statusBox, "");
     showError(error instanceof ApiError ? error.lines(describeField) : [errorText(error)]);
     if (error.status === 404) forgetUploads();
+    if (error.status === 403) bus.emit("rights-changed"); // the rights may have changed meanwhile
   }
 }
 
@@ -196,7 +197,16 @@ function showNotice() {
 
 function applyRights(me) {
   rights = me;
+  const wasLink = isLinkMode();
   applyModeRights(me);
+  if (wasLink && !isLinkMode()) report(statusBox, "Your account may no longer create shareable links.");
+  // Everything the More menu adds is an attachment: without the right, it is not offered.
+  $("more").closest(".more-wrap").hidden = !me.can_attach;
+  if (!me.can_attach) {
+    closeMoreMenu();
+    $("file-panel").hidden = true;
+    hideCredentialForm();
+  }
   showNotice();
 }
 
