@@ -196,3 +196,35 @@ async def test_hello_tells_the_effective_rights(
         hello = await next_frame(ws)
     assert hello["type"] == "hello"
     assert rights(hello["user"]) == (True, False, False)
+
+
+async def test_the_login_answer_tells_the_effective_rights(
+    admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    """The client shows what the login answers before it asks /api/me: the organisation's
+    settings lower it as they lower every request."""
+    bob = await make_user()
+    await change(admin, send_messages="without_attachments", share_links=False)
+    answer = await bob.http.post(
+        "/api/auth/login", json={"username": bob.username, "password": bob.password}
+    )
+    assert answer.status_code == 200, answer.text
+    assert rights(answer.json()["user"]) == (True, False, False)
+    assert answer.json()["user"]["can_email_links"] is False
+
+
+async def test_a_reply_gets_the_maximum_lifetime_too(
+    admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    bob, carol = await make_user(), await make_user()
+    first = await send(bob, [user(carol)], body="no lifetime yet")
+    assert first.status_code == 201, first.text
+    await change(admin, max_lifetime=600)
+    reply = await send(carol, [user(bob)], body="re", reply_to=first.json()["id"])
+    assert reply.status_code == 201, reply.text
+    message = (await bob.http.get(f"/api/messages/{reply.json()['id']}")).json()
+    assert message["reply_to"] == first.json()["id"]
+    expires_at = datetime.fromisoformat(message["expires_at"])
+    assert expires_at <= datetime.now(UTC) + timedelta(seconds=600)
+    later = await send(carol, [user(bob)], reply_to=first.json()["id"], expires_at=ahead(hours=1))
+    assert_invalid(later, "expires_at")
