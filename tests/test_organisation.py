@@ -228,3 +228,20 @@ async def test_a_reply_gets_the_maximum_lifetime_too(
     assert expires_at <= datetime.now(UTC) + timedelta(seconds=600)
     later = await send(carol, [user(bob)], reply_to=first.json()["id"], expires_at=ahead(hours=1))
     assert_invalid(later, "expires_at")
+
+
+async def test_a_change_on_one_node_holds_at_once_on_another(
+    live: LiveServer, admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    """The administrator changes the settings through one node; Bob's very next requests
+    through another node (its own process state, the same database) are judged by them."""
+    bob, carol = await make_user(on=live), await make_user(on=live)
+    assert (await send(bob, [user(carol)])).status_code == 201
+    await change(admin, send_messages="not_allowed", share_links=False, max_file_mb=1)
+    assert_error(await send(bob, [user(carol)]), 403, "forbidden")
+    assert_error(await bob.http.post("/api/links", json=link_body()), 403, "forbidden")
+    status, body = await post_upload(bob, b"x" * (MIB + 1))
+    assert (status, body["error"]["code"]) == (413, "too_large")
+    assert rights(await me(bob)) == (False, False, False)
+    await change(admin, send_messages="with_attachments", share_links=True, max_file_mb=25)
+    assert (await send(bob, [user(carol)])).status_code == 201
