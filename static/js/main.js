@@ -46,6 +46,8 @@ function showRights(me) {
   setText($("whoami"), me.display_name);
   $("nav-admin").hidden = !me.is_admin;
   $("nav-links").hidden = !me.can_share_links;
+  // Sending a copy of a vault item attaches it: not offered without the right (CSS hides it).
+  document.body.toggleAttribute("data-no-attach", !me.can_attach);
 }
 
 async function enter(me) {
@@ -68,6 +70,7 @@ async function enter(me) {
 function leave(message = "") {
   live.stop();
   state.me = null;
+  document.body.removeAttribute("data-no-attach");
   inbox.reset();
   sent.reset();
   resetPopups();

@@ -9,6 +9,7 @@ from tests.conftest import LoggedInUser, MakeUser
 from tests.e2e.conftest import SCREENSHOTS, OpenPage
 from tests.e2e.test_client import add_recipient, compose_to, confirmed_sent, open_composer
 from tests.messages_support import box
+from tests.vault_support import new_entry
 
 
 async def open_settings(page: Page) -> None:
@@ -61,7 +62,7 @@ async def test_sending_turned_off_for_the_organisation_refuses_a_send_in_an_open
 async def test_without_attachments_hides_the_attachment_menu_and_the_settings_are_checked(
     make_user: MakeUser, admin: LoggedInUser, open_page: OpenPage
 ) -> None:
-    """Under "without attachments" Dana's composer offers no attachment; the admin's form
+    """Under "without attachments" Dana's composer and vault offer no attachment; the admin's form
     refuses a file limit out of range next to the field, and keeps a maximum lifetime in the
     unit it was given."""
     dana, bob = await make_user(display_name="Dana"), await make_user(display_name="Bob")
@@ -92,7 +93,12 @@ async def test_without_attachments_hides_the_attachment_menu_and_the_settings_ar
         path=str(SCREENSHOTS / "organisation-settings-form.png")
     )
 
+    await new_entry(dana, title="router", username="admin", password="r0uter")
     danas = await open_page(dana)
+    await danas.click("#nav-vault")
+    await expect(danas.locator("#vault-tree li", has_text="router")).to_be_visible()
+    await expect(danas.locator("#vault-tree .send-copy")).to_have_count(1)
+    await expect(danas.locator("#vault-tree .send-copy")).to_be_hidden()
     await open_composer(danas)
     await expect(danas.locator("#more")).to_be_hidden()
     await expect(danas.locator("#compose-notice")).to_have_text(
