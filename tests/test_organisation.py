@@ -3,6 +3,7 @@ longest lifetime, taking effect at the next request of every user."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -245,3 +246,30 @@ async def test_a_change_on_one_node_holds_at_once_on_another(
     assert rights(await me(bob)) == (False, False, False)
     await change(admin, send_messages="with_attachments", share_links=True, max_file_mb=25)
     assert (await send(bob, [user(carol)])).status_code == 201
+
+
+@pytest.mark.parametrize("fields", [
+    {"max_file_mb": 1}, {"max_file_mb": 25}, {"max_lifetime": 60},
+    {"max_lifetime": 3650 * 86400}, {"send_messages": "without_attachments"},
+])
+async def test_the_edges_of_each_range_are_accepted(
+    admin: LoggedInUser, fields: dict[str, Any]
+) -> None:
+    assert await change(admin, **fields) == {**DEFAULTS, **fields}
+    assert await settings(admin) == {**DEFAULTS, **fields}
+
+
+async def test_an_empty_change_or_nulls_keep_everything(admin: LoggedInUser) -> None:
+    changed = await change(admin, share_links=False, max_lifetime=600)
+    assert await change(admin) == changed
+    assert await change(
+        admin, send_messages=None, share_links=None, max_file_mb=None
+    ) == changed
+
+
+async def test_simultaneous_changes_of_different_settings_keep_both(admin: LoggedInUser) -> None:
+    """Each change reads and writes the row under its lock: neither undoes the other."""
+    for _ in range(5):
+        await change(admin, share_links=True, max_file_mb=25)
+        await asyncio.gather(change(admin, share_links=False), change(admin, max_file_mb=3))
+        assert await settings(admin) == {**DEFAULTS, "share_links": False, "max_file_mb": 3}
