@@ -214,6 +214,16 @@ async def test_the_login_answer_tells_the_effective_rights(
     assert answer.json()["user"]["can_email_links"] is False
 
 
+async def test_me_tells_the_organisations_limits(
+    admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    """The client shows the largest file and the longest lifetime before a refusal does."""
+    bob = await make_user()
+    assert ((await me(bob))["max_file_mb"], (await me(bob))["max_lifetime"]) == (25, None)
+    await change(admin, max_file_mb=4, max_lifetime=7200)
+    assert ((await me(bob))["max_file_mb"], (await me(bob))["max_lifetime"]) == (4, 7200)
+
+
 async def test_a_reply_gets_the_maximum_lifetime_too(
     admin: LoggedInUser, make_user: MakeUser
 ) -> None:

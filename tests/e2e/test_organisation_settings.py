@@ -104,6 +104,8 @@ async def test_without_attachments_hides_the_attachment_menu_and_the_settings_ar
     await expect(danas.locator("#compose-notice")).to_have_text(
         "Your account may send messages without attachments."
     )
+    await expect(danas.locator("#lifetime-hint")).to_contain_text("within 2 hours")
+    await expect(danas.locator("#file-limit")).to_have_text("At most 5 MiB per file.")
     await add_recipient(danas, bob)
     await danas.fill("#subject", "No files today")
     await danas.click("#send")

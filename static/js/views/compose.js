@@ -1,9 +1,10 @@
 // The composer: a message in-app (recipients, subject, message, expiry, priority, attachments),
 // or, in the link modes, the same content as a shareable link or a link sent by email.
 
-import { h, $, clear, report, randomKey, localInputValue } from "../dom.js";
+import { h, $, clear, report, randomKey, localInputValue, formatSeconds } from "../dom.js";
 import { post, errorText, ApiError } from "../api.js";
 import { bus } from "../bus.js";
+import { largestFileMb } from "../state.js";
 import { showView } from "../nav.js";
 import { recipients, recipientNames, setRecipients, clearRecipients, initRecipients } from "./recipients.js";
 import { initGenerator } from "./generator.js";
@@ -207,6 +208,12 @@ function applyRights(me) {
     $("file-panel").hidden = true;
     hideCredentialForm();
   }
+  $("file-limit").textContent = `At most ${largestFileMb()} MiB per file.`;
+  const lifetime = me.max_lifetime;
+  $("lifetime-hint").hidden = !lifetime;
+  $("lifetime-hint").textContent = lifetime
+    ? `Your organisation has everything expire within ${formatSeconds(lifetime)}: a later expiry is refused, and a message without one expires then.`
+    : "";
   showNotice();
 }
 

@@ -1,7 +1,7 @@
 // Administration: the organisation's settings (sending, shareable links, the largest file, the
 // longest lifetime), for every user at once.
 
-import { $, report } from "../dom.js";
+import { $, report, formatSeconds } from "../dom.js";
 import { get, patch, errorText } from "../api.js";
 import { state } from "../state.js";
 
@@ -45,20 +45,11 @@ function show(settings) {
   showLifetimeToggle();
 }
 
-const UNIT_NAMES = { 86400: "day", 3600: "hour", 60: "minute" };
-
-function lifetimeText(seconds) {
-  const unit = UNITS.find((u) => seconds % u === 0);
-  if (!unit) return `${seconds} seconds`;
-  const count = seconds / unit;
-  return `${count} ${UNIT_NAMES[unit]}${count === 1 ? "" : "s"}`;
-}
-
 function describe(settings) {
   const parts = [`sending ${SENDING[settings.send_messages]}`,
     settings.share_links ? "shareable links allowed" : "no shareable links",
     `files up to ${settings.max_file_mb} MiB`];
-  if (settings.max_lifetime !== null) parts.push(`everything expires within ${lifetimeText(settings.max_lifetime)}`);
+  if (settings.max_lifetime !== null) parts.push(`everything expires within ${formatSeconds(settings.max_lifetime)}`);
   return parts.join(", ");
 }
 
