@@ -57,6 +57,8 @@ async def test_sending_turned_off_for_the_organisation_refuses_a_send_in_an_open
     await carols.click("#send")
     await confirmed_sent(carols)
     assert [m["subject"] for m in await box(bob)] == ["Before the change"]
+    await expect(carols.locator("#compose-notice")).to_be_hidden()
+    await expect(carols.locator("#more")).to_be_visible()
 
 
 async def test_without_attachments_hides_the_attachment_menu_and_the_settings_are_checked(

@@ -141,6 +141,8 @@ async function sendInApp() {
     const n = answer.recipients;
     report(statusBox, `Sent to ${n} ${n === 1 ? "recipient" : "recipients"}.`);
     bus.emit("sent", answer);
+    // A send the tab thought forbidden went: the rights were given back meanwhile.
+    if (rights && !rights.can_send) bus.emit("rights-changed");
   } catch (error) {
     report(statusBox, "");
     showError(error instanceof ApiError ? error.lines(describeField) : [errorText(error)]);
