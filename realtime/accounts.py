@@ -23,8 +23,9 @@ from realtime.errors import (
 )
 from realtime.events import EventSink
 from realtime.hashing import hashing
-from realtime.models import AuthContext, NewSession, User
+from realtime.models import AuthContext, NewSession, User, under_organisation
 from realtime.store import budgets as budget_store
+from realtime.store import organisation as organisation_store
 from realtime.store import sessions as session_store
 from realtime.store import throttle
 from realtime.store import users as user_store
@@ -126,9 +127,12 @@ class Accounts:
             if expires_at is not None:
                 await self._audit.record(self._audit.new(
                     "login", actor_id=found.user.id, target=("session", session_id)), conn=conn)
+            organisation = await organisation_store.get_settings(conn)
         if expires_at is None:
             raise Unauthenticated(_WRONG_PAIR)
-        return NewSession(token, session_id, found.user, expires_at)
+        # The answer tells the effective rights, as every authenticated request does.
+        user = under_organisation(found.user, organisation)
+        return NewSession(token, session_id, user, expires_at)
 
     async def authenticate(self, token: str) -> AuthContext:
         """The user and session a token speaks for; Unauthenticated when it is not live."""

@@ -133,7 +133,7 @@ async def test_a_created_user_keeps_the_rights_given(
     assert logged_in.json()["user"] == {
         "id": answer.json()["id"], "username": name, "display_name": "Monica Reyes",
         "is_admin": True, "can_send": False, "can_attach": False, "can_share_links": False,
-        "can_email_links": False,
+        "can_email_links": False, "max_file_mb": 25, "max_lifetime": None,
     }
 
 

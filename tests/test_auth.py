@@ -109,6 +109,7 @@ async def test_login_answers_token_and_user_and_sets_a_strict_cookie(
         "id": str(user.id), "username": name, "display_name": "Dana Scully",
         "is_admin": False, "can_send": True, "can_attach": True, "can_share_links": True,
         "can_email_links": False,  # the test server has no mail relay
+        "max_file_mb": 25, "max_lifetime": None,  # the organisation's defaults
     }
     cookie = cookie_attributes(answer)
     assert cookie["session"] == body["token"]
@@ -225,7 +226,7 @@ async def test_me_shows_the_account_and_its_rights(
     assert me.json() == {
         "id": person.id, "username": person.user.username, "display_name": "Fox Mulder",
         "is_admin": False, "can_send": False, "can_attach": False, "can_share_links": False,
-        "can_email_links": False,
+        "can_email_links": False, "max_file_mb": 25, "max_lifetime": None,
     }
 
 
@@ -597,7 +598,8 @@ def test_request_and_answer_models_keep_secrets_out_of_repr() -> None:
         token="a-token-secret",
         user=schemas.MyAccount(id=uuid.uuid4(), username="someone", display_name="S",
                                is_admin=False, can_send=True, can_attach=True,
-                               can_share_links=True, can_email_links=False),
+                               can_share_links=True, can_email_links=False,
+                               max_file_mb=25, max_lifetime=None),
     )
     generated = schemas.PasswordResponse(password="generated-secret", entropy_bits=80.0)
     opening = link_schemas.OpenLinkRequest(token="link-token-secret",

@@ -66,7 +66,13 @@ ORIGINS = foreign_origins(BASE_URL)
 
 @pytest.fixture
 async def world(make_user: MakeUser, admin: LoggedInUser) -> OwnersWorld:
-    return await owners_world(make_user, admin)
+    """The owner's objects, and a system message of the admin's (as the matrix's world)."""
+    made = await owners_world(make_user, admin)
+    posted = await admin.http.post("/api/admin/system-messages", json={
+        "subject": "for everyone", "mode": "dismissible"})
+    assert posted.status_code == 201, posted.text
+    made.ids["system_message"] = posted.json()["id"]
+    return made
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ longest lifetime, taking effect at the next request of every user."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,3 +200,89 @@ async def test_hello_tells_the_effective_rights(
         hello = await next_frame(ws)
     assert hello["type"] == "hello"
     assert rights(hello["user"]) == (True, False, False)
+
+
+async def test_the_login_answer_tells_the_effective_rights(
+    admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    """The client shows what the login answers before it asks /api/me: the organisation's
+    settings lower it as they lower every request."""
+    bob = await make_user()
+    await change(admin, send_messages="without_attachments", share_links=False)
+    answer = await bob.http.post(
+        "/api/auth/login", json={"username": bob.username, "password": bob.password}
+    )
+    assert answer.status_code == 200, answer.text
+    assert rights(answer.json()["user"]) == (True, False, False)
+    assert answer.json()["user"]["can_email_links"] is False
+
+
+async def test_me_tells_the_organisations_limits(
+    admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    """The client shows the largest file and the longest lifetime before a refusal does."""
+    bob = await make_user()
+    assert ((await me(bob))["max_file_mb"], (await me(bob))["max_lifetime"]) == (25, None)
+    await change(admin, max_file_mb=4, max_lifetime=7200)
+    assert ((await me(bob))["max_file_mb"], (await me(bob))["max_lifetime"]) == (4, 7200)
+
+
+async def test_a_reply_gets_the_maximum_lifetime_too(
+    admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    bob, carol = await make_user(), await make_user()
+    first = await send(bob, [user(carol)], body="no lifetime yet")
+    assert first.status_code == 201, first.text
+    await change(admin, max_lifetime=600)
+    reply = await send(carol, [user(bob)], body="re", reply_to=first.json()["id"])
+    assert reply.status_code == 201, reply.text
+    message = (await bob.http.get(f"/api/messages/{reply.json()['id']}")).json()
+    assert message["reply_to"] == first.json()["id"]
+    expires_at = datetime.fromisoformat(message["expires_at"])
+    assert expires_at <= datetime.now(UTC) + timedelta(seconds=600)
+    later = await send(carol, [user(bob)], reply_to=first.json()["id"], expires_at=ahead(hours=1))
+    assert_invalid(later, "expires_at")
+
+
+async def test_a_change_on_one_node_holds_at_once_on_another(
+    live: LiveServer, admin: LoggedInUser, make_user: MakeUser
+) -> None:
+    """The administrator changes the settings through one node; Bob's very next requests
+    through another node (its own process state, the same database) are judged by them."""
+    bob, carol = await make_user(on=live), await make_user(on=live)
+    assert (await send(bob, [user(carol)])).status_code == 201
+    await change(admin, send_messages="not_allowed", share_links=False, max_file_mb=1)
+    assert_error(await send(bob, [user(carol)]), 403, "forbidden")
+    assert_error(await bob.http.post("/api/links", json=link_body()), 403, "forbidden")
+    status, body = await post_upload(bob, b"x" * (MIB + 1))
+    assert (status, body["error"]["code"]) == (413, "too_large")
+    assert rights(await me(bob)) == (False, False, False)
+    await change(admin, send_messages="with_attachments", share_links=True, max_file_mb=25)
+    assert (await send(bob, [user(carol)])).status_code == 201
+
+
+@pytest.mark.parametrize("fields", [
+    {"max_file_mb": 1}, {"max_file_mb": 25}, {"max_lifetime": 60},
+    {"max_lifetime": 3650 * 86400}, {"send_messages": "without_attachments"},
+])
+async def test_the_edges_of_each_range_are_accepted(
+    admin: LoggedInUser, fields: dict[str, Any]
+) -> None:
+    assert await change(admin, **fields) == {**DEFAULTS, **fields}
+    assert await settings(admin) == {**DEFAULTS, **fields}
+
+
+async def test_an_empty_change_or_nulls_keep_everything(admin: LoggedInUser) -> None:
+    changed = await change(admin, share_links=False, max_lifetime=600)
+    assert await change(admin) == changed
+    assert await change(
+        admin, send_messages=None, share_links=None, max_file_mb=None
+    ) == changed
+
+
+async def test_simultaneous_changes_of_different_settings_keep_both(admin: LoggedInUser) -> None:
+    """Each change reads and writes the row under its lock: neither undoes the other."""
+    for _ in range(5):
+        await change(admin, share_links=True, max_file_mb=25)
+        await asyncio.gather(change(admin, share_links=False), change(admin, max_file_mb=3))
+        assert await settings(admin) == {**DEFAULTS, "share_links": False, "max_file_mb": 3}

@@ -25,9 +25,14 @@ def me_view(user: User) -> schemas.Me:
 
 
 def my_account(call: Call, user: User) -> schemas.MyAccount:
+    """Who the caller is, their effective rights, and the organisation's limits the client
+    shows (the largest file, the longest lifetime)."""
+    lifetime = user.organisation.max_lifetime
     return schemas.MyAccount(
         **dict(me_view(user)),
         can_email_links=user.can_share_links and call.services.links.email_available,
+        max_file_mb=user.organisation.max_file_mb,
+        max_lifetime=None if lifetime is None else int(lifetime.total_seconds()),
     )
 
 

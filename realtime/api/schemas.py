@@ -67,6 +67,13 @@ class MyAccount(Me):
     can_email_links: bool = Field(
         description="Send by email is offered: can_share_links, and a mail relay is set up"
     )
+    max_file_mb: int = Field(
+        description="the largest file the caller may upload, in MiB (the organisation's)"
+    )
+    max_lifetime: int | None = Field(
+        description="seconds: every message and link the caller makes expires within it"
+        " (the organisation's); null: no maximum"
+    )
 
 
 class LoginResponse(Response):

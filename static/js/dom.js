@@ -58,6 +58,14 @@ export function localInputValue(date) {
     + `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
+// A span of seconds in the largest whole unit: "2 hours", "30 days", "90 seconds".
+export function formatSeconds(seconds) {
+  const units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
+  const [size, name] = units.find(([u]) => seconds % u === 0);
+  const count = seconds / size;
+  return `${count} ${name}${count === 1 ? "" : "s"}`;
+}
+
 export function formatSize(bytes) {
   if (bytes === null || bytes === undefined) return "";
   if (bytes < 1024) return `${bytes} B`;

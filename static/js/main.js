@@ -15,9 +15,7 @@ import { initLinks, reloadLinks, resetLinks, linkViewed, linkGone } from "./view
 import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
 import { initSystemAdmin, loadSystemAdmin, resetSystemAdmin } from "./views/system-admin.js";
-import {
-  initOrganisationAdmin, loadOrganisationAdmin, resetOrganisationAdmin,
-} from "./views/organisation-admin.js";
+import { initOrganisationAdmin, loadOrganisationAdmin, resetOrganisationAdmin } from "./views/organisation-admin.js";
 import { showSystem, addSystem, removeSystem, reloadSystem, resetSystem } from "./views/system-banner.js";
 
 let liveState = "offline";
@@ -41,11 +39,19 @@ function showLogin(message = "") {
   $("login-username").focus();
 }
 
-async function enter(me) {
-  setMe(me);
+// The header follows the account's effective rights, which the organisation's settings may
+// change while the tab is open.
+function showRights(me) {
+  if (!me) return;
   setText($("whoami"), me.display_name);
   $("nav-admin").hidden = !me.is_admin;
   $("nav-links").hidden = !me.can_share_links;
+  // Sending a copy of a vault item attaches it: not offered without the right (CSS hides it).
+  document.body.toggleAttribute("data-no-attach", !me.can_attach);
+}
+
+async function enter(me) {
+  setMe(me);
   $("login-view").hidden = true;
   $("app-header").hidden = false;
   $("main").hidden = false;
@@ -64,6 +70,7 @@ async function enter(me) {
 function leave(message = "") {
   live.stop();
   state.me = null;
+  document.body.removeAttribute("data-no-attach");
   inbox.reset();
   sent.reset();
   resetPopups();
@@ -144,6 +151,7 @@ function initLive() {
     setUnread(frame.unread);
     for (const summary of frame.high_priority || []) popUp(summary);
     helloSeen = true;
+    if (state.me && frame.user && frame.user.id === state.me.id) setMe({ ...state.me, ...frame.user });
     showSystem(frame.system);
   });
   bus.on("live:system.message", (frame) => addSystem(frame.message));
@@ -217,8 +225,8 @@ function initNavigation() {
     if (name === "links") reloadLinks();
     if (name === "vault") loadVault();
     if (name === "admin") {
-      loadAdmin();
       loadOrganisationAdmin();
+      loadAdmin();
       loadSystemAdmin();
     }
   });
@@ -235,6 +243,14 @@ async function boot() {
   initAdmin();
   initSystemAdmin();
   initOrganisationAdmin();
+  bus.on("me", showRights);
+  bus.on("rights-changed", async () => {
+    try {
+      setMe(await get("/api/me", { quiet401: true }));
+    } catch {
+      // signed out, or offline: the next request tells
+    }
+  });
   initLinks({ newLink: () => openComposer({ mode: LINK }) });
   try {
     await enter(await get("/api/me", { quiet401: true }));

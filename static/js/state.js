@@ -8,6 +8,18 @@ export const state = {
   unread: 0,
 };
 
+const MIB = 1024 * 1024;
+
+// The largest file the account may upload, in MiB: the organisation's, at most 25.
+export function largestFileMb() {
+  const mb = state.me && Number.isInteger(state.me.max_file_mb) ? state.me.max_file_mb : 25;
+  return Math.min(mb, 25);
+}
+
+export function largestFileBytes() {
+  return largestFileMb() * MIB;
+}
+
 export function setMe(me) {
   state.me = me;
   bus.emit("me", me);

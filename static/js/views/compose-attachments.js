@@ -1,7 +1,8 @@
 // What the composer will attach: credentials, vault entries and folders, files; and their uploads.
 
 import { h, $, clear, report, formatSize } from "../dom.js";
-import { upload, MAX_UPLOAD } from "../api.js";
+import { upload } from "../api.js";
+import { largestFileBytes, largestFileMb } from "../state.js";
 
 let attachments = []; // {kind, label, ...what the server takes; a file keeps its File}
 let onRefused = () => {};
@@ -47,8 +48,9 @@ export function attach(item) {
 function addFiles(files) {
   const refused = [];
   for (const file of files) {
-    if (file.size > MAX_UPLOAD) {
-      refused.push(`“${file.name}” is too large to send: a file may be at most 25 MiB (${MAX_UPLOAD.toLocaleString()} bytes).`);
+    const largest = largestFileBytes();
+    if (file.size > largest) {
+      refused.push(`“${file.name}” is too large to send: a file may be at most ${largestFileMb()} MiB (${largest.toLocaleString()} bytes).`);
       continue;
     }
     attach({ kind: "file", label: file.name, file });

@@ -1,9 +1,10 @@
 // The composer: a message in-app (recipients, subject, message, expiry, priority, attachments),
 // or, in the link modes, the same content as a shareable link or a link sent by email.
 
-import { h, $, clear, report, randomKey, localInputValue } from "../dom.js";
-import { get, post, errorText, ApiError } from "../api.js";
+import { h, $, clear, report, randomKey, localInputValue, formatSeconds } from "../dom.js";
+import { post, errorText, ApiError } from "../api.js";
 import { bus } from "../bus.js";
+import { largestFileMb } from "../state.js";
 import { showView } from "../nav.js";
 import { recipients, recipientNames, setRecipients, clearRecipients, initRecipients } from "./recipients.js";
 import { initGenerator } from "./generator.js";
@@ -140,20 +141,13 @@ async function sendInApp() {
     const n = answer.recipients;
     report(statusBox, `Sent to ${n} ${n === 1 ? "recipient" : "recipients"}.`);
     bus.emit("sent", answer);
+    // A send the tab thought forbidden went: the rights were given back meanwhile.
+    if (rights && !rights.can_send) bus.emit("rights-changed");
   } catch (error) {
     report(statusBox, "");
     showError(error instanceof ApiError ? error.lines(describeField) : [errorText(error)]);
     if (error.status === 404) forgetUploads();
-    if (error.status === 403) refreshRights();
-  }
-}
-
-// A refusal may mean the rights changed while the page was open: show the ones in force now.
-async function refreshRights() {
-  try {
-    applyRights(await get("/api/me"));
-  } catch {
-    // the refusal shown already says enough
+    if (error.status === 403) bus.emit("rights-changed"); // the rights may have changed meanwhile
   }
 }
 
@@ -206,7 +200,22 @@ function showNotice() {
 
 function applyRights(me) {
   rights = me;
+  const wasLink = isLinkMode();
   applyModeRights(me);
+  if (wasLink && !isLinkMode()) report(statusBox, "Your account may no longer create shareable links.");
+  // Everything the More menu adds is an attachment: without the right, it is not offered.
+  $("more").closest(".more-wrap").hidden = !me.can_attach;
+  if (!me.can_attach) {
+    closeMoreMenu();
+    $("file-panel").hidden = true;
+    hideCredentialForm();
+  }
+  $("file-limit").textContent = `At most ${largestFileMb()} MiB per file.`;
+  const lifetime = me.max_lifetime;
+  $("lifetime-hint").hidden = !lifetime;
+  $("lifetime-hint").textContent = lifetime
+    ? `Your organisation has everything expire within ${formatSeconds(lifetime)}: a later expiry is refused, and a message without one expires then.`
+    : "";
   showNotice();
 }
 

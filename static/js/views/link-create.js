@@ -80,5 +80,6 @@ export async function createLink(mode, { showError, statusBox, progress, describ
     report(statusBox, "");
     showError(refusal(error, describeField));
     focusFirstError();
+    if (error.status === 403) bus.emit("rights-changed"); // the rights may have changed meanwhile
   }
 }

@@ -1,44 +1,61 @@
-// Administration: the organisation's settings (sending, links, largest file, longest lifetime).
+// Administration: the organisation's settings (sending, shareable links, the largest file, the
+// longest lifetime), for every user at once.
 
-import { $, report } from "../dom.js";
+import { $, report, formatSeconds } from "../dom.js";
 import { get, patch, errorText } from "../api.js";
 import { state } from "../state.js";
 
 const status = $("admin-status");
-const UNITS = [86400, 3600, 60];
+const FIELDS = ["send_messages", "share_links", "max_file_mb", "max_lifetime"];
+const SENDING = {
+  with_attachments: "with attachments",
+  without_attachments: "without attachments",
+  not_allowed: "not allowed",
+};
+const UNITS = [86400, 3600, 60]; // days, hours, minutes: the largest that divides the lifetime
 
 function showFieldErrors(fields) {
-  for (const [id, name] of [["organisation-file", "max_file_mb"], ["organisation-lifetime", "max_lifetime"]]) {
-    const el = $(`${id}-error`);
-    el.textContent = fields[name] || "";
-    el.hidden = !fields[name];
+  for (const name of FIELDS) {
+    const text = fields[name] || "";
+    const el = $(`organisation-${name}-error`);
+    el.textContent = text;
+    el.hidden = !text;
   }
 }
 
-function setLifetimeEnabled(on) {
+function showLifetimeToggle() {
+  const on = $("organisation-lifetime-toggle").checked;
   $("organisation-lifetime").disabled = !on;
   $("organisation-lifetime-unit").disabled = !on;
 }
 
 function show(settings) {
-  const form = $("organisation");
-  form.elements.send_messages.value = settings.send_messages;
-  form.elements.share_links.checked = settings.share_links;
-  form.elements.max_file_mb.value = settings.max_file_mb;
+  $("organisation-send").value = settings.send_messages;
+  $("organisation-share").checked = settings.share_links;
+  $("organisation-file").value = String(settings.max_file_mb);
   const lifetime = settings.max_lifetime;
   $("organisation-lifetime-toggle").checked = lifetime !== null;
-  setLifetimeEnabled(lifetime !== null);
   if (lifetime !== null) {
-    const unit = UNITS.find((seconds) => lifetime % seconds === 0) || 1;
-    form.elements.unit.value = String(unit === 1 ? 60 : unit);
-    form.elements.lifetime.value = unit === 1 ? Math.ceil(lifetime / 60) : lifetime / unit;
+    const unit = UNITS.find((u) => lifetime % u === 0) || 60;
+    $("organisation-lifetime-unit").value = String(unit);
+    $("organisation-lifetime").value = String(Math.max(1, Math.round(lifetime / unit)));
   } else {
-    form.elements.lifetime.value = "";
+    $("organisation-lifetime").value = "";
   }
+  showLifetimeToggle();
+}
+
+function describe(settings) {
+  const parts = [`sending ${SENDING[settings.send_messages]}`,
+    settings.share_links ? "shareable links allowed" : "no shareable links",
+    `files up to ${settings.max_file_mb} MiB`];
+  if (settings.max_lifetime !== null) parts.push(`everything expires within ${formatSeconds(settings.max_lifetime)}`);
+  return parts.join(", ");
 }
 
 export async function loadOrganisationAdmin() {
   if (!state.me || !state.me.is_admin) return;
+  showFieldErrors({});
   try {
     show(await get("/api/admin/settings"));
   } catch (error) {
@@ -46,29 +63,47 @@ export async function loadOrganisationAdmin() {
   }
 }
 
+// The body to send, or the field errors found before asking the server.
+function readForm() {
+  const errors = {};
+  const size = Number($("organisation-file").value);
+  if (!Number.isInteger(size) || size < 1 || size > 25) errors.max_file_mb = "a whole number from 1 to 25";
+  let lifetime = null;
+  if ($("organisation-lifetime-toggle").checked) {
+    const count = Number($("organisation-lifetime").value);
+    if ($("organisation-lifetime").value === "" || !Number.isInteger(count) || count < 1) {
+      errors.max_lifetime = "a whole number, at least 1";
+    } else {
+      lifetime = count * Number($("organisation-lifetime-unit").value);
+    }
+  }
+  return {
+    errors,
+    body: {
+      send_messages: $("organisation-send").value,
+      share_links: $("organisation-share").checked,
+      max_file_mb: size,
+      max_lifetime: lifetime,
+    },
+  };
+}
+
 async function save(event) {
   event.preventDefault();
-  const form = event.currentTarget;
   showFieldErrors({});
-  const body = {
-    send_messages: form.elements.send_messages.value,
-    share_links: form.elements.share_links.checked,
-    max_file_mb: Number(form.elements.max_file_mb.value),
-    max_lifetime: null,
-  };
-  if ($("organisation-lifetime-toggle").checked) {
-    const amount = Number(form.elements.lifetime.value);
-    if (!Number.isInteger(amount) || amount < 1) {
-      showFieldErrors({ max_lifetime: "a whole number, 1 or more" });
-      return;
-    }
-    body.max_lifetime = amount * Number(form.elements.unit.value);
+  report(status, "");
+  const { errors, body } = readForm();
+  if (Object.keys(errors).length) {
+    showFieldErrors(errors);
+    report(status, "Some settings cannot be saved; see below.", true);
+    return;
   }
-  const button = form.querySelector("button[type=submit]");
+  const button = event.currentTarget.querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    show(await patch("/api/admin/settings", body));
-    report(status, "Saved the organisation's settings: they hold from every user's next request.");
+    const saved = await patch("/api/admin/settings", body);
+    show(saved);
+    report(status, `Organisation settings saved: ${describe(saved)}.`);
   } catch (error) {
     showFieldErrors(error.fields || {});
     report(status, errorText(error), true);
@@ -78,14 +113,18 @@ async function save(event) {
 }
 
 export function resetOrganisationAdmin() {
-  $("organisation").reset();
-  setLifetimeEnabled(false);
+  $("organisation-settings").reset();
+  showLifetimeToggle();
   showFieldErrors({});
 }
 
 export function initOrganisationAdmin() {
-  $("organisation").addEventListener("submit", save);
-  $("organisation-lifetime-toggle").addEventListener("change", (event) => {
-    setLifetimeEnabled(event.currentTarget.checked);
+  $("organisation-settings").addEventListener("submit", save);
+  $("organisation-lifetime-toggle").addEventListener("change", () => {
+    showLifetimeToggle();
+    if ($("organisation-lifetime-toggle").checked) {
+      if (!$("organisation-lifetime").value) $("organisation-lifetime").value = "30";
+      $("organisation-lifetime").focus();
+    }
   });
 }

@@ -1,7 +1,8 @@
 // The user's vault: folders and entries, the entry form, and "Send copy".
 
 import { h, $, clear, report, wireDialog, openDialog, folderPaths, formatSize, confirmTwice } from "../dom.js";
-import { get, post, patch, del, upload, errorText, MAX_UPLOAD } from "../api.js";
+import { get, post, patch, del, upload, errorText } from "../api.js";
+import { largestFileBytes, largestFileMb } from "../state.js";
 import { bus } from "../bus.js";
 import { copyText } from "../secrets.js";
 import { buildTree } from "./picker.js";
@@ -129,7 +130,7 @@ async function saveEntry(event) {
   };
   try {
     if (file) {
-      if (file.size > MAX_UPLOAD) throw new Error(`“${file.name}” is over 25 MiB.`);
+      if (file.size > largestFileBytes()) throw new Error(`“${file.name}” is over ${largestFileMb()} MiB.`);
       report(status, `Uploading ${file.name}…`);
       body.upload_id = (await upload(file)).upload_id;
     }
