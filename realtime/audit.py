@@ -80,12 +80,44 @@ def json_line(record: Record) -> bytes:
     return codec.encode(as_json(record)) + b"\n"
 
 
+# Refusals (403, 404) recorded a minute for one user on one node; past it they are counted, and
+# the next one recorded says how many were dropped. An account probing ids cannot flood the
+# trail, and the trail still shows that it probed.
+REFUSALS_PER_MINUTE = 30
+
+
 class Audit:
     """Writes records, and reads them back for administrators."""
 
     def __init__(self, db: Database, *, enabled: bool = True) -> None:
         self._db = db
         self.enabled = enabled
+        self._refusals: dict[UUID, tuple[float, int, int]] = {}  # window start, kept, dropped
+
+    async def refused(self, status: int, route: str, target_id: UUID | None) -> None:
+        """Record a refusal (403, or 404 of an id) of the current request's user, within
+        REFUSALS_PER_MINUTE for that user on this node."""
+        who = requester()
+        if not self.enabled or who.actor_id is None:
+            return
+        now = asyncio.get_running_loop().time()
+        started, kept, dropped = self._refusals.get(who.actor_id, (now, 0, 0))
+        if now - started >= 60:
+            started, kept = now, 0
+        if kept >= REFUSALS_PER_MINUTE:
+            self._refusals[who.actor_id] = (started, kept, dropped + 1)
+            return
+        self._refusals[who.actor_id] = (started, kept + 1, 0)
+        if len(self._refusals) > 10_000:  # forget the oldest windows
+            for user_id in list(self._refusals)[:5_000]:
+                del self._refusals[user_id]
+        detail: dict[str, object] = {"status": status, "route": route}
+        if dropped:
+            detail["dropped_before"] = dropped
+        await self.record(self.new(
+            "access.refused", "refused", target=None if target_id is None else ("id", target_id),
+            detail=detail,
+        ))
 
     @staticmethod
     def new(

@@ -25,6 +25,7 @@ from realtime.accounts import (
     generate_account_password,
 )
 from realtime.app import create_app
+from realtime.audit_cli import add_audit
 from realtime.config import MAX_WORKERS, Settings, load_settings, parse_duration
 from realtime.crypto import Keyring, generate_master_key
 from realtime.db import Database, open_database
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(command=cmd_rotate_key)
     _add_loadtest(commands)
     _add_share(commands)
+    add_audit(commands, _with_database)
     return parser
 
 

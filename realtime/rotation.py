@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 
+from realtime.audit import Audit
 from realtime.crypto import Keyring, row_name
 from realtime.db import Database
 from realtime.store import keys as key_store
@@ -33,6 +34,8 @@ async def rotate_master_key(db: Database, keyring: Keyring) -> int:
                 break
             await asyncio.sleep(0.1)  # the rows left are locked by others: try them again
     log.info("re-wrapped %d data keys under master key %s", total, keyring.current_id)
+    await Audit(db).record(Audit.new(
+        "key.rotated", detail={"key_id": keyring.current_id, "data_keys": total}))
     return total
 
 

@@ -22,7 +22,7 @@ LAYERS = {
         "links", "link_content", "send_batches", "organisation", "audit", "system_messages",
     },
     4: {"api", "ws"},
-    5: {"app", "cli", "workers", "loadtest", "share", "__main__", "__init__"},
+    5: {"app", "cli", "audit_cli", "workers", "loadtest", "share", "__main__", "__init__"},
 }
 
 

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from realtime.api import (
     admin,
+    audit,
     auth,
     directory,
     links,
@@ -43,6 +44,7 @@ OPERATIONS: tuple[Operation, ...] = (
     *admin.OPERATIONS,
     *system_messages.OPERATIONS,
     *organisation.OPERATIONS,
+    *audit.OPERATIONS,
     *ops.OPERATIONS,
     Operation("GET", _OPENAPI_PATH, openapi, "This document", auth=False, database=False,
               responses={200: schemas.OpenAPIDocument}),

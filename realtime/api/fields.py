@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from realtime.accounts import USERNAME_PATTERN
+from realtime.errors import InvalidInput
 from realtime.system_messages import MAX_BODY as MAX_SYSTEM_BODY
 from realtime.system_messages import MAX_SUBJECT as MAX_SYSTEM_SUBJECT
 
@@ -123,3 +124,20 @@ def integral(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def query_time(value: str, name: str) -> datetime:
+    """An RFC 3339 time given in a query parameter; else 400 naming it."""
+    try:
+        parsed = _rfc3339(value)
+    except ValueError:
+        raise InvalidInput("not a time", {name: "an RFC 3339 time with its zone"}) from None
+    assert isinstance(parsed, datetime)
+    return parsed
+
+
+def query_uuid(value: str, name: str) -> UUID:
+    """A hyphenated UUID given in a query parameter; else 400 naming it."""
+    if not _UUID.fullmatch(value):
+        raise InvalidInput("not an id", {name: "a UUID"})
+    return UUID(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
@@ -230,6 +230,11 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
         except (RealtimeError, *DATABASE_FAULTS) as exc:
             log_error(request, exc)
             response = error_response(exc)
+            if auth is not None and isinstance(exc, (Forbidden, NotFound)):
+                with suppress(*DATABASE_FAULTS):  # the refusal stands, recorded or not
+                    await services.audit.refused(
+                        exc.status, operation.path, _path_uuid(request)
+                    )
             if isinstance(exc, RateLimited):  # out of its places in flight by now
                 client = auth.user.id if auth is not None else client_address(request)
                 held_as = await services.refusals.hold(client)
@@ -241,6 +246,14 @@ def bind(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
 
     endpoint.__name__ = operation.handler.__name__
     return endpoint
+
+
+def _path_uuid(request: Request) -> UUID | None:
+    """The id a path names (`{id}`), when it is one."""
+    try:
+        return UUID(str(request.path_params.get("id")))
+    except ValueError:
+        return None
 
 
 # A client retrying past its refusals with a body larger than this has its connection closed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BeforeValidator, ConfigDict, Field
@@ -340,3 +340,32 @@ class OpenAPIDocument(Response):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     openapi: str
+
+
+class AuditActor(Response):
+    id: UUID
+    username: str | None
+
+
+class AuditTarget(Response):
+    kind: str
+    id: UUID
+
+
+class AuditRecordOut(Response):
+    id: str
+    at: datetime
+    actor: AuditActor | None = Field(description="null: the server itself")
+    action: str
+    target: AuditTarget | None
+    address: str | None
+    outcome: str = Field(description="ok, failed or refused")
+    detail: dict[str, Any] = Field(description="metadata only: counts, flags, reasons")
+    position: int | None = Field(description="its place in the chain; null until chained")
+    prev_hash: str | None = Field(description="hex SHA-256 of the record before it in the chain")
+    hash: str | None = Field(description="hex SHA-256 over prev_hash and this record's fields")
+
+
+class AuditPage(Response):
+    records: list[AuditRecordOut]
+    next: str | None

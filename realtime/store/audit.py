@@ -60,11 +60,14 @@ _COLUMNS = """r.id, r.at, r.actor_id, (select username from users where id = r.a
 
 
 def _record(row: asyncpg.Record) -> Record:
+    detail = row["detail"]  # text on a connection without the pool's codecs
     return Record(
         id=row["id"], at=row["at"], actor_id=row["actor_id"],
         actor_username=row["actor_username"], action=row["action"],
         target_kind=row["target_kind"], target_id=row["target_id"], address=row["address"],
-        outcome=row["outcome"], detail=dict(row["detail"]), position=row["position"],
+        outcome=row["outcome"],
+        detail=dict(codec.decode(detail) if isinstance(detail, str) else detail),
+        position=row["position"],
         prev_hash=None if row["prev_hash"] is None else bytes(row["prev_hash"]),
         hash=None if row["hash"] is None else bytes(row["hash"]),
     )
