@@ -255,7 +255,7 @@ async def run_all(args: argparse.Namespace) -> Run:
         workdir = await stack.enter_async_context(harness.work_directory())
         server = await stack.enter_async_context(
             harness.realtime_server(workdir, redis=args.redis, ws=args.ws,
-                                    workers=args.workers))
+                                    workers=args.workers, settings=dict(args.server_setting)))
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=60.0))
         seeded = await harness.seed_users(server.database_url, args.users, group=False)
@@ -605,6 +605,13 @@ def run_sender(config: dict[str, Any]) -> None:
 # --- command line ------------------------------------------------------------------------------
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("REALTIME_"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not REALTIME_NAME=VALUE")
+    return name, value
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, nargs="+", default=[500, 1000, 2000],
@@ -626,6 +633,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="serve with `realtime serve --workers N` (default: 1); their CPU "
                              "is the server's")
+    parser.add_argument("--server-setting", action="append", default=[], type=_setting,
+                        metavar="REALTIME_NAME=VALUE",
+                        help="a setting of the server (again for more), e.g. REALTIME_AUDIT=off")
     parser.add_argument("--search-max", type=int, default=8000,
                         help="while no rate has failed, the search doubles the highest up to "
                              "this (default: 8000/s)")

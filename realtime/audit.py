@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -195,6 +196,17 @@ async def export_since(db: Database, since: datetime) -> AsyncIterator[bytes]:
             yield json_line(record)
 
 
+class _StandardOutput(logging.Handler):
+    """Each record's message alone on a line of whatever standard output is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(record.getMessage() + "\n")
+            sys.stdout.flush()
+        except Exception:  # a closed output must not stop the chainer
+            self.handleError(record)
+
+
 class Chainer:
     """The task that chains committed records, logs them when asked, and prunes old ones."""
 
@@ -204,6 +216,10 @@ class Chainer:
         self._db = db
         self._retention = retention
         self._log_records = log_records
+        if log_records and not records_log.handlers:  # JSON lines alone, on standard output
+            records_log.addHandler(_StandardOutput())
+            records_log.setLevel(logging.INFO)
+            records_log.propagate = False
 
     async def chain_once(self) -> int:
         """Chain what is committed and unchained (unless another node is at it); return how
