@@ -16,6 +16,7 @@ import { initVault, loadVault, resetVault } from "./views/vault.js";
 import { initAdmin, loadAdmin, resetAdmin } from "./views/admin.js";
 import { initSystemAdmin, loadSystemAdmin, resetSystemAdmin } from "./views/system-admin.js";
 import { initOrganisationAdmin, loadOrganisationAdmin, resetOrganisationAdmin } from "./views/organisation-admin.js";
+import { initAuditAdmin, loadAuditAdmin, resetAuditAdmin } from "./views/audit-admin.js";
 import { showSystem, addSystem, removeSystem, reloadSystem, resetSystem } from "./views/system-banner.js";
 
 let liveState = "offline";
@@ -80,6 +81,7 @@ function leave(message = "") {
   resetAdmin();
   resetSystemAdmin();
   resetOrganisationAdmin();
+  resetAuditAdmin();
   resetSystem();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   setUnread(0);
@@ -226,6 +228,7 @@ function initNavigation() {
     if (name === "vault") loadVault();
     if (name === "admin") {
       loadOrganisationAdmin();
+      loadAuditAdmin();
       loadAdmin();
       loadSystemAdmin();
     }
@@ -243,6 +246,7 @@ async function boot() {
   initAdmin();
   initSystemAdmin();
   initOrganisationAdmin();
+  initAuditAdmin();
   bus.on("me", showRights);
   bus.on("rights-changed", async () => {
     try {
