@@ -96,8 +96,8 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
             budgets = Budgets(db)
             files = Files(db, keyring, upload_limits(settings))
             vault = Vault(db, keyring, files, vault_limits(settings))
-            attachments = Attachments(db, keyring, vault, files)
-            expirer = Expirer(db, settings, sink) if expire else None
+            attachments = Attachments(db, keyring, vault, files, audit)
+            expirer = Expirer(db, settings, sink, audit) if expire else None
             messaging = Messaging(
                 db, keyring, attachments, sink=sink,
                 budgets=budgets, sends_per_minute=settings.sends_per_minute,
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 db, keyring, LinkContent(db, keyring, files), sink=sink, budgets=budgets,
                 limits=link_limits(settings), mailer=Mailer.from_settings(settings),
                 link_scheduled=expirer.expiry_scheduled if expirer is not None else None,
+                audit=audit,
             )
             system_messages = SystemMessages(
                 db, keyring, sink=sink,

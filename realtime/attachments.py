@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from realtime import codec
+from realtime.audit import Audit
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import Connection, Database
 from realtime.drafts import AttachmentRequest
@@ -54,7 +55,11 @@ class Opened:
 
 
 class Attachments:
-    def __init__(self, db: Database, keyring: Keyring, vault: Vault, files: Files) -> None:
+    def __init__(
+        self, db: Database, keyring: Keyring, vault: Vault, files: Files,
+        audit: Audit | None = None,
+    ) -> None:
+        self._audit = audit or Audit(db)
         self._db = db
         self._keyring = keyring
         self._vault = vault
@@ -145,8 +150,15 @@ class Attachments:
         )
 
     async def open(self, user: User, message_id: UUID, attachment_id: UUID) -> Opened:
-        """One attachment of a message the user may see; anything else is not found."""
+        """One attachment of a message the user may see; anything else is not found. Opening
+        a credential reveals it: the audit trail says which."""
         (opened,) = await self._open(user, message_id, attachment_id)
+        kind = opened.info.kind
+        await self._audit.record(self._audit.new(
+            "credential.revealed" if kind is AttachmentKind.CREDENTIAL else "attachment.opened",
+            target=("attachment", attachment_id),
+            detail={"message": str(message_id), "kind": kind.value},
+        ))
         return opened
 
     async def entry_file(
@@ -176,7 +188,11 @@ class Attachments:
                 entries.append(EntryCopy(EntryKind.FILE, EntryFields(title=item.file.name),
                                          item.file))
         async with self._db.transaction() as conn:
-            return await self._vault.put(conn, user, folder_id, entries, folders)
+            saved = await self._vault.put(conn, user, folder_id, entries, folders)
+            await self._audit.record(self._audit.new(
+                "attachments.saved", target=("message", message_id),
+                detail={"entries": len(entries), "folders": len(folders)}), conn=conn)
+            return saved
 
     async def _open(
         self, user: User, message_id: UUID, attachment_id: UUID | None

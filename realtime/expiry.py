@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from realtime import metrics
+from realtime.audit import Audit
 from realtime.config import Settings
 from realtime.db import CONTENDED, DATABASE_FAULTS, Connection, Database
 from realtime.events import EventSink
@@ -35,6 +36,7 @@ from realtime.store import links as link_store
 from realtime.store import sessions as session_store
 from realtime.store import system_messages as system_store
 from realtime.store import uploads as upload_store
+from realtime.store.audit import NewRecord
 from realtime.system_messages import to_every_user, withdrawn_payload
 
 log = logging.getLogger(__name__)
@@ -116,9 +118,12 @@ async def _purge_unattached_uploads(conn: Connection) -> int:
 class Expirer:
     """The task that deletes messages as they expire and runs the purges."""
 
-    def __init__(self, db: Database, settings: Settings, sink: EventSink) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, sink: EventSink, audit: Audit | None = None
+    ) -> None:
         """`sink` takes the events of each batch it commits."""
         self._db = db
+        self._audit = audit or Audit(db, enabled=settings.audit)
         self._settings = settings
         self._sink = sink
         self._wakeup = asyncio.Event()
@@ -202,6 +207,10 @@ class Expirer:
                  ended_payload(link.id, LinkEnd.EXPIRED))
                 for link in expired
             ]) if expired else []
+            await self._audit.record(*(
+                NewRecord("link.expired", target_kind="link", target_id=link.id)
+                for link in expired
+            ), conn=conn)
         if due:
             metrics.links_deleted.inc(len(due))
             await self._sink.committed(events)
@@ -239,6 +248,11 @@ class Expirer:
             await file_store.release_files(
                 conn, [file_id for message in expired for file_id in message.file_ids]
             )
+            await self._audit.record(*(
+                NewRecord("message.expired", target_kind="message", target_id=m.message_id,
+                          detail={"holders": len(m.holders)})
+                for m in expired
+            ), conn=conn)
         for message in expired:
             lag = (message.deleted_at - message.expires_at).total_seconds()
             metrics.expiry_lag.observe(max(0.0, lag))

@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from realtime import codec, crypto, metrics
+from realtime.audit import Audit
 from realtime.budgets import Budgets
 from realtime.crypto import Envelope, Keyring, row_name
 from realtime.db import DATABASE_FAULTS, Connection, Database
@@ -61,7 +62,7 @@ class Links:
     def __init__(
         self, db: Database, keyring: Keyring, content: LinkContent, *, sink: EventSink,
         budgets: Budgets, limits: LinkLimits, mailer: Mailer | None,
-        link_scheduled: LinkScheduled | None = None,
+        link_scheduled: LinkScheduled | None = None, audit: Audit | None = None,
     ) -> None:
         """`mailer` sends links by email (None: no relay, Send by email is unavailable);
         `link_scheduled` is told when a link falls due (the expirer's wake-up)."""
@@ -73,6 +74,7 @@ class Links:
         self._limits = limits
         self._mailer = mailer
         self._link_scheduled = link_scheduled or (lambda due_at: None)
+        self._audit = audit or Audit(db)
 
     @property
     def email_available(self) -> bool:
@@ -111,6 +113,11 @@ class Links:
             if content.file_bytes:
                 await self._check_stored(conn, creator)
             await expiry_store.announce(conn, draft.expires_at)
+            await self._audit.record(self._audit.new(
+                "link.created", target=("link", link_id),
+                detail={"views": draft.max_views, "passphrase": draft.passphrase is not None,
+                        "emailed": len(addresses), "attachments": len(draft.attachments)},
+            ), conn=conn)
         self._link_scheduled(draft.expires_at)
         if draft.email is not None:
             await self._send(link_id, LinkMail(
@@ -168,6 +175,9 @@ class Links:
                 raise NotFound("no such link")
             told = ended is LinkEnd.USED  # at its last view
             events = [] if told else await _ended(conn, creator.id, link_id, ended)
+            await self._audit.record(
+                self._audit.new("link.revoked", target=("link", link_id)), conn=conn
+            )
         await self._sink.committed(events)
 
     async def open(self, token: str, passphrase: str | None, client: str) -> OpenedLink:
@@ -182,6 +192,9 @@ class Links:
             if view is None:  # another opener took its last view first
                 raise NotFound("not found")
             events = await self._viewed(conn, link, view, has_files)
+            await self._audit.record(self._audit.new(
+                "link.viewed", actor_id=None, target=("link", link.id),
+                detail={"views_left": view.views_left}), conn=conn)
         await self._sink.committed(events)
         if view.last and has_files:
             self._link_scheduled(view.due_at)
@@ -271,6 +284,9 @@ class Links:
                 await link_store.delete_link(conn, link.id)
                 if link.views < link.max_views:  # else its last view told the creator
                     events = await _ended(conn, link.creator_id, link.id, LinkEnd.BURNED)
+            await self._audit.record(self._audit.new(
+                "link.burned" if left == 0 else "link.passphrase_wrong", "refused",
+                target=("link", link.id), detail={"attempts_left": left}), conn=conn)
         await self._sink.committed(events)
         if left == 0:
             metrics.links_burned.inc()

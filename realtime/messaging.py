@@ -258,6 +258,8 @@ class Messaging:
                     conn, [user.id, mark.sender_id], EventType.MESSAGE_READ, payload,
                     unread_gone_for=[user.id],
                 )
+                await self._audit.record(self._audit.new(
+                    "message.read", target=("message", message_id)), conn=conn)
         await self._committed(events)
         return mark.read_at
 
@@ -288,6 +290,10 @@ class Messaging:
                 {"message_id": str(message_id), "reason": reason.value},
                 unread_gone_for=[holder.user_id for holder in holders if holder.had_unread],
             )
+            await self._audit.record(self._audit.new(
+                f"message.{reason.value}", target=("message", message_id),
+                detail={"recipients": len(holders)} if reason is DeleteReason.RECALLED else {},
+            ), conn=conn)
         await self._committed(events)
         return reason
 

@@ -13,6 +13,8 @@ import pytest
 
 from realtime.api.http import Services
 from realtime.audit import REFUSALS_PER_MINUTE, Chainer, export_since, verify
+from realtime.events import EventSink
+from realtime.expiry import Expirer
 from tests.conftest import LoggedInUser, MakeUser
 from tests.messages_support import send, user
 
@@ -250,3 +252,48 @@ async def test_refusals_are_recorded_within_their_budget_and_say_what_was_droppe
     assert refused[0]["target"] == {"kind": "id", "id": message_id}
     assert refused[0]["detail"] == {"status": 404, "route": "/api/messages/{id}"}
     assert len(await records(admin, action="access.refused", user=carol.id)) == 1
+
+
+async def test_reads_deletes_recalls_attachments_saves_links_and_expiries_are_recorded(
+    services: Services, admin: LoggedInUser, make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    alice, bob = await make_user(), await make_user()
+    credential = {"kind": "credential", "title": "wifi", "username": "guest",
+                  "password": "the wifi secret"}
+    sent = (await send(alice, [user(bob)], attachments=[credential])).json()["id"]
+    assert (await bob.http.post(f"/api/messages/{sent}/read")).status_code == 200
+    detail = (await bob.http.get(f"/api/messages/{sent}")).json()
+    attachment = detail["attachments"][0]["id"]
+    opened = await bob.http.get(f"/api/messages/{sent}/attachments/{attachment}")
+    assert opened.status_code == 200
+    saved = await bob.http.post(f"/api/messages/{sent}/save", json={"folder_id": None})
+    assert saved.status_code in (200, 201), saved.text
+    assert (await bob.http.delete(f"/api/messages/{sent}")).status_code in (200, 204)
+    recalled = (await send(alice, [user(bob)])).json()["id"]
+    assert (await alice.http.delete(f"/api/messages/{recalled}")).status_code in (200, 204)
+    link = await alice.http.post("/api/links", json={
+        "subject": "s", "body": "b", "expires_at": (datetime.now(UTC) + timedelta(hours=1))
+        .isoformat()})
+    assert link.status_code == 201
+    token = link.json()["url"].split("#", 1)[1]
+    assert (await bob.http.post("/api/links/open", json={"token": token})).status_code == 200
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    expiring = (await send(alice, [user(bob)], expires_at=soon)).json()["id"]
+    await raw_db.execute("update messages set expires_at = now() - interval '1 second'"
+                         " where id = $1::uuid", expiring)
+    await raw_db.execute("update message_recipients set expires_at = now() - interval"
+                         " '1 second' where message_id = $1::uuid", expiring)
+    await Expirer(services.db, services.settings, EventSink(), services.audit).expire_due()
+
+    found = await records(admin)
+    by_action = {(r["action"], (r["target"] or {}).get("id")): r for r in found}
+    assert by_action[("message.read", sent)]["actor"]["id"] == bob.id
+    assert by_action[("credential.revealed", attachment)]["detail"] == {
+        "message": sent, "kind": "credential"}
+    assert by_action[("attachments.saved", sent)]["detail"] == {"entries": 1, "folders": 0}
+    assert by_action[("message.deleted", sent)]["actor"]["id"] == bob.id
+    assert by_action[("message.recalled", recalled)]["actor"]["id"] == alice.id
+    assert by_action[("link.created", link.json()["id"])]["actor"]["id"] == alice.id
+    assert by_action[("link.viewed", link.json()["id"])]["actor"] is None
+    assert by_action[("message.expired", expiring)]["actor"] is None
+    assert "the wifi secret" not in json.dumps(found) and token not in json.dumps(found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from playwright.async_api import expect
@@ -51,6 +52,7 @@ async def test_the_audit_view_lists_a_send_and_a_failed_login_and_filters_by_use
     async with page.expect_download() as downloading:
         await page.click("#audit-export")
     download = await downloading.value
-    exported = Path(await download.path()).read_text().splitlines()
+    saved_at = await download.path()
+    exported = (await asyncio.to_thread(Path(saved_at).read_text)).splitlines()
     assert len(exported) == 1 and '"message.sent"' in exported[0]
     assert "launch codes" not in exported[0]
