@@ -77,7 +77,7 @@ async def purge_once(db: Database, settings: Settings) -> Purged:
                 break
         return Purged(
             sessions=await session_store.purge_expired_sessions(
-                conn, settings.session_idle_timeout
+                conn, settings.session_idle_timeout, audited=settings.audit
             ),
             events=events,
             idempotency_keys=await idempotency.purge_old_keys(conn),

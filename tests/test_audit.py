@@ -14,7 +14,7 @@ import pytest
 from realtime.api.http import Services
 from realtime.audit import REFUSALS_PER_MINUTE, Chainer, export_since, verify
 from realtime.events import EventSink
-from realtime.expiry import Expirer
+from realtime.expiry import Expirer, purge_once
 from tests.conftest import LoggedInUser, MakeUser
 from tests.messages_support import send, user
 
@@ -297,3 +297,16 @@ async def test_reads_deletes_recalls_attachments_saves_links_and_expiries_are_re
     assert by_action[("link.viewed", link.json()["id"])]["actor"] is None
     assert by_action[("message.expired", expiring)]["actor"] is None
     assert "the wifi secret" not in json.dumps(found) and token not in json.dumps(found)
+
+
+async def test_a_session_ended_by_its_lifetime_is_recorded_by_the_purge(
+    services: Services, admin: LoggedInUser, make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    bob = await make_user()
+    await raw_db.execute("update sessions set expires_at = now() - interval '1 second'"
+                         " where user_id = $1", bob.user.id)
+    purged = await purge_once(services.db, services.settings)
+    assert purged.sessions >= 1
+    [ended] = await records(admin, action="session.ended", user=bob.id)
+    assert ended["detail"] == {"reason": "lifetime"} and ended["target"]["kind"] == "session"
+    assert ended["address"] is None

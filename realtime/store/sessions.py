@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from realtime.models import User, under_organisation
+from realtime.store.audit import recording
 from realtime.store.budgets import taking
 from realtime.store.organisation import ORGANISATION_COLUMNS, settings_from_row
 from realtime.store.users import USER_COLUMNS, user_from_row
@@ -132,9 +133,26 @@ async def delete_user_sessions(conn: asyncpg.Connection, user_id: UUID) -> list[
     return [row["id"] for row in rows]
 
 
-async def purge_expired_sessions(conn: asyncpg.Connection, idle_timeout: timedelta) -> int:
-    status = await conn.execute(
-        "delete from sessions where expires_at <= now() or last_seen_at <= now() - $1::interval",
-        idle_timeout,
+_ENDED_RECORDS = recording(
+    """select user_id, 'session.ended', 'session', id, null::text, 'ok',
+              jsonb_build_object('reason', case when past_lifetime then 'lifetime'
+                                                else 'idle' end)
+       from ended where $2"""
+)
+
+
+async def purge_expired_sessions(
+    conn: asyncpg.Connection, idle_timeout: timedelta, *, audited: bool = True
+) -> int:
+    """Delete the sessions past their lifetime or idle timeout, each with its audit record
+    (`session.ended`, by the server, with the reason) unless `audited` is off."""
+    purged: int = await conn.fetchval(
+        f"""with ended as (
+                delete from sessions
+                where expires_at <= now() or last_seen_at <= now() - $1::interval
+                returning id, user_id, expires_at <= now() as past_lifetime),
+            {_ENDED_RECORDS}
+            select count(*) from ended""",
+        idle_timeout, audited,
     )
-    return int(status.split()[-1])
+    return purged
