@@ -6,11 +6,13 @@ from starlette.responses import Response
 
 from realtime import codec
 from realtime.api import schemas
-from realtime.api.fields import query_time, query_uuid
+from realtime.api.fields import NO_CONTROL, has_control, query_time, query_uuid
 from realtime.api.http import Call, Operation, Query, json_response, query_int
+from realtime.errors import InvalidInput
 from realtime.store.audit import Filter, Record
 
 PAGE = 100
+MAX_ACTION = 64  # the longest action name asked for
 
 
 def record_view(record: Record) -> schemas.AuditRecordOut:
@@ -37,9 +39,12 @@ def _filter(call: Call) -> Filter:
         if len(parts) != 1 or not isinstance(parts[0], int):
             raise codec.cursor_error()
         before_id = parts[0]
+    action = query.get("action") or None
+    if action is not None and (len(action) > MAX_ACTION or has_control(action)):
+        raise InvalidInput("not an action", {"action": f"at most {MAX_ACTION} characters"})
     return Filter(
         actor_id=query_uuid(query["user"], "user") if query.get("user") else None,
-        action=query.get("action") or None,
+        action=action,
         since=query_time(query["since"], "since") if query.get("since") else None,
         until=query_time(query["until"], "until") if query.get("until") else None,
         before_id=before_id,
@@ -63,7 +68,8 @@ OPERATIONS = (
             Query("after", {"type": "string"}, "the `next` cursor of the previous page"),
             Query("limit", {"type": "integer", "minimum": 1, "maximum": PAGE}),
             Query("user", {"type": "string", "format": "uuid"}, "the actor's id"),
-            Query("action", {"type": "string", "maxLength": 64}, "such as `login`"),
+            Query("action", {"type": "string", "maxLength": MAX_ACTION, "pattern": NO_CONTROL},
+                  "such as `login`"),
             Query("since", {"type": "string", "format": "date-time"}, "at or after"),
             Query("until", {"type": "string", "format": "date-time"}, "before"),
         ),
