@@ -227,6 +227,7 @@ async def test_the_view_filters_by_time_and_pages(
 @pytest.mark.parametrize(("query", "field"), [
     ({"since": "yesterday"}, "since"), ({"user": "bob"}, "user"), ({"after": "nonsense"}, "before"),
     ({"action": "login\u0000"}, "action"), ({"action": "x" * 65}, "action"),
+    ({"user": ""}, "user"), ({"since": ""}, "since"),
 ])
 async def test_a_bad_filter_is_a_field_error(
     admin: LoggedInUser, query: dict[str, str], field: str

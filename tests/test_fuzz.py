@@ -54,6 +54,8 @@ REFERENCES_AND_RULES = [
     # An end time already past; at most 20 shown at once (409); ids of no system message.
     "POST /api/admin/system-messages", "DELETE /api/admin/system-messages/{id}",
     "POST /api/system-messages/{id}/dismiss",
+    # A cursor this server did not issue.
+    "GET /api/admin/audit",
 ]
 ACCEPTED_OR_REFUSED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 

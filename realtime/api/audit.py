@@ -43,10 +43,10 @@ def _filter(call: Call) -> Filter:
     if action is not None and (len(action) > MAX_ACTION or has_control(action)):
         raise InvalidInput("not an action", {"action": f"at most {MAX_ACTION} characters"})
     return Filter(
-        actor_id=query_uuid(query["user"], "user") if query.get("user") else None,
+        actor_id=query_uuid(query["user"], "user") if "user" in query else None,
         action=action,
-        since=query_time(query["since"], "since") if query.get("since") else None,
-        until=query_time(query["until"], "until") if query.get("until") else None,
+        since=query_time(query["since"], "since") if "since" in query else None,
+        until=query_time(query["until"], "until") if "until" in query else None,
         before_id=before_id,
     )
 
