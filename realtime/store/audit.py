@@ -173,7 +173,7 @@ async def prune_chained(conn: asyncpg.Connection, older_than: timedelta) -> int:
     """Delete the chained records older than `older_than`, the oldest first, and move the
     chain's start past them (its hash kept there), so that what is left still verifies."""
     row = await conn.fetchrow(
-        """select max(position) as last, max(at) as newest from audit_records
+        """select max(position) as last from audit_records
            where position is not null and at < now() - $1::interval""", older_than,
     )
     if row["last"] is None:
