@@ -43,6 +43,7 @@ from realtime.keyfile import (
 )
 from realtime.loadtest import Options, run_loadtest
 from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
+from realtime.loadtest.thresholds import Threshold, ThresholdError, judge, judged_lines
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
 from realtime.share import TOKEN_VARIABLE, ShareError, ShareRequest, read_secret, share
@@ -211,7 +212,20 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("--expires-in", type=float, metavar="SECONDS",
                           help="messages expire this long after they are sent (at least 60), "
                           "so that the test leaves nothing behind (default: no expiry)")
+    loadtest.add_argument("--threshold", action="append", default=[], type=_threshold,
+                          dest="thresholds", metavar="EXPR",
+                          help="a condition the run must meet, else it exits 1 (again for "
+                          "more): p50, p90, p99, p999 or max latency in ms or s (p99<100ms), or "
+                          "a count or rate of the report (lost==0, send_failed<=5, "
+                          "sends_per_second>=900)")
     loadtest.set_defaults(command=cmd_loadtest)
+
+
+def _threshold(text: str) -> Threshold:
+    try:
+        return Threshold.parse(text)
+    except ThresholdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -311,14 +325,18 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
         print(f"realtime loadtest: {exc}", file=sys.stderr)
         return 2
     print(report.table())
+    judged = judge(args.thresholds, report)
+    if judged:
+        print("thresholds:")
+        print(judged_lines(judged))
     if options.json_path is not None:
         try:
-            report.write_json(options.json_path)
+            report.write_json(options.json_path, judged)
         except OSError as exc:
             print(f"realtime loadtest: cannot write {options.json_path}: {exc.strerror}",
                   file=sys.stderr)
             return 2
-    return 0 if report.ok else 1
+    return 0 if report.ok and all(j.held for j in judged) else 1
 
 
 def _say(line: str) -> None:

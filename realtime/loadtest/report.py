@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,19 @@ class Report:
             return "FAILED: nothing was tested (no socket opened, or no message sent)"
         return "ok" if self.ok else "FAILED: events lost or duplicated"
 
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self) | {"ok": self.ok}
+    def as_json(self, judged: Sequence[Any] = ()) -> dict[str, Any]:
+        """The figures, `ok`, and each threshold judged (`thresholds`: text, measured, met)."""
+        figures = asdict(self) | {"ok": self.ok}
+        if judged:
+            figures["thresholds"] = [
+                {"threshold": j.threshold.text, "measured": j.measured, "met": j.held}
+                for j in judged
+            ]
+            figures["ok"] = self.ok and all(j.held for j in judged)
+        return figures
 
-    def write_json(self, path: Path) -> None:
-        path.write_bytes(codec.encode(self.as_json()) + b"\n")
+    def write_json(self, path: Path, judged: Sequence[Any] = ()) -> None:
+        path.write_bytes(codec.encode(self.as_json(judged)) + b"\n")
 
     def table(self) -> str:
         latency = self.latency_ms
