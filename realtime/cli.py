@@ -43,6 +43,7 @@ from realtime.keyfile import (
 )
 from realtime.loadtest import Options, run_loadtest
 from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
+from realtime.loadtest.stages import Stage, StageError, parse_stages
 from realtime.loadtest.thresholds import Threshold, ThresholdError, judge, judged_lines
 from realtime.migrate import MigrationError, apply_migrations
 from realtime.rotation import rotate_master_key
@@ -212,6 +213,10 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("--expires-in", type=float, metavar="SECONDS",
                           help="messages expire this long after they are sent (at least 60), "
                           "so that the test leaves nothing behind (default: no expiry)")
+    loadtest.add_argument("--stages", type=_stages, metavar="DURATION:RATE,...",
+                          help="ramp the rate instead of --rate and --duration: each stage "
+                          "moves it in a straight line to its rate over its duration, from 0 "
+                          "(e.g. 30s:1000,2m:1000,30s:0)")
     loadtest.add_argument("--threshold", action="append", default=[], type=_threshold,
                           dest="thresholds", metavar="EXPR",
                           help="a condition the run must meet, else it exits 1 (again for "
@@ -219,6 +224,13 @@ def _add_loadtest(commands: Any) -> None:
                           "a count or rate of the report (lost==0, send_failed<=5, "
                           "sends_per_second>=900)")
     loadtest.set_defaults(command=cmd_loadtest)
+
+
+def _stages(text: str) -> tuple[Stage, ...]:
+    try:
+        return parse_stages(text)
+    except StageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _threshold(text: str) -> Threshold:
@@ -319,6 +331,7 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
             high_priority_share=args.high_priority_share, ramp=args.ramp,
             user_prefix=args.user_prefix, drain=args.drain, concurrency=args.concurrency,
             seed=args.seed, expires_in=args.expires_in, json_path=args.json,
+            stages=args.stages,
         )
         report = asyncio.run(run_loadtest(options, say=_say))
     except LoadTestError as exc:

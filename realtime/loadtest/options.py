@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from realtime.loadtest.stages import Stage, send_offsets, steady, total_seconds
+
 MIN_EXPIRES_IN = 60.0
 # Where the admin's password may come from instead of --admin-password, which `ps` shows.
 ADMIN_LOGIN_VARIABLE = "REALTIME_LOADTEST_ADMIN_PASSWORD"
@@ -33,6 +35,7 @@ class Options:
     seed: int | None = None
     expires_in: float | None = None  # seconds each message lives; None: no expiry
     json_path: Path | None = None
+    stages: tuple[Stage, ...] | None = None  # instead of --rate and --duration
 
     def __post_init__(self) -> None:
         problems = []
@@ -64,7 +67,22 @@ class Options:
                 "duration": self.duration, "group_size": self.group_size,
                 "group_share": self.share_to_groups,
                 "high_priority_share": self.high_priority_share, "ramp": self.ramp,
-                "expires_in": self.expires_in}
+                "expires_in": self.expires_in,
+                "stages": None if self.stages is None
+                else [[stage.seconds, stage.rate] for stage in self.stages]}
+
+    def profile(self) -> tuple[float, tuple[Stage, ...]]:
+        """The rate to start at and the stages: --stages, or --rate held for --duration."""
+        if self.stages is not None:
+            return 0.0, self.stages
+        return steady(self.rate, self.duration)
+
+    @property
+    def rate_asked(self) -> float:
+        """The sends a second asked, on average over the sending."""
+        start, stages = self.profile()
+        planned = sum(1 for _ in send_offsets(stages, start))
+        return round(planned / total_seconds(stages), 3)
 
     @property
     def share_to_groups(self) -> float:

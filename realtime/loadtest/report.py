@@ -72,7 +72,7 @@ class Report:
             recipients_mismatched=ledger.recipients_mismatched,
             latency_ms=latency,
             sends_per_second=round(ledger.sent / sending_seconds, 1) if sending_seconds else 0.0,
-            rate_asked=options.rate,
+            rate_asked=options.rate_asked,
             sending_seconds=round(sending_seconds, 3),
             asked=options.asked(),
         )

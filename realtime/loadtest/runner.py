@@ -27,6 +27,7 @@ from realtime.loadtest.population import (
 )
 from realtime.loadtest.report import Report, progress_line
 from realtime.loadtest.sockets import Listener
+from realtime.loadtest.stages import send_offsets
 
 Print = Callable[[str], None]
 FILES_BESIDES_SOCKETS = 256  # HTTP connections, the event loop, standard streams
@@ -134,7 +135,8 @@ async def _open_sockets(run: Run, listeners: list[Listener]) -> list[Listener]:
 
 
 async def _send_all(run: Run, members: list[Member], groups: list[Group]) -> float:
-    """Send `rate` messages a second for `duration` seconds; return how long it took."""
+    """Send at the rate asked (--rate for --duration, or --stages); return how long it
+    took."""
     options = run.options
     connected = sorted(run.ledger.online)
     if len(connected) < 2:
@@ -142,10 +144,10 @@ async def _send_all(run: Run, members: list[Member], groups: list[Group]) -> flo
     chooser = random.Random(options.seed)  # noqa: S311 (a mix of messages, not a secret)
     gate = asyncio.Semaphore(options.concurrency)
     pending: set[asyncio.Task[None]] = set()
-    total = max(1, round(options.rate * options.duration))
+    start_rate, stages = options.profile()
     began = time.monotonic()
-    for number in range(total):
-        await asyncio.sleep(max(0.0, began + number / options.rate - time.monotonic()))
+    for number, due in enumerate(send_offsets(stages, start_rate)):
+        await asyncio.sleep(max(0.0, began + due - time.monotonic()))
         await gate.acquire()
         sender_at = chooser.randrange(len(connected))
         sender = members[connected[sender_at]]

@@ -1,13 +1,16 @@
-"""`realtime loadtest --threshold`: conditions that fail a run in CI, as k6's thresholds do."""
+"""`realtime loadtest --threshold` and `--stages`: conditions that fail a run in CI, and rates
+ramped over time, as k6's thresholds and stages do."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from realtime.api.http import Services
 from realtime.loadtest.report import Report
+from realtime.loadtest.stages import Stage, StageError, parse_stages, send_offsets
 from realtime.loadtest.thresholds import Threshold, ThresholdError, judge
 from tests.live_server import LiveServer
 from tests.loadtest_support import Admin, load_test_command, make_admin
@@ -94,3 +97,40 @@ async def test_a_malformed_threshold_stops_the_command_before_anything_is_made(
                                 "--threshold", "p99<fast")
     assert stopped.value.code == 2
     assert "not a threshold such as p99<100ms" in capsys.readouterr().err
+
+
+# Stages: the rate ramped over time.
+
+
+def test_a_steady_rate_sends_evenly_and_a_ramp_ever_closer() -> None:
+    steady_sends = list(send_offsets((Stage(1.0, 10.0),), 10.0))
+    assert steady_sends == pytest.approx([n / 10 for n in range(10)])
+    ramp = list(send_offsets(parse_stages("2s:10,2s:10,2s:0")))
+    assert len(ramp) == 10 + 20 + 10
+    gaps = [later - earlier for earlier, later in pairwise(ramp)]
+    assert all(a > b for a, b in pairwise(gaps[:10]))  # speeding up
+    assert all(g == pytest.approx(0.1) for g in gaps[10:29])  # held at 10/s
+    assert all(a < b for a, b in pairwise(gaps[30:]))  # slowing down
+    assert 2.0 <= ramp[10] <= 2.1 and ramp[-1] < 6.0
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("30s", "not a stage"), ("0s:10", "more than 0"), ("10s:0,5s:0", "nothing would be sent"),
+    ("10x:5", "not a stage"), ("10s:-5", "not a stage"),
+])
+def test_malformed_stages_say_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(StageError, match=problem):
+        parse_stages(text)
+
+
+async def test_a_staged_run_sends_what_its_stages_allow(
+    live: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    admin = await make_admin(services)
+    status, figures = await load_test_command(
+        admin, live.url, tmp_path / "figures.json", "--stages", "1s:20,1s:20,1s:0",
+    )
+    assert status == 0 and figures is not None
+    assert figures["sent"] == 10 + 20 + 10 and figures["lost"] == 0
+    assert figures["asked"]["stages"] == [[1.0, 20.0], [1.0, 20.0], [1.0, 0.0]]
+    assert figures["rate_asked"] == pytest.approx(40 / 3, abs=0.01)
