@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +24,14 @@ from realtime.errors import (
 )
 from realtime.events import EventSink
 from realtime.hashing import hashing
-from realtime.models import AuthContext, NewSession, User, under_organisation
+from realtime.models import (
+    AuthContext,
+    ListedUser,
+    NewSession,
+    User,
+    UserSearch,
+    under_organisation,
+)
 from realtime.store import budgets as budget_store
 from realtime.store import organisation as organisation_store
 from realtime.store import sessions as session_store
@@ -197,9 +205,13 @@ class Accounts:
                 conn, session_id, self._settings.session_idle_timeout
             )
 
-    async def list_users(self) -> list[User]:
+    async def ids_by_username(self, usernames: Sequence[str]) -> dict[str, UUID]:
         async with self._db.connection() as conn:
-            return await user_store.list_users(conn)
+            return await user_store.ids_by_username(conn, usernames)
+
+    async def page_users(self, search: UserSearch, limit: int) -> list[ListedUser]:
+        async with self._db.connection() as conn:
+            return await user_store.page_users(conn, search, limit)
 
     async def create_user(
         self,

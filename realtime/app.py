@@ -50,6 +50,7 @@ from realtime.mail import Mailer
 from realtime.messaging import Messaging
 from realtime.migrate import apply_migrations
 from realtime.organisation import Organisation
+from realtime.presence import Presence
 from realtime.rotation import load_fingerprint_key
 from realtime.system_messages import SystemMessages
 from realtime.vault import Vault
@@ -223,6 +224,9 @@ async def start_live_delivery(
     await hub.broker.start()
     stack.push_async_callback(hub.broker.close)
     stack.push_async_callback(hub.close_all)
+    presence = Presence(db, hub.online_users)
+    presence.start()
+    stack.push_async_callback(presence.close)  # the node's users were last seen as it stops
     publisher = Publisher(renderer.render, hub.broker, sink)
     publisher.start()
     stack.push_async_callback(publisher.close)  # first at shutdown: what was committed goes out

@@ -409,7 +409,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         accounts = Accounts(db, settings, EventSink())
         made: list[tuple[str, str | None]] = []
         ids = []
-        existing = {user.username: user.id for user in await accounts.list_users()}
+        existing = await accounts.ids_by_username([name for name, _ in DEMO_USERS])
         for username, display_name in DEMO_USERS:
             if username in existing:
                 ids.append(existing[username])

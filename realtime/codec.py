@@ -71,13 +71,14 @@ def encode_cursor(parts: list[Any]) -> str:
     return base64.urlsafe_b64encode(encode(parts)).decode().rstrip("=")
 
 
-def cursor_error() -> InvalidInput:
-    return InvalidInput("the cursor is not valid", {"before": "not a cursor from this server"})
+def cursor_error(name: str = "before") -> InvalidInput:
+    """The error for a cursor this server did not make, naming the parameter it came in."""
+    return InvalidInput("the cursor is not valid", {name: "not a cursor from this server"})
 
 
-def decode_cursor(cursor: str) -> list[Any]:
-    """Unpack a cursor made by `encode_cursor`; anything else is InvalidInput."""
-    bad = cursor_error()
+def decode_cursor(cursor: str, name: str = "before") -> list[Any]:
+    """Unpack a cursor made by `encode_cursor`; anything else is InvalidInput naming `name`."""
+    bad = cursor_error(name)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):

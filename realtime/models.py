@@ -93,6 +93,29 @@ class User:
     organisation: OrganisationSettings = OrganisationSettings()
 
 
+@dataclass(frozen=True)
+class ListedUser:
+    """An account as the administrators' list shows it: whether it has an open socket on any
+    node now, and when it was last seen (None: never)."""
+
+    user: User
+    online: bool
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """Which accounts to list: a prefix of the username or display name (lower case), each
+    flag wanted as given (None: either), and the lower-case username the page starts after."""
+
+    prefix: str | None = None
+    is_admin: bool | None = None
+    disabled: bool | None = None
+    can_send: bool | None = None
+    online: bool | None = None
+    after: str | None = None
+
+
 def under_organisation(user: User, organisation: OrganisationSettings) -> User:
     """The user with their effective rights: their own flags, lowered by the organisation's."""
     return replace(
@@ -134,10 +157,21 @@ class NewSession:
 
 
 @dataclass(frozen=True)
+class GroupMember:
+    id: UUID
+    username: str
+    display_name: str
+
+
+@dataclass(frozen=True)
 class Group:
     id: UUID
     name: str
-    member_ids: tuple[UUID, ...]
+    members: tuple[GroupMember, ...]  # in id order
+
+    @property
+    def member_ids(self) -> tuple[UUID, ...]:
+        return tuple(member.id for member in self.members)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ async def test_admin_lists_every_user(make_user: MakeUser, admin: LoggedInUser) 
     users = {user["id"]: user for user in answer.json()["users"]}
     assert set(users) == {admin.id, person.id}
     for user in users.values():
-        assert set(user) == ADMIN_USER_FIELDS
+        assert set(user) == ADMIN_USER_FIELDS | {"online", "last_seen_at"}
+    assert answer.json()["next"] is None
     listed = users[person.id]
     assert listed["username"] == person.user.username
     assert listed["display_name"] == "Walter Skinner"
@@ -360,7 +361,7 @@ async def test_admin_creates_and_lists_groups(make_user: MakeUser, admin: Logged
     )
     assert answer.status_code == 201, answer.text
     group = answer.json()
-    assert set(group) == {"id", "name", "member_ids"}
+    assert set(group) == {"id", "name", "member_ids", "members"}
     uuid.UUID(group["id"])
     assert group["name"] == name
     assert sorted(group["member_ids"]) == sorted([first.id, second.id])

@@ -225,7 +225,7 @@ async def test_the_view_filters_by_time_and_pages(
 
 
 @pytest.mark.parametrize(("query", "field"), [
-    ({"since": "yesterday"}, "since"), ({"user": "bob"}, "user"), ({"after": "nonsense"}, "before"),
+    ({"since": "yesterday"}, "since"), ({"user": "bob"}, "user"), ({"after": "nonsense"}, "after"),
     ({"action": "login\u0000"}, "action"), ({"action": "x" * 65}, "action"),
     ({"user": ""}, "user"), ({"since": ""}, "since"),
 ])

@@ -55,7 +55,7 @@ REFERENCES_AND_RULES = [
     "POST /api/admin/system-messages", "DELETE /api/admin/system-messages/{id}",
     "POST /api/system-messages/{id}/dismiss",
     # A cursor this server did not issue.
-    "GET /api/admin/audit",
+    "GET /api/admin/audit", "GET /api/admin/users",
 ]
 ACCEPTED_OR_REFUSED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 

@@ -20,6 +20,7 @@ LAYERS = {
         "accounts", "groups", "drafts", "messaging", "rotation", "vault", "events", "live",
         "files", "attachments", "budgets", "vault_limits", "turns", "expiry", "hashing",
         "links", "link_content", "send_batches", "organisation", "audit", "system_messages",
+        "presence",
     },
     4: {"api", "ws"},
     5: {"app", "cli", "audit_cli", "workers", "loadtest", "share", "__main__", "__init__"},

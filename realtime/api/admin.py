@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.responses import Response
 
+from realtime import codec
 from realtime.api import schemas
 from realtime.api.auth import me_view
-from realtime.api.http import Call, Operation, json_response, no_content, path_id
-from realtime.models import Group, User
+from realtime.api.fields import NO_CONTROL, has_control
+from realtime.api.http import (
+    Call,
+    Operation,
+    Query,
+    flag_query,
+    json_response,
+    no_content,
+    path_id,
+    query_flag,
+    query_int,
+)
+from realtime.errors import InvalidInput
+from realtime.models import Group, ListedUser, User, UserSearch
+
+PAGE = 100  # users per page, at most
+MAX_PREFIX = 100
 
 
 def admin_user_view(user: User) -> schemas.AdminUser:
@@ -17,12 +34,51 @@ def admin_user_view(user: User) -> schemas.AdminUser:
 
 
 def group_view(group: Group) -> schemas.GroupOut:
-    return schemas.GroupOut(id=group.id, name=group.name, member_ids=list(group.member_ids))
+    return schemas.GroupOut(
+        id=group.id, name=group.name, member_ids=list(group.member_ids),
+        members=[schemas.GroupMemberOut(id=m.id, username=m.username,
+                                        display_name=m.display_name) for m in group.members],
+    )
+
+
+def listed_user_view(listed: ListedUser) -> schemas.ListedUser:
+    return schemas.ListedUser(
+        **dict(admin_user_view(listed.user)), online=listed.online,
+        last_seen_at=listed.last_seen_at,
+    )
+
+
+def _user_search(request: Request) -> UserSearch:
+    query = request.query_params
+    prefix = query.get("q", "")
+    if len(prefix) > MAX_PREFIX or has_control(prefix):
+        raise InvalidInput("q is not valid", {"q": f"at most {MAX_PREFIX} characters, one line"})
+    after = None
+    if query.get("after"):  # empty: the first page
+        parts = codec.decode_cursor(query["after"], "after")
+        if len(parts) != 1 or not isinstance(parts[0], str):
+            raise codec.cursor_error("after")
+        after = parts[0]
+
+    def wanted(name: str) -> bool | None:
+        return query_flag(request, name, False) if name in query else None
+
+    return UserSearch(
+        prefix=prefix or None, is_admin=wanted("admin"), disabled=wanted("disabled"),
+        can_send=wanted("can_send"), online=wanted("online"), after=after,
+    )
 
 
 async def list_users(call: Call) -> Response:
-    users = await call.services.accounts.list_users()
-    return json_response(schemas.UserList(users=[admin_user_view(u) for u in users]))
+    limit = query_int(call.request, "limit", PAGE, low=1, high=PAGE)
+    # One more than the page, to tell whether another page follows.
+    found = await call.services.accounts.page_users(_user_search(call.request), limit + 1)
+    page = found[:limit]
+    more = len(found) > limit
+    return json_response(schemas.UserList(
+        users=[listed_user_view(u) for u in page],
+        next=codec.encode_cursor([page[-1].user.username.lower()]) if more else None,
+    ))
 
 
 async def create_user(call: Call) -> Response:
@@ -71,8 +127,22 @@ async def delete_group(call: Call) -> Response:
 _ADMIN = {401: None, 403: None}
 
 OPERATIONS = (
-    Operation("GET", "/api/admin/users", list_users, "Every account", admin=True,
-              responses={200: schemas.UserList, **_ADMIN}),
+    Operation(
+        "GET", "/api/admin/users", list_users,
+        "The accounts in username order, a page at a time: found by a prefix of the username or"
+        " display name, filtered by their flags and by who is online", admin=True,
+        query=(
+            Query("q", {"type": "string", "maxLength": MAX_PREFIX, "pattern": NO_CONTROL},
+                  "a prefix of the username or display name, any case"),
+            Query("after", {"type": "string"}, "the `next` cursor of the previous page"),
+            Query("limit", {"type": "integer", "minimum": 1, "maximum": PAGE}),
+            flag_query("admin", "administrators only (1) or none of them (0)"),
+            flag_query("disabled", "disabled accounts only (1) or enabled ones only (0)"),
+            flag_query("can_send", "those who may send (1) or may not (0), by their own flag"),
+            flag_query("online", "those with an open socket on any node (1) or without (0)"),
+        ),
+        responses={200: schemas.UserList, 400: None, **_ADMIN},
+    ),
     Operation("POST", "/api/admin/users", create_user, "Create an account", admin=True,
               body=schemas.CreateUserRequest,
               responses={201: schemas.AdminUser, 400: None, 409: None, 413: None, **_ADMIN}),

@@ -35,9 +35,9 @@ def _filter(call: Call) -> Filter:
     after = query.get("after")
     before_id = None
     if after:
-        parts = codec.decode_cursor(after)
+        parts = codec.decode_cursor(after, "after")
         if len(parts) != 1 or not isinstance(parts[0], int):
-            raise codec.cursor_error()
+            raise codec.cursor_error("after")
         before_id = parts[0]
     action = query.get("action") or None
     if action is not None and (len(action) > MAX_ACTION or has_control(action)):

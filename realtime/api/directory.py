@@ -7,10 +7,10 @@ from starlette.responses import Response
 from realtime import crypto
 from realtime.api import fields, schemas
 from realtime.api.http import (
-    FLAG_VALUES,
     Call,
     Operation,
     Query,
+    flag_query,
     json_response,
     query_flag,
     query_int,
@@ -53,10 +53,6 @@ async def password(call: Call) -> Response:
     )
 
 
-def _flag(name: str, description: str) -> Query:
-    return Query(name, {"type": "string", "enum": list(FLAG_VALUES)}, description)
-
-
 OPERATIONS = (
     Operation(
         "GET", "/api/directory", directory, "Users and groups whose name starts with q",
@@ -69,11 +65,11 @@ OPERATIONS = (
         query=(
             Query("length", {"type": "integer", "minimum": crypto.PASSWORD_MIN_LENGTH,
                              "maximum": crypto.PASSWORD_MAX_LENGTH}),
-            _flag("lower", "a to z"),
-            _flag("upper", "A to Z"),
-            _flag("digits", "0 to 9"),
-            _flag("symbols", "punctuation"),
-            _flag("avoid_ambiguous", "leave out look-alikes such as l, 1, O and 0"),
+            flag_query("lower", "a to z"),
+            flag_query("upper", "A to Z"),
+            flag_query("digits", "0 to 9"),
+            flag_query("symbols", "punctuation"),
+            flag_query("avoid_ambiguous", "leave out look-alikes such as l, 1, O and 0"),
         ),
         responses={200: schemas.PasswordResponse, 400: None, 401: None},
     ),

@@ -418,3 +418,8 @@ def query_flag(request: Request, name: str, default: bool) -> bool:
 
 
 FLAG_VALUES = ("0", "1", "true", "false")
+
+
+def flag_query(name: str, description: str) -> Query:
+    """A yes-or-no query parameter, for the OpenAPI document."""
+    return Query(name, {"type": "string", "enum": list(FLAG_VALUES)}, description)

@@ -227,8 +227,16 @@ class AdminUser(Me):
     created_at: datetime
 
 
+class ListedUser(AdminUser):
+    online: bool = Field(description="an open socket on any node now")
+    last_seen_at: datetime | None = Field(
+        description="when last connected or using a session; null: never"
+    )
+
+
 class UserList(Response):
-    users: list[AdminUser]
+    users: list[ListedUser]
+    next: str | None = Field(description="the cursor of the next page; null: this is the last")
 
 
 class CreateUserRequest(Request):
@@ -253,10 +261,17 @@ class UpdateUserRequest(Request):
     disabled: bool | None = None
 
 
+class GroupMemberOut(Response):
+    id: UUID
+    username: str
+    display_name: str
+
+
 class GroupOut(Response):
     id: UUID
     name: str
     member_ids: list[UUID]
+    members: list[GroupMemberOut] = Field(description="the members' names, in member_ids' order")
 
 
 class GroupList(Response):

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Protocol
 from uuid import UUID
 
@@ -73,6 +73,10 @@ class Hub:
     @property
     def connections(self) -> int:
         return sum(len(sockets) for sockets in self._sockets.values())
+
+    def online_users(self) -> Collection[UUID]:
+        """The users with an open socket on this node (a live view: copy it to keep it)."""
+        return self._sockets.keys()
 
     async def register(self, conn: Connection) -> None:
         """Add a socket; its user's events reach this node from when this returns."""

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from realtime.loadtest.http import Deployment
 from realtime.loadtest.options import Options
@@ -50,14 +51,25 @@ async def log_in_admin(deployment: Deployment, options: Options) -> str:
     return token
 
 
+async def existing_users(deployment: Deployment, admin: str, prefix: str) -> dict[str, str]:
+    """The id of every account whose username starts with `prefix`, page by page."""
+    found: dict[str, str] = {}
+    query = urlencode({"q": prefix})
+    while True:
+        page = await deployment.setup_call(
+            "GET", f"/api/admin/users?{query}", token=admin, fields=("users", "next")
+        )
+        found.update({user["username"]: user["id"] for user in page["users"]})
+        if page["next"] is None:
+            return found
+        query = urlencode({"q": prefix, "after": page["next"]})
+
+
 async def prepare_users(
     deployment: Deployment, options: Options, admin: str, done: Callable[[], None]
 ) -> list[Member]:
     """Make the users `PREFIX-00001`...; existing ones get a new password and may send again."""
-    listed = await deployment.setup_call(
-        "GET", "/api/admin/users", token=admin, fields=("users",)
-    )
-    existing = {user["username"]: user["id"] for user in listed["users"]}
+    existing = await existing_users(deployment, admin, options.user_prefix + "-")
     password = secrets.token_urlsafe(24)
 
     async def ready(index: int) -> Member:

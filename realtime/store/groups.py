@@ -8,17 +8,25 @@ from uuid import UUID
 import asyncpg
 
 from realtime.errors import Conflict
-from realtime.models import Group
+from realtime.models import Group, GroupMember
 from realtime.store.users import like_prefix
 
 _SELECT = """select g.id, g.name,
-                    coalesce(array_agg(m.user_id order by m.user_id)
-                             filter (where m.user_id is not null), '{}') as member_ids
-             from groups g left join group_members m on m.group_id = g.id"""
+                    coalesce(array_agg(u.id order by u.id)
+                             filter (where u.id is not null), '{}') as member_ids,
+                    coalesce(array_agg(u.username order by u.id)
+                             filter (where u.id is not null), '{}') as member_usernames,
+                    coalesce(array_agg(u.display_name order by u.id)
+                             filter (where u.id is not null), '{}') as member_names
+             from groups g left join group_members m on m.group_id = g.id
+                  left join users u on u.id = m.user_id"""
 
 
 def _group(row: asyncpg.Record) -> Group:
-    return Group(id=row["id"], name=row["name"], member_ids=tuple(row["member_ids"]))
+    return Group(id=row["id"], name=row["name"], members=tuple(
+        GroupMember(*member) for member in
+        zip(row["member_ids"], row["member_usernames"], row["member_names"], strict=True)
+    ))
 
 
 async def insert_group(conn: asyncpg.Connection, group_id: UUID, name: str) -> None:

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from realtime.errors import Conflict
-from realtime.models import Credentials, User
+from realtime.models import Credentials, ListedUser, User, UserSearch
 
 USER_COLUMNS = (
     "id, username, display_name, is_admin, can_send, can_attach, can_share_links, disabled,"
@@ -73,9 +73,61 @@ async def get_credentials(conn: asyncpg.Connection, login_name: str) -> Credenti
     return None if row is None else Credentials(user_from_row(row), row["password_hash"])
 
 
-async def list_users(conn: asyncpg.Connection) -> list[User]:
-    rows = await conn.fetch(f"select {USER_COLUMNS} from users order by lower(username)")
-    return [user_from_row(row) for row in rows]
+async def ids_by_username(conn: asyncpg.Connection, usernames: Sequence[str]) -> dict[str, UUID]:
+    """The id of each of these usernames that exists (matched in any case)."""
+    rows = await conn.fetch(
+        "select username, id from users where lower(username) = any($1::text[])",
+        [name.lower() for name in usernames],
+    )
+    return {row["username"]: row["id"] for row in rows}
+
+
+# When a user was last seen on a node whose entry still counts; null when on none.
+_ONLINE_AT = """(select max(n.refreshed_at) from presence p
+                 join presence_nodes n on n.node_id = p.node_id
+                 where p.user_id = u.id and n.expires_at > now())"""
+
+
+async def page_users(
+    conn: asyncpg.Connection, search: UserSearch, limit: int
+) -> list[ListedUser]:
+    """One page of accounts in username order, with who is online and when each was last seen
+    (on a socket, or using a session). Only the conditions asked for are in the statement."""
+    conditions: list[str] = []
+    values: list[Any] = []
+
+    def value(given: Any) -> str:
+        values.append(given)
+        return f"${len(values)}"
+
+    if search.prefix:
+        pattern = value(like_prefix(search.prefix))
+        conditions.append(
+            f"(lower(u.username) like {pattern} or lower(u.display_name) like {pattern})"
+        )
+    for column in ("is_admin", "disabled", "can_send"):
+        wanted = getattr(search, column)
+        if wanted is not None:
+            conditions.append(f"u.{column} = {value(wanted)}")
+    if search.online is not None:
+        conditions.append(f"({_ONLINE_AT} is not null) = {value(search.online)}")
+    if search.after is not None:
+        conditions.append(f"lower(u.username) > {value(search.after)}")
+    where = f"where {' and '.join(conditions)}" if conditions else ""
+    rows = await conn.fetch(
+        f"""select {USER_COLUMNS}, online_at,
+                   greatest(online_at, u.last_seen_at,
+                            (select max(s.last_seen_at) from sessions s where s.user_id = u.id))
+                       as seen_at
+            from (select u.*, {_ONLINE_AT} as online_at from users u {where}
+                  order by lower(u.username) limit {value(limit)}) u
+            order by lower(u.username)""",
+        *values,
+    )
+    return [
+        ListedUser(user_from_row(row), row["online_at"] is not None, row["seen_at"])
+        for row in rows
+    ]
 
 
 # Held while the first account is made, so that two nodes starting at once make only one.
