@@ -1,8 +1,16 @@
-// Administration: users (send setting, shareable links, admin flag, disabling, password) and groups.
+// Administration: users (send setting, shareable links, admin flag, disabling, password), found
+// by search a page at a time with who is online, and groups, whose members are picked by search.
 
-import { h, $, clear, report, wireDialog, openDialog, confirmTwice } from "../dom.js";
+import { h, $, clear, report, wireDialog, openDialog, confirmTwice, formatTime } from "../dom.js";
 import { get, post, patch, put, del, errorText } from "../api.js";
 import { state } from "../state.js";
+import { userFinder } from "./user-finder.js";
+
+const PAGE = 50;
+const SEARCH_DEBOUNCE_MS = 150;
+// The filter boxes, by the query parameter each sets.
+const ONLY = [["online", "user-only-online", "1"], ["admin", "user-only-admin", "1"],
+  ["disabled", "user-only-disabled", "1"], ["can_send", "user-only-cannot-send", "0"]];
 
 const SETTINGS = [
   ["attach", "with attachments"],
@@ -10,9 +18,14 @@ const SETTINGS = [
   ["none", "not allowed"],
 ];
 
-let users = [];
+let users = []; // the page shown
 let groups = [];
 let resetting = null;
+let cursors = [""]; // the cursor of each page seen so far; the last one is the page shown
+let nextCursor = null;
+let asked = 0;
+let searchTimer = null;
+let newGroupMembers = []; // [{id, display_name, username}]
 
 const status = $("admin-status");
 
@@ -25,11 +38,6 @@ function flagsOf(setting) {
   if (setting === "attach") return { can_send: true, can_attach: true };
   if (setting === "no-attach") return { can_send: true, can_attach: false };
   return { can_send: false, can_attach: false };
-}
-
-function nameOf(id) {
-  const user = users.find((u) => u.id === id);
-  return user ? user.display_name : "(unknown user)";
 }
 
 async function change(user, body, describe, revert) {
@@ -73,14 +81,21 @@ function userRow(user) {
   });
   const reset = h("button", { type: "button", class: "reset-password small", "aria-label": `Reset the password of ${user.display_name}` }, "Reset password");
   reset.addEventListener("click", () => openReset(user));
-  return h("tr", { dataset: { id: user.id }, class: user.disabled ? "is-disabled" : "" },
+  return h("tr", { dataset: { id: user.id, online: user.online ? "1" : "0" }, class: user.disabled ? "is-disabled" : "" },
     h("td", {}, h("span", { class: "display-name" }, user.display_name), " ",
       h("span", { class: "extra" }, `@${user.username}`)),
+    h("td", { class: "seen" }, seenOf(user)),
     h("td", {}, select),
     h("td", {}, share),
     h("td", {}, admin),
     h("td", {}, disabled),
     h("td", {}, reset));
+}
+
+function seenOf(user) {
+  if (user.online) return h("span", { class: "online", title: `seen ${formatTime(user.last_seen_at)}` }, "online");
+  if (!user.last_seen_at) return h("span", { class: "extra" }, "never");
+  return h("span", { class: "extra", title: user.last_seen_at }, formatTime(user.last_seen_at));
 }
 
 function openReset(user) {
@@ -117,20 +132,23 @@ async function setMembers(group, memberIds, describe) {
 }
 
 function groupRow(group) {
-  const members = h("ul", { class: "members" }, group.member_ids.map((id) => {
-    const remove = h("button", { type: "button", class: "remove small", "aria-label": `Remove ${nameOf(id)} from ${group.name}` }, "×");
+  const names = new Map(group.members.map((m) => [m.id, m.display_name]));
+  const byName = [...group.members].sort((a, b) => a.display_name.localeCompare(b.display_name));
+  const members = h("ul", { class: "members" }, byName.map((member) => {
+    const remove = h("button", { type: "button", class: "remove small", "aria-label": `Remove ${member.display_name} from ${group.name}` }, "×");
     remove.addEventListener("click", () =>
-      setMembers(group, group.member_ids.filter((m) => m !== id), `removed ${nameOf(id)}`));
-    return h("li", { class: "chip", dataset: { id } }, h("span", { class: "chip-name" }, nameOf(id)), remove);
+      setMembers(group, group.member_ids.filter((m) => m !== member.id), `removed ${member.display_name}`));
+    return h("li", { class: "chip", dataset: { id: member.id } },
+      h("span", { class: "chip-name", title: `@${member.username}` }, member.display_name), remove);
   }));
-  const outside = users.filter((u) => !group.member_ids.includes(u.id));
-  const pick = h("select", { class: "add-member-select", "aria-label": `Add a member to ${group.name}` },
-    h("option", { value: "" }, "Add a member…"),
-    outside.map((u) => h("option", { value: u.id }, `${u.display_name} (@${u.username})`)));
-  const add = h("button", { type: "button", class: "add-member small" }, "Add");
-  add.addEventListener("click", () => {
-    if (pick.value) setMembers(group, [...group.member_ids, pick.value], `added ${nameOf(pick.value)}`);
+  const finder = userFinder({
+    label: `Add a member to ${group.name}`,
+    placeholder: "Add a member…",
+    query: { disabled: "0" },
+    skip: (user) => names.has(user.id),
+    onPick: (user) => setMembers(group, [...group.member_ids, user.id], `added ${user.display_name}`),
   });
+  finder.classList.add("add-member");
   const remove = h("button", { type: "button", class: "delete-group small danger", "aria-label": `Delete group ${group.name}` }, "Delete");
   confirmTwice(remove, async () => {
     try {
@@ -144,18 +162,31 @@ function groupRow(group) {
   }, "Delete the group?");
   return h("tr", { dataset: { id: group.id } },
     h("td", { class: "group-name" }, group.name),
-    h("td", {}, members, h("div", { class: "row" }, pick, add)),
+    h("td", {}, members, finder),
     h("td", {}, remove));
 }
 
 function renderUsers() {
   const body = clear($("users").tBodies[0]);
   for (const user of users) body.appendChild(userRow(user));
+  $("users-empty").hidden = users.length > 0;
+  const page = cursors.length;
+  $("users-page").textContent = users.length
+    ? `Page ${page}: ${(page - 1) * PAGE + 1}–${(page - 1) * PAGE + users.length}` : "";
+  $("users-previous").disabled = page <= 1;
+  $("users-next").disabled = !nextCursor;
+}
+
+function renderNewGroupMembers() {
   const box = clear($("new-group-members"));
-  for (const user of users.filter((u) => !u.disabled)) {
-    const id = `new-group-member-${user.id}`;
-    box.appendChild(h("label", { class: "check", for: id },
-      h("input", { type: "checkbox", id, value: user.id }), ` ${user.display_name}`));
+  for (const member of newGroupMembers) {
+    const remove = h("button", { type: "button", class: "remove", "aria-label": `Remove ${member.display_name}` }, "×");
+    remove.addEventListener("click", () => {
+      newGroupMembers = newGroupMembers.filter((m) => m.id !== member.id);
+      renderNewGroupMembers();
+    });
+    box.appendChild(h("span", { class: "chip", dataset: { id: member.id } },
+      h("span", { class: "chip-name", title: `@${member.username}` }, member.display_name), remove));
   }
 }
 
@@ -164,18 +195,52 @@ function renderGroups() {
   for (const group of groups) body.appendChild(groupRow(group));
 }
 
+function userQuery() {
+  const params = new URLSearchParams({ limit: String(PAGE) });
+  const q = $("user-query").value.trim();
+  if (q) params.set("q", q);
+  for (const [name, id, value] of ONLY) {
+    if ($(id).checked) params.set(name, value);
+  }
+  const after = cursors[cursors.length - 1];
+  if (after) params.set("after", after);
+  return params;
+}
+
+// Show the page whose cursor is last in `cursors`; an answer overtaken by a later ask is dropped.
+async function loadUsers() {
+  const ticket = ++asked;
+  let page;
+  try {
+    page = await get(`/api/admin/users?${userQuery()}`);
+  } catch (error) {
+    if (ticket === asked) report(status, errorText(error), true);
+    return;
+  }
+  if (ticket !== asked) return;
+  users = page.users;
+  nextCursor = page.next;
+  renderUsers();
+}
+
+function searchAgain() {
+  cursors = [""];
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(loadUsers, SEARCH_DEBOUNCE_MS);
+}
+
 export async function loadAdmin() {
   if (!state.me || !state.me.is_admin) return;
+  cursors = [""];
   try {
-    const [u, g] = await Promise.all([get("/api/admin/users"), get("/api/admin/groups")]);
-    users = u.users.sort((a, b) => a.display_name.localeCompare(b.display_name));
+    const g = await get("/api/admin/groups");
     groups = g.groups.sort((a, b) => a.name.localeCompare(b.name));
   } catch (error) {
     report(status, errorText(error), true);
     return;
   }
-  renderUsers();
   renderGroups();
+  await loadUsers();
 }
 
 async function createUser(event) {
@@ -193,7 +258,7 @@ async function createUser(event) {
     const user = await post("/api/admin/users", body);
     form.reset();
     report(status, `Created the user ${user.display_name} (@${user.username}).`);
-    await loadAdmin();
+    await loadUsers();
   } catch (error) {
     report(status, errorText(error), true);
   }
@@ -202,11 +267,14 @@ async function createUser(event) {
 async function createGroup(event) {
   event.preventDefault();
   const form = event.currentTarget;
-  const memberIds = [...$("new-group-members").querySelectorAll("input:checked")].map((i) => i.value);
+  const memberIds = newGroupMembers.map((m) => m.id);
   try {
     const group = await post("/api/admin/groups", { name: form.elements.name.value.trim(), member_ids: memberIds });
     form.reset();
-    report(status, `Created the group ${group.name} with ${group.member_ids.length} members.`);
+    newGroupMembers = [];
+    renderNewGroupMembers();
+    const n = group.member_ids.length;
+    report(status, `Created the group ${group.name} with ${n} ${n === 1 ? "member" : "members"}.`);
     await loadAdmin();
   } catch (error) {
     report(status, errorText(error), true);
@@ -216,6 +284,11 @@ async function createGroup(event) {
 export function resetAdmin() {
   users = [];
   groups = [];
+  cursors = [""];
+  nextCursor = null;
+  newGroupMembers = [];
+  renderNewGroupMembers();
+  $("user-search").reset();
   clear($("users").tBodies[0]);
   clear($("groups").tBodies[0]);
   report(status, "");
@@ -226,4 +299,27 @@ export function initAdmin() {
   $("reset-form").addEventListener("submit", confirmReset);
   $("new-user").addEventListener("submit", createUser);
   $("new-group").addEventListener("submit", createGroup);
+  $("user-search").addEventListener("submit", (event) => event.preventDefault());
+  $("user-query").addEventListener("input", searchAgain);
+  for (const [, id] of ONLY) $(id).addEventListener("change", searchAgain);
+  $("users-next").addEventListener("click", () => {
+    if (!nextCursor) return;
+    cursors.push(nextCursor);
+    loadUsers();
+  });
+  $("users-previous").addEventListener("click", () => {
+    if (cursors.length <= 1) return;
+    cursors.pop();
+    loadUsers();
+  });
+  $("new-group-finder").appendChild(userFinder({
+    label: "Add a member to the new group",
+    placeholder: "Add a member…",
+    query: { disabled: "0" },
+    skip: (user) => newGroupMembers.some((m) => m.id === user.id),
+    onPick: (user) => {
+      newGroupMembers.push({ id: user.id, display_name: user.display_name, username: user.username });
+      renderNewGroupMembers();
+    },
+  }));
 }

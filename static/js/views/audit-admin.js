@@ -3,6 +3,7 @@
 import { h, $, clear, report, formatTime } from "../dom.js";
 import { get, errorText } from "../api.js";
 import { state } from "../state.js";
+import { userFinder } from "./user-finder.js";
 
 const status = $("admin-status");
 const EXPORT_PAGES = 50; // an export takes at most 5,000 records: narrow the filter for more
@@ -76,24 +77,28 @@ async function exportRecords() {
   report(status, `Exported ${lines.length} audit records${after ? " (the newest; narrow the filter for the rest)" : ""}.`);
 }
 
-export async function loadAuditAdmin() {
-  if (!state.me || !state.me.is_admin) return;
-  try {
-    const users = (await get("/api/admin/users")).users;
-    const select = $("audit-user");
-    const chosen = select.value;
-    clear(select).appendChild(h("option", { value: "" }, "anyone"));
-    for (const user of users) select.appendChild(h("option", { value: user.id }, user.username));
-    select.value = chosen;
-  } catch (error) {
-    report(status, errorText(error), true);
+// The user filter: one user picked by search, shown as a chip that clears it.
+function chooseUser(user) {
+  $("audit-user").value = user ? user.id : "";
+  const box = clear($("audit-user-chosen"));
+  if (!user) {
+    box.appendChild(h("span", { class: "hint" }, "anyone"));
     return;
   }
+  const remove = h("button", { type: "button", class: "remove", "aria-label": `Show everyone's records, not only ${user.username}'s` }, "×");
+  remove.addEventListener("click", () => chooseUser(null));
+  box.appendChild(h("span", { class: "chip", dataset: { id: user.id } },
+    h("span", { class: "chip-name" }, user.username), remove));
+}
+
+export async function loadAuditAdmin() {
+  if (!state.me || !state.me.is_admin) return;
   await show(null);
 }
 
 export function resetAuditAdmin() {
   $("audit-filter").reset();
+  chooseUser(null);
   clear($("audit").tBodies[0]);
   next = null;
   $("audit-more").hidden = true;
@@ -106,4 +111,9 @@ export function initAuditAdmin() {
   });
   $("audit-more").addEventListener("click", () => { if (next) show(next); });
   $("audit-export").addEventListener("click", exportRecords);
+  $("audit-user-finder").appendChild(userFinder({
+    label: "Show the records of one user",
+    placeholder: "Find a user…",
+    onPick: (user) => chooseUser(user),
+  }));
 }
