@@ -167,8 +167,12 @@ class Verified:
 async def verify(db: Database) -> Verified:
     """Walk the chain from its start (after pruning, the oldest record kept) and recompute
     every hash: the first record whose position, link to the one before, or own hash is not
-    what it should be is where the chain was edited, shortened or reordered."""
-    async with db.unbounded() as conn:
+    what it should be is where the chain was edited, shortened or reordered. The walk reads
+    one snapshot: records chained or pruned meanwhile by a running node are not mistaken for a
+    gap."""
+    async with db.unbounded() as conn, conn.transaction(
+        isolation="repeatable_read", readonly=True
+    ):
         position, prev_hash = await audit_store.chain_start(conn)
         head = await conn.fetchrow("select last_position, last_hash from audit_chain")
         checked = 0
@@ -190,8 +194,11 @@ async def verify(db: Database) -> Verified:
 
 
 async def export_since(db: Database, since: datetime) -> AsyncIterator[bytes]:
-    """The chained records from `since` on, in chain order, as JSON lines."""
-    async with db.unbounded() as conn:
+    """The chained records from `since` on, in chain order, as JSON lines, all of one
+    snapshot."""
+    async with db.unbounded() as conn, conn.transaction(
+        isolation="repeatable_read", readonly=True
+    ):
         async for record in audit_store.chained_since(conn, since):
             yield json_line(record)
 

@@ -61,6 +61,8 @@ def cmd_verify(settings: Settings, with_database: WithDatabase) -> int:
 
 def cmd_export(settings: Settings, args: argparse.Namespace, with_database: WithDatabase) -> int:
     async def work(db: Database) -> int:
+        # What is committed and not chained yet is chained first, so that it is exported too.
+        await Chainer(db, retention=settings.audit_retention).chain_once()
         count = 0
         out = args.output.open("wb") if args.output else sys.stdout.buffer
         try:

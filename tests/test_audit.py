@@ -4,7 +4,9 @@ within their budget."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +20,7 @@ from realtime.expiry import Expirer, purge_once
 from tests.conftest import LoggedInUser, MakeUser
 from tests.messages_support import send, user
 
-SUBJECT, BODY = "quarterly numbers", "the vault code is 7391"
+SUBJECT, BODY = "quarterly numbers", "the vault code is plum-harbour"
 
 
 async def records(admin: LoggedInUser, **query: str) -> list[dict[str, Any]]:
@@ -56,7 +58,7 @@ async def test_a_send_is_recorded_with_its_sender_message_and_count_but_not_its_
     assert first["address"] and second["address"]
     rows = await raw_db.fetch("select * from audit_records")
     text = " ".join(str(dict(row)) for row in rows)
-    for secret in (SUBJECT, BODY, "7391", bob.user.display_name, carol.username):
+    for secret in (SUBJECT, BODY, "plum-harbour", bob.user.display_name, carol.username):
         assert secret not in text
 
 
@@ -168,6 +170,33 @@ async def test_pruning_keeps_the_rest_verifiable(
     assert await raw_db.fetchval("select count(*) from audit_records") == total - 3
     verified = await verify(services.db)
     assert verified.broken is None and verified.checked == total - 3
+
+
+async def test_verify_reads_one_snapshot_while_a_node_chains(services: Services) -> None:
+    """A running node chains records while `realtime audit verify` walks the chain: the walk
+    sees the chain as it was at one instant, never a head that ran ahead of what it read."""
+    audit = services.audit
+    await audit.record(*(audit.new("login", actor_id=uuid.uuid4()) for _ in range(3000)))
+    await chainer(services).chain_once()
+    done = asyncio.Event()
+
+    async def keep_chaining() -> int:
+        chained = 0
+        while not done.is_set():
+            await audit.record(*(audit.new("login", actor_id=uuid.uuid4()) for _ in range(20)))
+            chained += await chainer(services).chain_once()
+            await asyncio.sleep(0)
+        return chained
+
+    running = asyncio.create_task(keep_chaining())
+    try:
+        results = [await verify(services.db) for _ in range(5)]
+    finally:
+        done.set()
+        chained_meanwhile = await running
+    assert chained_meanwhile > 0
+    assert [result.broken for result in results] == [None] * 5
+    assert all(result.checked >= 3000 for result in results)
 
 
 async def test_export_writes_json_lines_since_a_time(

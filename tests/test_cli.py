@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
@@ -12,11 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import asyncpg
 import httpx
 import psutil
 import pytest
@@ -417,3 +421,40 @@ def test_serve_refuses_a_worker_count_out_of_range(run_cli: RunCli, count: str) 
     assert done.returncode == 2
     assert "--workers" in done.stderr and "from 1 to 256" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# `realtime audit`.
+
+
+async def test_audit_verify_passes_a_whole_trail_and_names_where_one_was_edited(
+    run_cli: RunCli, services: Services, raw_db: asyncpg.Connection
+) -> None:
+    audit = services.audit
+    await audit.record(*(audit.new("login", actor_id=uuid.uuid4()) for _ in range(5)))
+    done = run_cli("audit", "verify")  # chains what is committed first, then walks the chain
+    assert done.returncode == 0, done.stderr
+    assert "the audit trail verifies: 5 records chained in order" in done.stdout
+    edited = await raw_db.fetchval(
+        "update audit_records set outcome = 'failed' where position = 3 returning id")
+    done = run_cli("audit", "verify")
+    assert done.returncode == 1
+    assert f"breaks at position 3 (record {edited}): edited" in done.stderr
+
+
+async def test_audit_export_includes_what_was_committed_but_not_chained_yet(
+    run_cli: RunCli, services: Services, tmp_path: Path
+) -> None:
+    """Records a node committed a moment ago (chained within a second by the running nodes)
+    are in the export: the command chains them first."""
+    audit = services.audit
+    actor = uuid.uuid4()
+    await audit.record(audit.new("login", "failed", actor_id=actor))
+    since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    output = tmp_path / "audit.jsonl"
+    done = run_cli("audit", "export", "--since", since, "--output", str(output))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(r["action"], r["outcome"], r["actor"]["id"]) for r in lines] == [
+        ("login", "failed", str(actor))]
+    assert lines[0]["hash"] and "exported 1 records" in done.stderr
+    assert run_cli("audit", "export", "--since", "yesterday").returncode == 2
