@@ -43,6 +43,7 @@ from realtime.keyfile import (
 )
 from realtime.loadtest import Options, run_loadtest
 from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
+from realtime.loadtest.processes import run_in_processes
 from realtime.loadtest.stages import Stage, StageError, parse_stages
 from realtime.loadtest.thresholds import Threshold, ThresholdError, judge, judged_lines
 from realtime.migrate import MigrationError, apply_migrations
@@ -53,6 +54,7 @@ from realtime.workers import WorkerLink, serve_workers
 T = TypeVar("T")
 DEMO_USERS = (("alice", "Alice Archer"), ("bob", "Bob Baker"), ("carol", "Carol Carter"))
 DEMO_GROUP = "ops"
+MAX_LOADTEST_PROCESSES = 256
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,6 +212,9 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("--concurrency", type=int, default=64,
                           help="sends in flight at most (64)")
     loadtest.add_argument("--seed", type=int, help="the seed of the message mix")
+    loadtest.add_argument("--processes", type=_processes, default=os.cpu_count() or 1,
+                          help="spread the sockets and the sends over this many processes, "
+                          "one core each (default: the number of cores)")
     loadtest.add_argument("--expires-in", type=float, metavar="SECONDS",
                           help="messages expire this long after they are sent (at least 60), "
                           "so that the test leaves nothing behind (default: no expiry)")
@@ -333,7 +338,10 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
             seed=args.seed, expires_in=args.expires_in, json_path=args.json,
             stages=args.stages,
         )
-        report = asyncio.run(run_loadtest(options, say=_say))
+        if args.processes > 1:
+            report = asyncio.run(run_in_processes(options, args.processes, say=_say))
+        else:
+            report = asyncio.run(run_loadtest(options, say=_say))
     except LoadTestError as exc:
         print(f"realtime loadtest: {exc}", file=sys.stderr)
         return 2
@@ -350,6 +358,12 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     return 0 if report.ok and all(j.held for j in judged) else 1
+
+
+def _processes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LOADTEST_PROCESSES:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_LOADTEST_PROCESSES}")
+    return int(text)
 
 
 def _say(line: str) -> None:

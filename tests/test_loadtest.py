@@ -115,23 +115,30 @@ async def test_the_command_writes_the_figures_as_json_and_exits_0(
     assert (asked["users"], asked["rate"], asked["duration"]) == (6, 20.0, 1.0)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 async def test_a_lost_event_is_counted_and_fails_the_run(
-    dropping: LiveServer, services: Services, tmp_path: Path
+    dropping: LiveServer, services: Services, tmp_path: Path, processes: str
 ) -> None:
-    """When the server loses one `message.new`, the test reports 1 lost and exits 1."""
+    """When the server loses one `message.new`, the test reports 1 lost and exits 1: once,
+    also when the sockets and the sends are spread over processes."""
     admin = await make_admin(services)
-    status, figures = await load_test_command(admin, dropping.url, tmp_path / "figures.json")
+    status, figures = await load_test_command(
+        admin, dropping.url, tmp_path / "figures.json", "--processes", processes)
     assert status == 1 and figures is not None
+    assert figures["processes"] == int(processes)
     assert figures["lost"] == 1 and figures["duplicated"] == 0
     assert figures["delivered"] == figures["expected"] - 1
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 async def test_a_duplicated_event_is_counted_and_fails_the_run(
-    repeating: LiveServer, services: Services, tmp_path: Path
+    repeating: LiveServer, services: Services, tmp_path: Path, processes: str
 ) -> None:
-    """When the server sends one `message.new` twice, the test reports 1 duplicated, exits 1."""
+    """When the server sends one `message.new` twice, the test reports 1 duplicated, exits 1,
+    however many processes hold the sockets."""
     admin = await make_admin(services)
-    status, figures = await load_test_command(admin, repeating.url, tmp_path / "figures.json")
+    status, figures = await load_test_command(
+        admin, repeating.url, tmp_path / "figures.json", "--processes", processes)
     assert status == 1 and figures is not None
     assert figures["duplicated"] == 1 and figures["lost"] == 0
     assert figures["delivered"] == figures["expected"]

@@ -13,6 +13,8 @@ from realtime.loadtest.options import Options
 from realtime.loadtest.stats import percentile
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
+BUSY_WARNING = 0.85  # of the load tester's cores, busy from the first send to the drain
+BEHIND_WARNING = 0.9  # of the asked rate, sent
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,29 @@ class Report:
     rate_asked: float
     sending_seconds: float
     asked: dict[str, object]
+    processes: int = 1
+    tester_cpu_seconds: float = 0.0  # the load tester's own, from the first send to the drain
+    tester_busy: float = 0.0  # of its processes' cores over that time, 0 to 1
+
+    @property
+    def tester_cpu_per_send_us(self) -> float:
+        return round(self.tester_cpu_seconds / self.sent * 1e6, 1) if self.sent else 0.0
+
+    @property
+    def tester_cpu_per_delivery_us(self) -> float:
+        return round(self.tester_cpu_seconds / self.delivered * 1e6, 1) if self.delivered else 0.0
+
+    @property
+    def tester_warning(self) -> str | None:
+        """Why the figures may be the load tester's limits rather than the server's."""
+        if self.tester_busy >= BUSY_WARNING:
+            return (f"the load tester used {self.tester_busy:.0%} of its {self.processes} "
+                    "core(s): it may be the bottleneck; give it --processes or a machine of "
+                    "its own")
+        if self.rate_asked and self.sends_per_second < BEHIND_WARNING * self.rate_asked:
+            return (f"sent {self.sends_per_second:g}/s of the {self.rate_asked:g}/s asked: the "
+                    "load tester or the server fell behind")
+        return None
 
     @property
     def tested(self) -> bool:
@@ -50,7 +75,8 @@ class Report:
 
     @classmethod
     def from_ledger(
-        cls, ledger: Ledger, *, options: Options, sending_seconds: float
+        cls, ledger: Ledger, *, options: Options, sending_seconds: float, processes: int = 1,
+        tester_cpu: float = 0.0, tester_window: float = 0.0,
     ) -> Report:
         ordered = sorted(ledger.latencies)
         latency = {name: _ms(percentile(ordered, share)) for name, share in QUANTILES}
@@ -75,6 +101,10 @@ class Report:
             rate_asked=options.rate_asked,
             sending_seconds=round(sending_seconds, 3),
             asked=options.asked(),
+            processes=processes,
+            tester_cpu_seconds=round(tester_cpu, 3),
+            tester_busy=round(tester_cpu / (processes * tester_window), 3)
+            if tester_window > 0 else 0.0,
         )
 
     @property
@@ -85,7 +115,11 @@ class Report:
 
     def as_json(self, judged: Sequence[Any] = ()) -> dict[str, Any]:
         """The figures, `ok`, and each threshold judged (`thresholds`: text, measured, met)."""
-        figures = asdict(self) | {"ok": self.ok}
+        figures = asdict(self) | {
+            "ok": self.ok, "tester_cpu_per_send_us": self.tester_cpu_per_send_us,
+            "tester_cpu_per_delivery_us": self.tester_cpu_per_delivery_us,
+            "tester_warning": self.tester_warning,
+        }
         if judged:
             figures["thresholds"] = [
                 {"threshold": j.threshold.text, "measured": j.measured, "met": j.held}
@@ -114,7 +148,12 @@ class Report:
             ("latency p99 / p99.9", f"{latency['p99']:.1f} / {latency['p999']:.1f} ms"),
             ("latency max", f"{latency['max']:.1f} ms"),
             ("sends per second", f"{self.sends_per_second:,.1f} (asked {self.rate_asked:g})"),
+            ("load tester CPU", f"{self.tester_cpu_per_send_us:,.0f} µs per send, "
+             f"{self.tester_cpu_per_delivery_us:,.0f} µs per delivery "
+             f"({self.tester_busy:.0%} of {self.processes} core(s))"),
         ]
+        if self.tester_warning:
+            rows.append(("warning", self.tester_warning))
         if self.unexpected:
             rows.append(("events unexpected", f"{self.unexpected:,} (of failed sends)"))
         if self.resyncs:

@@ -60,7 +60,7 @@ async def run_loadtest(options: Options, say: Print = print) -> Report:
     """Run the whole test against the deployment and return its figures."""
     allow_many_sockets(options.users)
     ledger = Ledger()
-    seconds = 0.0
+    seconds = cpu = window = 0.0
     async with Deployment(options.urls, connections=options.concurrency) as deployment:
         run = Run(options, deployment, ledger, f"loadtest {secrets.token_hex(4)} #")
         async with _progress(run, say):
@@ -74,15 +74,19 @@ async def run_loadtest(options: Options, say: Print = print) -> Report:
             ]
             try:
                 run.phase = "ramp"
-                opened = await _open_sockets(run, listeners)
+                opened = await open_sockets(run, listeners)
                 ledger.online = frozenset(listener.index for listener in opened)
                 run.phase = "sending"
-                seconds = await _send_all(run, members, groups)
+                cpu_began, window_began = time.process_time(), time.monotonic()
+                seconds = await send_all(run, members, groups)
                 run.phase = "draining"
-                await _drain(run)
+                await drain(run)
+                cpu = time.process_time() - cpu_began
+                window = time.monotonic() - window_began
             finally:
                 await asyncio.gather(*(listener.close() for listener in listeners))
-    return Report.from_ledger(ledger, options=options, sending_seconds=seconds)
+    return Report.from_ledger(ledger, options=options, sending_seconds=seconds,
+                              tester_cpu=cpu, tester_window=window)
 
 
 def allow_many_sockets(users: int) -> None:
@@ -119,9 +123,12 @@ async def _progress(run: Run, say: Print) -> AsyncIterator[None]:
             await task
 
 
-async def _open_sockets(run: Run, listeners: list[Listener]) -> list[Listener]:
-    """Open the sockets, `ramp` handshakes started a second; return those that opened."""
-    interval = 1.0 / run.options.ramp
+async def open_sockets(
+    run: Run, listeners: list[Listener], ramp: float | None = None
+) -> list[Listener]:
+    """Open the sockets, `ramp` (default --ramp) handshakes started a second; return those
+    that opened."""
+    interval = 1.0 / (ramp or run.options.ramp)
     began = time.monotonic()
 
     async def open_at(number: int, listener: Listener) -> bool:
@@ -134,19 +141,27 @@ async def _open_sockets(run: Run, listeners: list[Listener]) -> list[Listener]:
     return [listener for listener, ok in zip(listeners, opened, strict=True) if ok]
 
 
-async def _send_all(run: Run, members: list[Member], groups: list[Group]) -> float:
-    """Send at the rate asked (--rate for --duration, or --stages); return how long it
-    took."""
+async def send_all(
+    run: Run, members: list[Member], groups: list[Group], share: tuple[int, int] = (0, 1)
+) -> float:
+    """Send at the rate asked (--rate for --duration, or --stages); return how long it took.
+
+    `share` (k, n): of the sends, only those whose number is k modulo n (a process's part of
+    a test spread over n processes)."""
     options = run.options
     connected = sorted(run.ledger.online)
     if len(connected) < 2:
         return 0.0
-    chooser = random.Random(options.seed)  # noqa: S311 (a mix of messages, not a secret)
+    part, parts = share
+    seed = options.seed if parts == 1 or options.seed is None else f"{options.seed}/{part}"
+    chooser = random.Random(seed)  # noqa: S311 (a mix of messages, not a secret)
     gate = asyncio.Semaphore(options.concurrency)
     pending: set[asyncio.Task[None]] = set()
     start_rate, stages = options.profile()
     began = time.monotonic()
     for number, due in enumerate(send_offsets(stages, start_rate)):
+        if number % parts != part:
+            continue
         await asyncio.sleep(max(0.0, began + due - time.monotonic()))
         await gate.acquire()
         sender_at = chooser.randrange(len(connected))
@@ -195,7 +210,7 @@ async def _send(
         ledger.recipients_mismatched += 1
 
 
-async def _drain(run: Run) -> None:
+async def drain(run: Run) -> None:
     """Wait for the events still on their way, at most `drain` seconds."""
     deadline = time.monotonic() + run.options.drain
     # Frames are counted by every socket's task: a look every 50 ms is all the drain needs.
