@@ -44,6 +44,8 @@ from realtime.keyfile import (
 from realtime.loadtest import Options, run_loadtest
 from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
 from realtime.loadtest.processes import run_in_processes
+from realtime.loadtest.report_page import check_available as check_report_page
+from realtime.loadtest.report_page import write_page as write_report_page
 from realtime.loadtest.stages import Stage, StageError, parse_stages
 from realtime.loadtest.thresholds import Threshold, ThresholdError, judge, judged_lines
 from realtime.migrate import MigrationError, apply_migrations
@@ -205,6 +207,9 @@ def _add_loadtest(commands: Any) -> None:
     loadtest.add_argument("--ramp", type=float, default=100.0,
                           help="websockets opened a second (100)")
     loadtest.add_argument("--json", type=Path, help="also write the figures to this file")
+    loadtest.add_argument("--html", type=Path, metavar="FILE",
+                          help="also write a report with charts over time to this file: one "
+                          "self-contained page (needs matplotlib: realtime[report])")
     loadtest.add_argument("--user-prefix", default="loadtest",
                           help="names of the test's users and groups: PREFIX-00001... (loadtest)")
     loadtest.add_argument("--drain", type=float, default=10.0,
@@ -338,6 +343,8 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
             seed=args.seed, expires_in=args.expires_in, json_path=args.json,
             stages=args.stages,
         )
+        if args.html is not None:
+            check_report_page()
         if args.processes > 1:
             report = asyncio.run(run_in_processes(options, args.processes, say=_say))
         else:
@@ -350,13 +357,15 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
     if judged:
         print("thresholds:")
         print(judged_lines(judged))
-    if options.json_path is not None:
-        try:
+    try:
+        if options.json_path is not None:
             report.write_json(options.json_path, judged)
-        except OSError as exc:
-            print(f"realtime loadtest: cannot write {options.json_path}: {exc.strerror}",
-                  file=sys.stderr)
-            return 2
+        if args.html is not None:
+            write_report_page(args.html, report, judged)
+    except OSError as exc:
+        print(f"realtime loadtest: cannot write {exc.filename}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
     return 0 if report.ok and all(j.held for j in judged) else 1
 
 

@@ -60,6 +60,8 @@ OWNERS = {
     # websockets from the outside.
     "httpx": ("loadtest", "share"),
     "websockets": ("loadtest",),
+    # The load tester's HTML report draws its charts.
+    "matplotlib": ("loadtest.report_page",),
 }
 
 

@@ -3,6 +3,7 @@ ledgers merged so that every delivery, loss and duplicate counts once."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from realtime.api.http import Services
@@ -63,3 +64,28 @@ async def test_a_run_over_two_processes_counts_every_event_once(
     assert figures["lost"] == figures["duplicated"] == figures["unexpected"] == 0
     assert figures["tester_cpu_seconds"] > 0 and 0 < figures["tester_busy"] <= 1
     assert figures["tester_cpu_per_send_us"] > 0 and figures["tester_cpu_per_delivery_us"] > 0
+
+
+async def test_html_writes_one_self_contained_page_with_the_charts_and_verdict(
+    live: LiveServer, services: Services, tmp_path: Path
+) -> None:
+    admin = await make_admin(services)
+    page_path = tmp_path / "report.html"
+    status, figures = await load_test_command(
+        admin, live.url, tmp_path / "figures.json", "--processes", "2",
+        "--html", str(page_path), "--threshold", "lost==0")
+    assert status == 0 and figures is not None
+    page = page_path.read_text()
+    assert "<h1>Load test: Passed</h1>" in page
+    assert page.count("<svg") == 4
+    for caption in ("Sends and deliveries per second", "Delivery latency",
+                    "Open sockets", "Errors: sends that failed"):
+        assert caption in page
+    assert "lost==0" in page and "µs/send" in page
+    assert f"{figures['sent']:,}" in page
+    # Nothing is fetched: no script, stylesheet or image; references are within the page.
+    for fetching in ("<script", "<link", "<img", "<iframe", "src=", "@import"):
+        assert fetching not in page
+    assert re.findall(r"url\((?!#)", page) == []
+    assert set(re.findall(r'href="(.)', page)) <= {"#"}
+    assert "timeline" not in figures  # the JSON keeps the figures only

@@ -13,6 +13,7 @@ from realtime.loadtest.options import LoadTestError
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 RATE_LIMIT_RETRIES = 20
+CONNECTIONS_PER_CLIENT = 4
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,21 @@ class Answer:
 
 
 class Deployment:
-    """HTTP clients for every URL of the deployment; `node` picks one by a number, round-robin."""
+    """HTTP clients for every URL of the deployment; `node` picks one by a number, round-robin.
+
+    `connections` to each URL are shared by clients of CONNECTIONS_PER_CLIENT each: a client
+    looks at every connection of its pool on each request (a system call each), which with 64
+    in one pool cost more CPU than the request itself.
+    """
 
     def __init__(self, urls: tuple[str, ...], *, connections: int) -> None:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.urls = tuple(url.rstrip("/") for url in urls)
+        per_client = min(connections, CONNECTIONS_PER_CLIENT)
+        limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+        # Client i serves URL i modulo the URLs, so that `node` picks the URL as before.
         self._clients = [
-            httpx.AsyncClient(base_url=url, timeout=TIMEOUT, limits=limits) for url in self.urls
+            httpx.AsyncClient(base_url=url, timeout=TIMEOUT, limits=limits)
+            for _ in range(-(-connections // per_client)) for url in self.urls
         ]
 
     async def __aenter__(self) -> Deployment:

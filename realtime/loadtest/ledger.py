@@ -34,6 +34,8 @@ class Ledger:
     early: dict[int, dict[int, float]] = field(default_factory=dict)  # before the answer
     failed: set[int] = field(default_factory=set)
     latencies: array[float] = field(default_factory=lambda: array("d"))  # one per delivery
+    delivered_at: array[float] = field(default_factory=lambda: array("d"))  # the same order
+    socket_samples: list[tuple[float, int]] = field(default_factory=list)  # when, how many
     recent: list[float] = field(default_factory=list)  # since the last progress line
     send_errors: Counter[str] = field(default_factory=Counter)
     connect_errors: Counter[str] = field(default_factory=Counter)
@@ -104,6 +106,7 @@ class Ledger:
             self.delivered += 1
             latency = max(0.0, at - self.started[n])
             self.latencies.append(latency)
+            self.delivered_at.append(at)
             self.recent.append(latency)
         elif self.addressed[n].names(user) and user in self.online:
             self.duplicated += 1

@@ -179,6 +179,7 @@ class _Inbox:
         self._queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         self.progress: dict[int, tuple[int, int, int, int]] = {}
         self.finished = [False] * len(channels)  # its `done` came: its pipe may close
+        self.socket_samples: list[tuple[float, int]] = []  # when, how many open in all
         for number, channel in enumerate(channels):
             threading.Thread(target=self._read, args=(number, channel), daemon=True).start()
 
@@ -238,6 +239,7 @@ async def _conduct(
         part.arrivals, part.counters, part.cpu_seconds = arrivals, counters, cpu
         part.connect_errors = connect_errors
     ledger = merge(parts)
+    ledger.socket_samples = inbox.socket_samples
     window = max(part.sending_seconds for part in parts)
     return Report.from_ledger(
         ledger, options=options, sending_seconds=window, processes=processes,
@@ -253,6 +255,7 @@ async def _print_progress(inbox: _Inbox, options: Options, began: float, say: Pr
             continue
         figures = list(inbox.progress.values())
         sockets, sent, failed, arrived = (sum(f[i] for f in figures) for i in range(4))
+        inbox.socket_samples.append((time.monotonic(), sockets))
         say(f"{time.monotonic() - began:6.0f}s {len(inbox.progress)} processes  sockets open "
             f"{sockets}/{options.users}  sent {sent} (failed {failed})  arrived {arrived}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from realtime import codec
 from realtime.loadtest.ledger import Ledger
 from realtime.loadtest.options import Options
 from realtime.loadtest.stats import percentile
+from realtime.loadtest.timeline import Timeline
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p999", 0.999))
 BUSY_WARNING = 0.85  # of the load tester's cores, busy from the first send to the drain
@@ -43,6 +44,7 @@ class Report:
     processes: int = 1
     tester_cpu_seconds: float = 0.0  # the load tester's own, from the first send to the drain
     tester_busy: float = 0.0  # of its processes' cores over that time, 0 to 1
+    timeline: Timeline = field(default_factory=Timeline, repr=False)  # for the HTML report
 
     @property
     def tester_cpu_per_send_us(self) -> float:
@@ -105,6 +107,7 @@ class Report:
             tester_cpu_seconds=round(tester_cpu, 3),
             tester_busy=round(tester_cpu / (processes * tester_window), 3)
             if tester_window > 0 else 0.0,
+            timeline=Timeline.from_ledger(ledger),
         )
 
     @property
@@ -115,7 +118,8 @@ class Report:
 
     def as_json(self, judged: Sequence[Any] = ()) -> dict[str, Any]:
         """The figures, `ok`, and each threshold judged (`thresholds`: text, measured, met)."""
-        figures = asdict(self) | {
+        figures = {name: value for name, value in asdict(self).items() if name != "timeline"}
+        figures |= {
             "ok": self.ok, "tester_cpu_per_send_us": self.tester_cpu_per_send_us,
             "tester_cpu_per_delivery_us": self.tester_cpu_per_delivery_us,
             "tester_warning": self.tester_warning,

@@ -109,6 +109,7 @@ async def _progress(run: Run, say: Print) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(1.0)
             elapsed = time.monotonic() - began
+            run.ledger.socket_samples.append((time.monotonic(), run.ledger.sockets_open))
             if run.phase == "setup":
                 say(f"{elapsed:6.0f}s setup     users ready {run.prepared}/{run.options.users}")
             else:
