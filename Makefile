@@ -32,8 +32,9 @@ test: install-test
 	$(BIN)/python -m pytest $(PARALLEL) --ignore=tests/test_fuzz.py $(PYTEST_ARGS)
 	$(BIN)/python -m pytest tests/test_fuzz.py $(PYTEST_ARGS)
 
+# `make bench BENCH_ARGS="--keep DIR"` keeps each step's JSON, to draw results.md again later.
 bench: install-test
-	$(BIN)/python bench/all.py
+	$(BIN)/python bench/all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import charts
 import harness
 import orjson
 from results import Step, num, report
@@ -313,16 +314,19 @@ def main() -> int:
 
 
 def write_report(args: argparse.Namespace, steps: Sequence[Step], header: dict[str, str]) -> int:
-    """Write the report to --output and print it; 1 if a step failed."""
+    """Write the report to --output and print it, and its charts beside it; 1 if a step
+    failed."""
     try:
-        text = report(steps, header)
+        made = report(steps, header)
     except Exception:  # keep the run's figures even when the report cannot be made of them
         for step in steps:
             print(f"{step.shown}: {orjson.dumps(step.result).decode()}", file=sys.stderr)
         raise
-    args.output.write_text(text)
-    print(text)
+    args.output.write_text(made.text)
+    print(made.text)
     progress(f"wrote {args.output}")
+    drawn = charts.write(made.charts, args.output.parent)
+    progress(f"drew {', '.join(path.name for path in drawn)} beside it")
     return 1 if any(step.error for step in steps) else 0
 
 
