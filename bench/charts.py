@@ -32,20 +32,19 @@ TARGET_REACH = 4.0  # a target line is drawn when it is at most this many times 
 TARGET_NEAR_ZERO = 0.04  # and not when it would sit this close to zero (bars far above it)
 FILL = 0.74  # the larger bar (or the target line) spans this share of its row's scale
 INSIDE = 0.5  # a bar longer than this share of the row carries its value inside
-STYLE = {
-    "svg.fonttype": "none",  # text stays text: searchable, and checked by the tests
-    "svg.hashsalt": "bench-charts",  # the ids of clip paths are the same from run to run
-    "font.family": "sans-serif",
-    "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
-    "font.size": 9.0,
-    "text.parse_math": False,
-}
 METADATA = {"Date": None, "Creator": None}  # nothing that changes from run to run
 
 
 def draw(chart: Chart) -> str:
     """The chart as an SVG document."""
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context({
+        "svg.fonttype": "none",  # text stays text: searchable, and checked by the tests
+        "svg.hashsalt": "bench-charts",  # the ids of clip paths are the same from run to run
+        "font.family": "sans-serif",
+        "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
+        "font.size": 9.0,
+        "text.parse_math": False,
+    }):
         figure = layout(chart)
         out = io.StringIO()
         figure.savefig(out, format="svg", metadata=METADATA)
