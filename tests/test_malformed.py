@@ -317,20 +317,24 @@ async def world(make_user: MakeUser, admin: LoggedInUser, client: httpx.AsyncCli
 
 async def snapshot(db: asyncpg.Connection) -> dict[str, tuple[int, str]]:
     """The row count and a digest of the rows of every table but the budgets' buckets (a
-    refused send still spends its unit: the budget counts attempts, not changes) and the audit
-    trail (a refusal is recorded there, as it should be)."""
+    refused send still spends its unit: the budget counts attempts, not changes), the audit
+    trail (a refusal is recorded there, as it should be) and presence (each node refreshes it
+    on its own schedule). `last_seen_at` columns are left out for the same reason: a node's
+    presence sweep sets them whenever it runs."""
     tables = await db.fetch(
         """select tablename from pg_tables
            where schemaname = 'public'
-             and tablename not in ('budget_buckets', 'audit_records', 'audit_chain')
+             and tablename not in ('budget_buckets', 'audit_records', 'audit_chain',
+                                   'presence', 'presence_nodes')
            order by tablename"""
     )
     found = {}
     for row in tables:
         name = row["tablename"]
         found[name] = tuple(await db.fetchrow(
-            f"""select count(*), md5(coalesce(string_agg(t::text, e'\\n' order by t::text), ''))
-                from "{name}" t"""  # noqa: S608 - names come from pg_tables
+            f"""select count(*), md5(coalesce(string_agg(r, e'\\n' order by r), ''))
+                from (select (to_jsonb(t) - 'last_seen_at')::text as r
+                      from "{name}" t) rows"""  # noqa: S608 - names come from pg_tables
         ))
     return found
 
