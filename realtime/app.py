@@ -55,6 +55,7 @@ from realtime.rotation import load_fingerprint_key
 from realtime.system_messages import SystemMessages
 from realtime.vault import Vault
 from realtime.vault_limits import VaultLimits
+from realtime.worker_metrics import WorkerMetrics
 from realtime.ws import SERVER_SEND, Live, websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,12 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            exposition = metrics.exposition
+            if settings.worker_metrics_dir is not None:  # the last to stop: every count is in
+                shared = await stack.enter_async_context(
+                    WorkerMetrics.joined(settings.worker_metrics_dir, metrics.REGISTRY)
+                )
+                exposition = shared.exposition
             keyring = load_keyring(settings)
             await start_owned_task(stack, run_key_watch(keyring, settings), "key-watch")
             db = await stack.enter_async_context(open_database(settings))
@@ -153,6 +160,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                     database_answers=db.ping,
                     broker=app.state.live.hub.broker,
                     measure_backlog=partial(measure_backlog, db),
+                    exposition=exposition,
                 ),
             )
             yield

@@ -80,6 +80,9 @@ class Settings:
     audit_log: str = "none"  # "stdout": each audit record also as a JSON line in the log
     audit_retention: timedelta = timedelta(days=365)
     audit: bool = True  # off only to measure what the trail costs
+    # Set by `serve --workers` for its workers, never read from the environment: the directory
+    # where they share their figures, so that a scrape of any worker answers for all.
+    worker_metrics_dir: Path | None = None
 
     @property
     def embedded_database(self) -> bool:

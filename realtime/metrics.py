@@ -13,7 +13,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -250,3 +250,8 @@ def delivery_tally() -> DeliveryTally:
     """A new tally for one hub, counted in the metrics from now on."""
     return _deliveries.tally()
 
+
+
+async def exposition() -> bytes:
+    """This process's figures as Prometheus text."""
+    return generate_latest(REGISTRY)

@@ -2,7 +2,8 @@
 
 The parent holds the port, makes the master key file, starts the embedded PostgreSQL (no
 REALTIME_DATABASE_URL) and a private redis-server (no REALTIME_REDIS_URL), then forks the
-workers, each serving the whole app on the port (`Port` says how connections are spread).
+workers, each serving the whole app on the port (`Port` says how connections are spread), and
+a directory where they share their metrics (`realtime.worker_metrics`).
 A worker that stops before it serves stops them all (the next one would fail alike); one that
 dies later is replaced, unless workers keep dying. SIGINT or SIGTERM stops the workers
 gracefully, then Redis, then PostgreSQL.
@@ -14,15 +15,18 @@ import asyncio
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -156,6 +160,9 @@ def shared_services(
             redis = stack.enter_context(PrivateRedis(settings.data_dir / "redis", redis_binary))
             changes["redis_url"] = redis.url
             log.info("private redis-server started under %s", redis.directory)
+        # Made here (mode 0700, a short path for the unix sockets), removed after the workers.
+        changes["worker_metrics_dir"] = Path(tempfile.mkdtemp(prefix="realtime-metrics-"))
+        stack.callback(shutil.rmtree, changes["worker_metrics_dir"], ignore_errors=True)
 
         def fault() -> str | None:
             return "the private redis-server stopped" if redis and redis.exited() else None

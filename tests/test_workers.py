@@ -24,6 +24,7 @@ import httpx
 import orjson
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -306,6 +307,94 @@ async def test_a_message_expiring_in_a_second_is_deleted_on_time_once(
             assert frame["reason"] == "expired"
             lateness = (arrived - datetime.fromisoformat(expires_at)).total_seconds()
             assert lateness < ON_TIME, f"deleted {lateness:.3f} s after its expiry"
+
+
+# --- /metrics answers for every worker ----------------------------------------------------------
+
+HEALTHZ_ANSWERED = ("realtime_http_requests_total", (("method", "GET"), ("route", "/healthz"),
+                                                    ("status", "200")))
+OPEN_WEBSOCKETS = ("realtime_open_websockets", ())
+SCRAPES = 12  # each on a connection of its own, so that both workers answer some
+
+
+def scrape(served: Served) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One scrape of /metrics on a new connection: each sample by name and sorted labels."""
+    answer = httpx.get(f"{served.url}/metrics", timeout=5)
+    assert answer.status_code == 200, answer.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def ask_healthz(served: Served) -> None:
+    """CONNECTIONS answers of /healthz, each on a connection of its own: both workers count
+    some."""
+    for _ in range(CONNECTIONS):
+        assert httpx.get(f"{served.url}/healthz", timeout=5).status_code == 200
+
+
+async def test_every_scrape_sums_the_figures_of_both_workers(
+    served: Served, people: list[Person]
+) -> None:
+    """Whichever worker a scrape reaches, /metrics counts the requests and the open websockets
+    of both, and a counter never goes down from one scrape to the next."""
+    _, bob = people
+    before = scrape(served)
+    ask_healthz(served)
+    async with contextlib.AsyncExitStack() as stack:
+        holders: set[int] = set()
+        opened = 0
+        while len(holders) < WORKERS:
+            assert opened < MOST_SOCKETS, f"{opened} sockets, all held by {holders}"
+            ws = await stack.enter_async_context(connect(
+                f"ws://{ADDRESS}:{served.port}/ws",
+                additional_headers={"Authorization": f"Bearer {bob.token}"},
+            ))
+            opened += 1
+            holders.add(holder(served, ws))
+        expected = before[OPEN_WEBSOCKETS] + opened
+        await eventually(lambda: scrape(served)[OPEN_WEBSOCKETS] == expected,
+                         f"{opened} sockets counted")
+        counted = []
+        for _ in range(SCRAPES):
+            figures = scrape(served)
+            assert figures[OPEN_WEBSOCKETS] == expected
+            counted.append(figures[HEALTHZ_ANSWERED])
+        assert counted[0] >= before.get(HEALTHZ_ANSWERED, 0) + CONNECTIONS
+        assert counted == sorted(counted), f"a counter went down: {counted}"
+    await eventually(lambda: scrape(served)[OPEN_WEBSOCKETS] == before[OPEN_WEBSOCKETS],
+                     "the closed sockets to leave the sum")
+
+
+def metrics_dir_of(served: Served) -> Path:
+    """Where the workers share their figures: the directory of their unix sockets."""
+    [directory] = {Path(conn.laddr).parent for worker in served.workers()
+                   for conn in worker.net_connections(kind="unix")
+                   if conn.laddr and conn.laddr.endswith(".sock") and "metrics" in conn.laddr}
+    return directory
+
+
+def test_a_stopped_worker_keeps_its_counts_in_the_sum_and_its_directory_goes_at_the_end() -> None:
+    """A worker stopped with SIGTERM is replaced; what it counted stays in every scrape's sum.
+    The directory the workers share their figures in is private and is gone once they stop."""
+    with serving() as served:
+        directory = metrics_dir_of(served)
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        ask_healthz(served)
+        counted = scrape(served)[HEALTHZ_ANSWERED]
+        assert counted >= CONNECTIONS
+        first = served.workers()
+        os.kill(first[0].pid, signal.SIGTERM)
+        wait_until_serving(served, workers=WORKERS + 1)
+        assert (directory / f"{first[0].pid}.json").exists()
+        assert not (directory / f"{first[0].pid}.sock").exists()
+        for _ in range(SCRAPES):
+            assert scrape(served)[HEALTHZ_ANSWERED] == counted
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(STOP_TIMEOUT) == 0, served.log()
+        assert not directory.exists()
 
 
 def gone(process: psutil.Process) -> bool:

@@ -15,10 +15,13 @@ class Health:
     def __init__(
         self, *, database_answers: Callable[[], Awaitable[bool]], broker: Broker,
         measure_backlog: Callable[[], Awaitable[None]],
+        exposition: Callable[[], Awaitable[bytes]],
     ) -> None:
+        """`exposition` prints the metrics: this process's, or with workers every worker's."""
         self._database_answers = database_answers
         self._broker = broker
         self._measure_backlog = measure_backlog
+        self._exposition = exposition
 
     async def checks(self) -> dict[str, bool]:
         """Whether the database answers now, and whether the broker carries messages."""
@@ -28,3 +31,8 @@ class Health:
         """Set the gauges measured at the scrape: the broker's state and the expiry backlog."""
         broker_connected.set(1 if self._broker.healthy else 0)
         await self._measure_backlog()
+
+    async def metrics(self) -> bytes:
+        """The Prometheus text, measured now."""
+        await self.measure()
+        return await self._exposition()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from realtime.api import schemas
 from realtime.api.http import Call, Operation, json_response
-from realtime.metrics import REGISTRY
 
 
 async def healthz(call: Call) -> Response:
@@ -26,8 +25,7 @@ async def readyz(call: Call) -> Response:
 
 async def metrics(call: Call) -> Response:
     """Prometheus text; the broker's state and the expiry backlog are measured at the scrape."""
-    await call.services.health.measure()
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(await call.services.health.metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 OPERATIONS = (
