@@ -42,6 +42,9 @@ from realtime.system_messages import to_every_user, withdrawn_payload
 log = logging.getLogger(__name__)
 
 BATCH = 1_000  # messages deleted per transaction
+# Transactions deleting at once (SKIP LOCKED keeps them apart): while the database deletes one
+# batch, this process builds and publishes the events of another.
+BATCHES_AT_ONCE = 2
 SYSTEM_BATCH = 20  # system messages ended per transaction: each is an event for every user
 PURGE_INTERVAL = 60.0
 PURGE_BATCH = 10_000  # events purged per statement
@@ -176,13 +179,13 @@ class Expirer:
     async def expire_due(self) -> float:
         """Delete every message and link due now, batch after batch; return the seconds until
         the next."""
-        while True:
-            try:
-                deleted = await self._expire_batch()
-            except CONTENDED:
-                continue  # a reader or a recall held a row: this batch gave way; run it again
-            if deleted < BATCH:
-                break
+        deleting = await asyncio.gather(
+            *(self._expire_until_few() for _ in range(BATCHES_AT_ONCE)), return_exceptions=True
+        )
+        for outcome in deleting:  # each ran to its end: none is left running on its own
+            if isinstance(outcome, BaseException):
+                raise outcome
+        deleted = sum(outcome for outcome in deleting if isinstance(outcome, int))
         while (links := await self._delete_links_batch()) == BATCH:
             pass
         while (ended := await self._end_system_messages()) == SYSTEM_BATCH:
@@ -195,6 +198,16 @@ class Expirer:
                  _wait(next_system, ended)]
         known = [wait for wait in waits if wait is not None]
         return min(known) if known else IDLE_WAIT
+
+    async def _expire_until_few(self) -> int:
+        """Delete expired messages batch after batch until one is not full; return its count."""
+        while True:
+            try:
+                deleted = await self._expire_batch()
+            except CONTENDED:
+                continue  # a reader or a recall held a row: this batch gave way; run it again
+            if deleted < BATCH:
+                return deleted
 
     async def _delete_links_batch(self) -> int:
         """Delete the links due now: expired (their creators told), or at the end of their
