@@ -33,8 +33,10 @@ def printed(own: Worker, answering: list[Worker], gone: list[Worker]) -> dict[st
                              [figures_of(w.registry) for w in gone]))
     text = generate_latest(registry).decode()
     return {
-        sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items())): sample.value
+        sample.name + "".join(f"{{{name}={value}}}" for name, value in sorted(labels.items())):
+            sample.value
         for family in text_string_to_metric_families(text) for sample in family.samples
+        for labels in [sample.labels]
     }
 
 
