@@ -42,6 +42,7 @@ from realtime.keyfile import (
     write_key_file,
 )
 from realtime.loadtest import Options, run_loadtest
+from realtime.loadtest.loop import run as run_on_loop
 from realtime.loadtest.options import ADMIN_LOGIN_VARIABLE, LoadTestError, admin_password
 from realtime.loadtest.processes import run_in_processes
 from realtime.loadtest.report_page import check_available as check_report_page
@@ -346,9 +347,9 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> int:
         if args.html is not None:
             check_report_page()
         if args.processes > 1:
-            report = asyncio.run(run_in_processes(options, args.processes, say=_say))
+            report = run_on_loop(run_in_processes(options, args.processes, say=_say))
         else:
-            report = asyncio.run(run_loadtest(options, say=_say))
+            report = run_on_loop(run_loadtest(options, say=_say))
     except LoadTestError as exc:
         print(f"realtime loadtest: {exc}", file=sys.stderr)
         return 2

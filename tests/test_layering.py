@@ -63,6 +63,8 @@ OWNERS = {
     # websockets from the outside.
     "httpx": ("loadtest", "share"),
     "websockets": ("loadtest",),
+    # Its HTTP answers are parsed by the C parser uvicorn serves with.
+    "httptools": ("loadtest.http",),
     # The load tester's HTML report draws its charts.
     "matplotlib": ("loadtest.report_page",),
 }

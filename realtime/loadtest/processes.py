@@ -31,6 +31,7 @@ from typing import Any
 
 from realtime.loadtest.http import Deployment
 from realtime.loadtest.ledger import Addressed, Ledger
+from realtime.loadtest.loop import run as run_on_loop
 from realtime.loadtest.options import LoadTestError, Options
 from realtime.loadtest.population import Group, Member, log_in_admin, prepare_groups, prepare_users
 from realtime.loadtest.report import Report
@@ -266,7 +267,7 @@ async def _print_progress(inbox: _Inbox, options: Options, began: float, say: Pr
 def worker_main(channel: Connection, share: Share) -> None:
     """A worker process: its part of the test, reported to the parent over `channel`."""
     try:
-        asyncio.run(_work(channel, share))
+        run_on_loop(_work(channel, share))
     except Exception as exc:  # the parent reports it and stops the run
         with contextlib.suppress(OSError):
             channel.send(("error", f"{type(exc).__name__}: {exc}"))

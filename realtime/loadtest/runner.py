@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from realtime import codec
-from realtime.loadtest.http import Deployment
+from realtime.loadtest.http import Deployment, TransportError
 from realtime.loadtest.ledger import Addressed, Ledger
 from realtime.loadtest.options import Options
 from realtime.loadtest.population import (
@@ -201,8 +199,8 @@ async def _send(
         answer = await run.deployment.call(
             "POST", "/api/messages", token=sender.token, json=draft, node=number
         )
-    except httpx.HTTPError as exc:
-        ledger.send_failed_with(number, type(exc).__name__)
+    except TransportError as exc:
+        ledger.send_failed_with(number, str(exc))
         return
     if answer.status != 201 or not isinstance(answer.body, dict):
         ledger.send_failed_with(number, str(answer.status))
