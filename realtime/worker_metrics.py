@@ -114,24 +114,38 @@ def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
+async def _read_to_the_end(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the other side closes, at most READ_LIMIT bytes (ValueError past it)."""
+    chunks, size = [], 0
+    while chunk := await reader.read(64 * 1024):
+        size += len(chunk)
+        if size > READ_LIMIT:
+            raise ValueError("the figures are too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class WorkerMetrics:
     """This worker's place in the run's directory: its socket, its file, and the sum."""
 
-    def __init__(self, directory: Path, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, directory: Path, registry: CollectorRegistry, *, pid: int | None = None
+    ) -> None:
+        """`pid` names the worker in the directory: this process's by default."""
         self._directory = directory
         self._registry = registry
-        self._pid = os.getpid()
+        self._pid = os.getpid() if pid is None else pid
         self._socket_path = directory / f"{self._pid}.sock"
         self._file = directory / f"{self._pid}.json"
 
     @classmethod
     @contextlib.asynccontextmanager
     async def joined(
-        cls, directory: Path, registry: CollectorRegistry
+        cls, directory: Path, registry: CollectorRegistry, *, pid: int | None = None
     ) -> AsyncIterator[WorkerMetrics]:
         """Answer the other workers and write this one's file until the context ends, then
         write it a last time."""
-        worker = cls(directory, registry)
+        worker = cls(directory, registry, pid=pid)
         server = await asyncio.start_unix_server(worker._answer, path=worker._socket_path)
         writer = asyncio.create_task(worker._write_every_interval(), name="worker-metrics")
         try:
@@ -171,9 +185,9 @@ class WorkerMetrics:
             return None
         try:
             async with asyncio.timeout(ASK_TIMEOUT):
-                reader, writer = await asyncio.open_unix_connection(path, limit=READ_LIMIT)
+                reader, writer = await asyncio.open_unix_connection(path)
                 try:
-                    answer = await reader.read(READ_LIMIT)
+                    answer = await _read_to_the_end(reader)
                 finally:
                     writer.close()
             figures: Figures = json.loads(answer)

@@ -1,13 +1,19 @@
 """How `/metrics` adds up the workers of `serve --workers`, on real registries: what each kind
-of figure becomes in the sum, and what a worker that is gone still counts. The workers
-themselves, as processes answering over their sockets, are in tests/test_workers.py."""
+of figure becomes in the sum, what a worker that is gone still counts, and workers answering
+each other over their unix sockets. The workers as processes are in tests/test_workers.py."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from realtime.worker_metrics import figures_of, summed
+from realtime.worker_metrics import WorkerMetrics, figures_of, summed
 
 
 class Worker:
@@ -26,18 +32,12 @@ class Worker:
 
 
 def printed(own: Worker, answering: list[Worker], gone: list[Worker]) -> dict[str, float]:
-    """The sum as Prometheus text, read back: each sample by name and labels."""
+    """The sum as Prometheus text, read back."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(summed(figures_of(own.registry),
                              [figures_of(w.registry) for w in answering],
                              [figures_of(w.registry) for w in gone]))
-    text = generate_latest(registry).decode()
-    return {
-        sample.name + "".join(f"{{{name}={value}}}" for name, value in sorted(labels.items())):
-            sample.value
-        for family in text_string_to_metric_families(text) for sample in family.samples
-        for labels in [sample.labels]
-    }
+    return read(generate_latest(registry))
 
 
 def test_counters_histograms_and_open_sockets_are_the_sum_of_every_worker() -> None:
@@ -108,3 +108,47 @@ def test_alone_the_sum_is_the_workers_own_figures() -> None:
     figures = printed(alone, [], [])
     assert figures["realtime_messages_sent_total"] == 6
     assert figures["realtime_open_websockets"] == 2
+
+
+def read(text: bytes) -> dict[str, float]:
+    """Prometheus text read back: each sample by its name and labels."""
+    return {
+        sample.name + "".join(f"{{{name}={value}}}" for name, value in sorted(labels.items())):
+            sample.value
+        for family in text_string_to_metric_families(text.decode()) for sample in family.samples
+        for labels in [sample.labels]
+    }
+
+
+@pytest.fixture
+def run_directory() -> Iterator[Path]:
+    """A directory as the parent makes it: private, with a path short enough for sockets."""
+    directory = Path(tempfile.mkdtemp(prefix="realtime-metrics-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_workers_answer_each_other_and_a_stopped_one_counts_from_its_file(
+    run_directory: Path,
+) -> None:
+    """Worker 1 sums what worker 2 answers over its socket, however large (thousands of label
+    values, several reads); once worker 2 has stopped, its counters still count from its last
+    file and its open sockets no longer do."""
+    one, two = Worker(), Worker()
+    one.sent.inc(1)
+    one.sockets.set(4)
+    two.sent.inc(10)
+    two.sockets.set(6)
+    for number in range(3_000):
+        two.http.labels(f"/route/{number}").inc()
+    async with WorkerMetrics.joined(run_directory, one.registry, pid=1) as first:
+        async with WorkerMetrics.joined(run_directory, two.registry, pid=2):
+            figures = read(await first.exposition())
+            assert figures["realtime_messages_sent_total"] == 11
+            assert figures["realtime_open_websockets"] == 10
+            assert figures["realtime_http_requests_total{route=/route/2999}"] == 1
+            two.sent.inc(5)  # counted after the last periodic file: in the last one
+        assert not (run_directory / "2.sock").exists()
+        figures = read(await first.exposition())
+        assert figures["realtime_messages_sent_total"] == 16
+        assert figures["realtime_open_websockets"] == 4
