@@ -19,7 +19,7 @@ from realtime.api.http import Services
 from realtime.config import Settings
 from realtime.db import EmbeddedPostgres
 from realtime.events import EventLog
-from realtime.expiry import purge_once
+from realtime.expiry import BATCH, purge_once
 from realtime.models import EventType
 from realtime.store import events as event_store
 from tests.conftest import PASSWORD, MakeUser, log_in
@@ -185,13 +185,14 @@ async def test_frames_hello_and_the_unread_endpoint_agree_on_the_unread_count(
         assert of_type(replayed, "unread") == []
 
 
-async def test_a_burst_of_ten_thousand_expiring_in_one_second_is_deleted_within_five(
+async def test_a_burst_of_several_batches_expiring_at_once_is_deleted_within_five_seconds(
     live: LiveServer, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
-    """10,000 messages expiring within the same second are all deleted within 5 s of it, each
-    with its events."""
+    """Three batches' worth of messages expiring at the same moment are all deleted within 5 s
+    of it, batch after batch without a pause, each with its events once. (How many a second the
+    expirer deletes is bench/expiry.py's to measure: 100,000 at once there.)"""
     alice, bob = await make_user(), await make_user()
-    count = 10_000
+    count = 3 * BATCH
     expires_at = datetime.now(UTC) + timedelta(seconds=2)
     ids = [uuid.uuid4() for _ in range(count)]
     await raw_db.copy_records_to_table(
