@@ -127,7 +127,6 @@ class _Node:
 
     def __init__(self, url: str, size: int) -> None:
         parts = urlsplit(url)
-        self.url = url
         self._host = parts.hostname or "localhost"
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._port = parts.port or (443 if self._ssl else 80)
