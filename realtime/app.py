@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            exposition = metrics.exposition
+            exposition, shared = metrics.exposition, None
             if settings.worker_metrics_dir is not None:  # the last to stop: every count is in
                 shared = await stack.enter_async_context(
                     WorkerMetrics.joined(settings.worker_metrics_dir, metrics.REGISTRY)
@@ -137,6 +137,14 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 chainer = Chainer(db, retention=settings.audit_retention,
                                   log_records=settings.audit_log == "stdout")
                 await start_owned_task(stack, chainer.run(), "audit-chainer")
+            health = Health(
+                database_answers=db.ping,
+                broker=app.state.live.hub.broker,
+                measure_backlog=partial(measure_backlog, db),
+                exposition=exposition,
+            )
+            if shared is not None:
+                shared.measure_with(health.measure_broker)
             app.state.services = Services(
                 settings=settings,
                 db=db,
@@ -156,12 +164,7 @@ def create_app(settings: Settings | None = None, *, expire: bool = True) -> Star
                 refusals=Refusals(
                     settings.refusal_pause.total_seconds(), settings.refusals_held_per_client
                 ),
-                health=Health(
-                    database_answers=db.ping,
-                    broker=app.state.live.hub.broker,
-                    measure_backlog=partial(measure_backlog, db),
-                    exposition=exposition,
-                ),
+                health=health,
             )
             yield
 

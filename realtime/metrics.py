@@ -251,7 +251,6 @@ def delivery_tally() -> DeliveryTally:
     return _deliveries.tally()
 
 
-
 async def exposition() -> bytes:
     """This process's figures as Prometheus text."""
     return generate_latest(REGISTRY)

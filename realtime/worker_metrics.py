@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +68,19 @@ class Summed(Collector):
 def summed(own: Figures, answering: Sequence[Figures], gone: Sequence[Figures]) -> Summed:
     """`own` (the answering worker's), plus the other workers that answered, plus those gone
     (their counters and histograms only), family by family in `own`'s order."""
-    others = [(figures, True) for figures in answering] + [(figures, False) for figures in gone]
+    # Each other worker's samples by family name, and whether it is still running.
+    others = [({family[0]: family[3] for family in figures}, alive)
+              for group, alive in ((answering, True), (gone, False)) for figures in group]
     families = []
     for name, kind, documentation, samples in own:
-        totals = {_key(sample_name, labels): _number(value)
+        totals = {_key(sample_name, labels): float(value)
                   for sample_name, labels, value in samples}
         how = _how(name, kind)
-        for figures, alive in others if how != "own" else []:
+        for samples_by_family, alive in others if how != "own" else []:
             if not alive and kind == "gauge":  # a gone worker holds no socket, no broker
                 continue
-            for sample_name, labels, value in _samples_of(figures, name):
-                key, number = _key(sample_name, labels), _number(value)
+            for sample_name, labels, value in samples_by_family.get(name, []):
+                key, number = _key(sample_name, labels), float(value)
                 if key not in totals:
                     totals[key] = number
                 elif how == "sum":
@@ -101,17 +103,6 @@ def _how(name: str, kind: str) -> str:
     if kind != "gauge" or name in SUMMED_GAUGES:
         return "sum"
     return "least" if name in LEAST_GAUGES else "own"
-
-
-def _samples_of(figures: Figures, name: str) -> list[list[Any]]:
-    for family_name, _, _, samples in figures:
-        if family_name == name:
-            return list(samples)
-    return []
-
-
-def _number(value: Any) -> float:
-    return float("nan") if value is None else float(value)
 
 
 async def _read_to_the_end(reader: asyncio.StreamReader) -> bytes:
@@ -137,6 +128,12 @@ class WorkerMetrics:
         self._pid = os.getpid() if pid is None else pid
         self._socket_path = directory / f"{self._pid}.sock"
         self._file = directory / f"{self._pid}.json"
+        self._measure: Callable[[], None] = lambda: None
+
+    def measure_with(self, measure: Callable[[], None]) -> None:
+        """Call `measure` before this worker's figures go to another worker or to its file:
+        what a scrape measures (the broker's state) is then as fresh there as in a scrape."""
+        self._measure = measure
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -204,9 +201,13 @@ class WorkerMetrics:
             return None
         return figures
 
+    def _figures(self) -> Figures:
+        self._measure()
+        return figures_of(self._registry)
+
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(json.dumps(figures_of(self._registry)).encode())
+            writer.write(json.dumps(self._figures()).encode())
             await writer.drain()
         except OSError:
             pass  # the asking worker went away: nothing to answer
@@ -222,7 +223,7 @@ class WorkerMetrics:
         """This worker's figures to its file, whole or not at all."""
         partial = self._file.with_suffix(".partial")
         try:
-            partial.write_text(json.dumps(figures_of(self._registry)))
+            partial.write_text(json.dumps(self._figures()))
             partial.replace(self._file)
         except OSError as error:
             log.warning("cannot write this worker's figures (%s)", error.strerror or error)

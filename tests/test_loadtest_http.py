@@ -44,11 +44,13 @@ async def test_answers_carry_the_status_the_json_and_the_contracts_error(
         assert bad.status == 400 and "to" in bad.problem
 
 
-async def test_a_refusal_with_retry_after_is_read(live: LiveServer, make_user: MakeUser) -> None:
+async def test_a_refusal_with_retry_after_is_read(
+    live: LiveServer, make_user: MakeUser, settings: Settings
+) -> None:
     """Logins past the failures allowed are refused with 429 and the seconds to wait."""
     user = await make_user()
     async with Deployment((live.url,), connections=1) as deployment:
-        for _ in range(Settings().login_max_failures + 1):
+        for _ in range(settings.login_max_failures + 1):
             answer = await deployment.call("POST", "/api/auth/login", json={
                 "username": user.user.username, "password": "not the password",
             })
@@ -56,17 +58,19 @@ async def test_a_refusal_with_retry_after_is_read(live: LiveServer, make_user: M
     assert answer.retry_after is not None and answer.retry_after > 0
 
 
-async def test_connections_are_kept_and_never_more_than_asked(live: LiveServer) -> None:
-    before = connections_to(live)
-    async with Deployment((live.url,), connections=2) as deployment:
-        for _ in range(20):
-            assert (await deployment.call("GET", "/healthz")).status == 200
-        assert connections_to(live) == before + 1, "one request at a time, one connection"
-        answers = await asyncio.gather(*(deployment.call("GET", "/healthz") for _ in range(30)))
-        assert {answer.status for answer in answers} == {200}
-        assert connections_to(live) <= before + 2
-    await asyncio.sleep(0.1)
-    assert connections_to(live) == before, "the connections close with the deployment"
+async def test_connections_are_kept_and_never_more_than_asked(settings: Settings) -> None:
+    with live_server(settings) as server:  # of its own: no other client's connections to it
+        async with Deployment((server.url,), connections=2) as deployment:
+            for _ in range(20):
+                assert (await deployment.call("GET", "/healthz")).status == 200
+            assert connections_to(server) == 1, "one request at a time, one connection"
+            answers = await asyncio.gather(
+                *(deployment.call("GET", "/healthz") for _ in range(30))
+            )
+            assert {answer.status for answer in answers} == {200}
+            assert 1 <= connections_to(server) <= 2
+        await asyncio.sleep(0.1)
+        assert connections_to(server) == 0, "the connections close with the deployment"
 
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced(settings: Settings) -> None:

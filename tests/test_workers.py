@@ -314,6 +314,7 @@ async def test_a_message_expiring_in_a_second_is_deleted_on_time_once(
 HEALTHZ_ANSWERED = ("realtime_http_requests_total", (("method", "GET"), ("route", "/healthz"),
                                                     ("status", "200")))
 OPEN_WEBSOCKETS = ("realtime_open_websockets", ())
+BROKER_CONNECTED = ("realtime_broker_connected", ())
 SCRAPES = 12  # each on a connection of its own, so that both workers answer some
 
 
@@ -339,7 +340,8 @@ async def test_every_scrape_sums_the_figures_of_both_workers(
     served: Served, people: list[Person]
 ) -> None:
     """Whichever worker a scrape reaches, /metrics counts the requests and the open websockets
-    of both, and a counter never goes down from one scrape to the next."""
+    of both, says the broker is connected as it is on both, and a counter never goes down from
+    one scrape to the next."""
     _, bob = people
     before = scrape(served)
     ask_healthz(served)
@@ -361,6 +363,7 @@ async def test_every_scrape_sums_the_figures_of_both_workers(
         for _ in range(SCRAPES):
             figures = scrape(served)
             assert figures[OPEN_WEBSOCKETS] == expected
+            assert figures[BROKER_CONNECTED] == 1, "Redis is up for both workers"
             counted.append(figures[HEALTHZ_ANSWERED])
         assert counted[0] >= before.get(HEALTHZ_ANSWERED, 0) + CONNECTIONS
         assert counted == sorted(counted), f"a counter went down: {counted}"
@@ -383,7 +386,9 @@ def test_a_stopped_worker_keeps_its_counts_in_the_sum_and_its_directory_goes_at_
         directory = metrics_dir_of(served)
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
         ask_healthz(served)
-        counted = scrape(served)[HEALTHZ_ANSWERED]
+        first_scrape = scrape(served)
+        assert first_scrape[BROKER_CONNECTED] == 1, "the worker not scraped yet has Redis too"
+        counted = first_scrape[HEALTHZ_ANSWERED]
         assert counted >= CONNECTIONS
         first = served.workers()
         os.kill(first[0].pid, signal.SIGTERM)
@@ -391,7 +396,9 @@ def test_a_stopped_worker_keeps_its_counts_in_the_sum_and_its_directory_goes_at_
         assert (directory / f"{first[0].pid}.json").exists()
         assert not (directory / f"{first[0].pid}.sock").exists()
         for _ in range(SCRAPES):
-            assert scrape(served)[HEALTHZ_ANSWERED] == counted
+            figures = scrape(served)
+            assert figures[HEALTHZ_ANSWERED] == counted
+            assert figures[BROKER_CONNECTED] == 1
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(STOP_TIMEOUT) == 0, served.log()
         assert not directory.exists()

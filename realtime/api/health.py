@@ -27,9 +27,13 @@ class Health:
         """Whether the database answers now, and whether the broker carries messages."""
         return {"database": await self._database_answers(), "broker": self._broker.healthy}
 
+    def measure_broker(self) -> None:
+        """Set the broker's gauge to its state now (also when another worker asks for it)."""
+        broker_connected.set(1 if self._broker.healthy else 0)
+
     async def measure(self) -> None:
         """Set the gauges measured at the scrape: the broker's state and the expiry backlog."""
-        broker_connected.set(1 if self._broker.healthy else 0)
+        self.measure_broker()
         await self._measure_backlog()
 
     async def metrics(self) -> bytes:
